@@ -1,0 +1,145 @@
+"""Request parsing and response shapes shared by every native handler.
+
+Errors are raised as `server.errors` classes anywhere below a handler and
+turned into `{"error": "..."}` here, once. A stream that fails before its
+first line becomes an ordinary error response with the right status; one
+that fails later ends with an `{"error": ...}` line, as Ollama does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, AsyncIterator, Mapping
+
+from quart import Response, current_app, request
+
+from server.errors import BadRequest, PollamaError
+
+log = logging.getLogger(__name__)
+
+JSON_MIMETYPE = "application/json; charset=utf-8"
+NDJSON_MIMETYPE = "application/x-ndjson"
+
+
+class PayloadTooLarge(PollamaError):
+    status = 413
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(dumps(obj), status=status, content_type=JSON_MIMETYPE, headers=dict(headers or {}))
+
+
+def error_response(exc: PollamaError) -> Response:
+    return json_response({"error": exc.message}, exc.status)
+
+
+def empty_ok() -> Response:
+    return Response("", status=200, content_type=JSON_MIMETYPE)
+
+
+async def read_body(limit: int) -> bytes:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"request body too large: {length} bytes (limit {limit})")
+    chunks = bytearray()
+    async for chunk in request.body:
+        chunks += chunk
+        if len(chunks) > limit:
+            raise PayloadTooLarge(f"request body too large (limit {limit} bytes)")
+    return bytes(chunks)
+
+
+async def read_json(*, allow_empty: bool = False) -> dict[str, Any]:
+    """The request's JSON object. Empty → 400 `missing request body`; bad JSON → 400 with why."""
+    limit = current_app.config["POLLAMA_MAX_JSON_BODY"]
+    raw = await read_body(limit)
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise BadRequest("missing request body")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def field(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    """A typed optional field; the wrong type is a 400 naming the field (Go's decoder says similar)."""
+    value = body.get(key)
+    if value is None:
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok and float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        names = " or ".join(_json_type(k) for k in kinds)
+        raise BadRequest(f"invalid value for field {key!r}: expected {names}, got {_json_type(type(value))}")
+    return value
+
+
+def _json_type(kind: type) -> str:
+    return {str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}.get(
+        kind, kind.__name__
+    )
+
+
+async def stream_or_last(events: AsyncIterator[dict[str, Any]], *, stream: bool) -> Response:
+    """Progress endpoints (create, pull, push): NDJSON, or only the last object."""
+    if not stream:
+        last: dict[str, Any] = {}
+        try:
+            async for event in events:
+                last = event
+        except PollamaError as exc:
+            return error_response(exc)
+        return json_response(last)
+    return await ndjson(events)
+
+
+async def ndjson(events: AsyncIterator[dict[str, Any]]) -> Response:
+    """Stream events as NDJSON; an error before the first event is an ordinary error response."""
+    try:
+        first = await events.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except PollamaError as exc:
+        await _close(events)
+        return error_response(exc)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield (dumps(first) + "\n").encode()
+            async for event in events:
+                yield (dumps(event) + "\n").encode()
+        except PollamaError as exc:
+            yield (dumps({"error": exc.message}) + "\n").encode()
+        except Exception as exc:  # never leave a client hanging on a half stream
+            log.exception("stream failed")
+            yield (dumps({"error": f"internal error: {exc}"}) + "\n").encode()
+        finally:
+            await _close(events)
+
+    response = Response(body(), status=200, content_type=NDJSON_MIMETYPE)
+    response.timeout = None
+    return response
+
+
+async def _close(events: AsyncIterator[Any]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            log.debug("error closing stream", exc_info=True)

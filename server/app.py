@@ -1,0 +1,177 @@
+"""Build the Quart app (`create_app`) and run it on Hypercorn (`serve`).
+
+The app owns its services for exactly its serving lifetime (`while_serving`):
+the store is prepared before the first request, and runners are stopped
+after the last. Nothing lives at module level, so tests start as many
+servers as they like in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import time
+from typing import Any, Awaitable, Callable
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+from quart import Quart, Response, g, request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from server.api import security
+from server.config import Config
+from server.errors import PollamaError
+from server.services import Services
+from server.store.store import Store
+
+log = logging.getLogger("pollama.server")
+request_log = logging.getLogger("pollama.request")
+
+
+def create_app(config: Config, *, services: Services | None = None) -> Quart:
+    app = Quart("pollama", static_folder=None)
+    app.config.update(
+        MAX_CONTENT_LENGTH=None,  # blob uploads are streamed; JSON bodies have their own limit
+        BODY_TIMEOUT=None,  # a multi-GB blob upload takes as long as it takes
+        RESPONSE_TIMEOUT=None,  # so does a long generation stream
+        POLLAMA_MAX_JSON_BODY=config.max_json_body,
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+    )
+    svc = services or Services(config=config, store=Store(config.models))
+    app.extensions["pollama"] = svc
+
+    @app.before_request
+    async def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    security.install(app, config)
+
+    @app.after_request
+    async def log_request(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        request_log.info(
+            "%s %s %d %.1fms %s", request.method, request.path, response.status_code, elapsed * 1000, request.remote_addr
+        )
+        return response
+
+    @app.errorhandler(NotFound)
+    async def not_found(_: Exception) -> Response:
+        return Response("404 page not found", status=404, content_type="text/plain")
+
+    @app.errorhandler(MethodNotAllowed)
+    async def not_allowed(_: Exception) -> Response:
+        return Response("405 method not allowed", status=405, content_type="text/plain")
+
+    from server.api.http import error_response
+
+    @app.errorhandler(PollamaError)
+    async def pollama_error(exc: PollamaError) -> Response:
+        return error_response(exc)
+
+    from server.api.native import bp as native_bp
+
+    app.register_blueprint(native_bp)
+    for module in _optional_blueprints():
+        app.register_blueprint(module)
+
+    @app.while_serving
+    async def lifetime() -> Any:
+        await asyncio.to_thread(svc.store.prepare, prune=not config.noprune)
+        for start in svc.extras.get("on_start", []):
+            await start(svc)
+        try:
+            yield
+        finally:
+            for stop in reversed(svc.extras.get("on_stop", [])):
+                try:
+                    await stop(svc)
+                except Exception:
+                    log.exception("error during shutdown")
+
+    return app
+
+
+def _optional_blueprints() -> list[Any]:
+    """Blueprints of the API surfaces beyond model management, as they exist."""
+    import importlib
+
+    found = []
+    for module_name in ("server.api.inference", "server.api.openai", "server.api.anthropic", "server.api.pollama_ext"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        found.append(module.bp)
+    return found
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [config.host.netloc]
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.graceful_timeout = 5.0
+    hc.keep_alive_timeout = 75.0
+    hc.include_server_header = False
+    return hc
+
+
+class PortInUse(PollamaError):
+    pass
+
+
+async def serve(
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+    services: Services | None = None,
+) -> None:
+    """Serve until `shutdown_trigger` completes (or forever)."""
+    app = create_app(config, services=services)
+    hc = hypercorn_config(config)
+    trigger = shutdown_trigger or _never
+    try:
+        await hypercorn_serve(app, hc, shutdown_trigger=trigger)  # type: ignore[arg-type]
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise PortInUse(
+                f"listen tcp {config.host.netloc}: bind: address already in use — "
+                "is another Ollama or pollama server running?"
+            ) from None
+        raise
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
+
+
+def run_forever(config: Config) -> int:
+    """`pollama serve`: run in the foreground; SIGINT/SIGTERM shut down gracefully."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+        log.info("Listening on %s (version %s)", config.host.netloc, _version())
+        await serve(config, shutdown_trigger=stop.wait)
+
+    try:
+        asyncio.run(main())
+    except PortInUse as exc:
+        log.error("Error: %s", exc)
+        return 1
+    return 0
+
+
+def _version() -> str:
+    from server import __version__
+
+    return __version__

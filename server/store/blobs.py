@@ -1,0 +1,226 @@
+"""Content-addressed blobs: `blobs/sha256-<hex>`.
+
+A blob becomes visible only under its final name, and only after its bytes
+have been hashed and found equal to its digest: writers stream into a temp
+file (`.tmp-*`, a name that is never a digest), fsync, then rename. A crash
+leaves at most a temp file, which start-up removes; it is never taken for a
+model. Partial pull state (`-partial`, `-partial-N`) is the registry's and is
+kept for resume.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import AsyncIterable, Iterable
+
+from server.errors import BadRequest, NotFound, StorageError
+
+_DIGEST = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
+TEMP_PREFIX = ".tmp-"
+_WRITE_BUFFER = 4 * 1024 * 1024
+
+
+def parse_digest(digest: object) -> str:
+    """`sha256:<hex>` or `sha256-<hex>` → canonical `sha256:<lowercase hex>`."""
+    m = _DIGEST.match(digest) if isinstance(digest, str) else None
+    if not m:
+        raise BadRequest("invalid digest format")
+    return "sha256:" + m.group(1).lower()
+
+
+def is_digest(text: str) -> bool:
+    return bool(_DIGEST.match(text))
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"{what}: no space left on device; free some disk space and try again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"{what}: permission denied ({exc.strerror})")
+    return StorageError(f"{what}: {exc.strerror or exc}")
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, digest: str) -> Path:
+        """The on-disk path of a digest; the digest is validated, so it cannot escape."""
+        canonical = parse_digest(digest)
+        return self.root / canonical.replace(":", "-")
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f'blob "{digest}" not found') from None
+
+    def _temp(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+
+    def _publish(self, tmp: Path, expected: str, actual: str) -> Path:
+        if expected != actual:
+            tmp.unlink(missing_ok=True)
+            raise BadRequest(f'digest mismatch, expected "{expected}", got "{actual}"')
+        final = self.path(expected)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+        fsync_dir(self.root)
+        return final
+
+    def write_bytes(self, data: bytes) -> str:
+        """Store small bytes (config, template, params...) and return their digest."""
+        digest = sha256_digest(data)
+        if self.exists(digest):
+            return digest
+        tmp = self._temp()
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self._publish(tmp, digest, digest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(exc, "writing blob") from exc
+        return digest
+
+    async def write_stream(self, expected: str, chunks: AsyncIterable[bytes]) -> Path:
+        """Stream bytes to disk, hashing as they come; publish only if the digest matches.
+
+        Writes are batched and done in a worker thread so a multi-GB upload does
+        not stall the event loop.
+        """
+        import asyncio
+
+        expected = parse_digest(expected)
+        tmp = self._temp()
+        hasher = hashlib.sha256()
+        buffer = bytearray()
+        try:
+            f = await asyncio.to_thread(open, tmp, "wb")
+            try:
+                async for chunk in chunks:
+                    hasher.update(chunk)
+                    buffer += chunk
+                    if len(buffer) >= _WRITE_BUFFER:
+                        await asyncio.to_thread(f.write, bytes(buffer))
+                        buffer.clear()
+                if buffer:
+                    await asyncio.to_thread(f.write, bytes(buffer))
+                await asyncio.to_thread(_flush_sync, f)
+            finally:
+                f.close()
+            return self._publish(tmp, expected, "sha256:" + hasher.hexdigest())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(exc, "writing blob") from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def import_file(self, source: Path) -> str:
+        """Copy a local file in as a blob (used by create from a path)."""
+        hasher = hashlib.sha256()
+        tmp = self._temp()
+        try:
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(_WRITE_BUFFER):
+                    hasher.update(chunk)
+                    dst.write(chunk)
+                _flush_sync(dst)
+            digest = "sha256:" + hasher.hexdigest()
+            if self.exists(digest):
+                tmp.unlink()
+                return digest
+            self._publish(tmp, digest, digest)
+            return digest
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(exc, f"importing {source}") from exc
+
+    def digests(self) -> Iterable[str]:
+        if not self.root.is_dir():
+            return
+        for entry in self.root.iterdir():
+            if is_digest(entry.name) and entry.is_file():
+                yield parse_digest(entry.name)
+
+    def normalize_names(self) -> None:
+        """Rename `sha256:<hex>` files (old Ollama) to `sha256-<hex>`."""
+        if not self.root.is_dir():
+            return
+        for entry in self.root.iterdir():
+            if entry.name.startswith("sha256:") and is_digest(entry.name):
+                os.replace(entry, self.root / entry.name.replace(":", "-"))
+
+    def remove_temp_files(self) -> int:
+        """Remove what interrupted writers left; no writer runs before start-up ends."""
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        for entry in self.root.iterdir():
+            if entry.name.startswith(TEMP_PREFIX):
+                entry.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def prune(self, referenced: set[str], *, min_age: float = 0.0, keep: set[str] | None = None) -> list[str]:
+        """Delete blobs no manifest references (and stray invalid names); returns what went."""
+        removed: list[str] = []
+        if not self.root.is_dir():
+            return removed
+        now = time.time()
+        keep = keep or set()
+        for entry in self.root.iterdir():
+            name = entry.name
+            if "-partial" in name or name.startswith(TEMP_PREFIX):
+                continue
+            if not is_digest(name):
+                if entry.is_file():
+                    entry.unlink(missing_ok=True)
+                    removed.append(name)
+                continue
+            digest = parse_digest(name)
+            if digest in referenced or digest in keep:
+                continue
+            try:
+                if min_age and now - entry.stat().st_mtime < min_age:
+                    continue
+            except FileNotFoundError:
+                continue
+            entry.unlink(missing_ok=True)
+            removed.append(digest)
+        return removed
+
+
+def _flush_sync(f) -> None:  # type: ignore[no-untyped-def]
+    f.flush()
+    os.fsync(f.fileno())

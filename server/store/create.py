@@ -1,0 +1,323 @@
+"""`/api/create`: build a model from uploaded GGUF blobs or from another model.
+
+Everything that can be checked is checked before the first byte is written
+(name, file paths, digests, GGUF validity, template syntax, parameter types),
+so a bad request leaves the store as it was. The new manifest is written last;
+until then, the blobs this create relies on are pinned against collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from server.errors import BadRequest, InvalidModelName, NotFound, TemplateError
+from server.options import coerce_options
+from server.store import manifest as mt
+from server.store.blobs import parse_digest, sha256_digest
+from server.store.gguf_info import GGUFInfo, InvalidGGUF, check_magic, human_parameter_count, read_gguf
+from server.store.manifest import Layer, Manifest
+from server.store.modelfile import parse as parse_modelfile
+from server.store.names import Name
+from server.store.store import Model, Store
+
+Progress = dict[str, Any]
+#: Pulls a missing `from` model; yields progress. Provided by the registry service.
+PullHook = Callable[[Name], AsyncIterator[Progress]]
+
+
+@dataclass
+class CreateRequest:
+    name: Name
+    from_: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    adapters: dict[str, str] = field(default_factory=dict)
+    template: str | None = None
+    system: str | None = None
+    licenses: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    renderer: str | None = None
+    parser: str | None = None
+    requires: str | None = None
+    quantize: str | None = None
+    #: Legacy `modelfile` form only: server-local files to import (name → path).
+    local_files: dict[str, Path] = field(default_factory=dict)
+    local_adapters: dict[str, Path] = field(default_factory=dict)
+
+
+def _str_or_none(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{key} must be a string")
+    return value
+
+
+def _digest_map(value: Any, key: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{key} must be an object of file name to digest")
+    out: dict[str, str] = {}
+    for path, digest in value.items():
+        if not isinstance(digest, str) or not digest:
+            raise BadRequest("invalid digest format")
+        clean = posixpath.normpath(path.replace("\\", "/"))
+        if path.startswith(("/", "\\")) or clean.startswith("..") or clean != path.replace("\\", "/") or ":" in path:
+            raise BadRequest("file path must be relative")
+        out[path] = parse_digest(digest)
+    return out
+
+
+def parse_create_request(body: dict[str, Any]) -> CreateRequest:
+    """Validate a create body (structured form, or the older `modelfile` text)."""
+    raw_name = body.get("model") or body.get("name")
+    if not isinstance(raw_name, str) or not raw_name:
+        raise InvalidModelName()
+    name = Name.parse(raw_name)
+    req = CreateRequest(name=name)
+    modelfile = body.get("modelfile")
+    if isinstance(modelfile, str) and modelfile and not body.get("files") and not body.get("from"):
+        mf = parse_modelfile(modelfile)
+        base = Path(body["path"]).parent if isinstance(body.get("path"), str) else None
+        legacy = mf.create_request(base)
+        req.local_files = legacy.pop("_paths")
+        req.local_adapters = legacy.pop("_adapter_paths")
+        body = {**legacy, **{k: v for k, v in body.items() if k not in ("modelfile", "path")}}
+    req.from_ = _str_or_none(body, "from")
+    req.files = _digest_map(body.get("files"), "files")
+    req.adapters = _digest_map(body.get("adapters"), "adapters")
+    for key in ("template", "system", "renderer", "parser", "requires"):
+        setattr(req, key, _str_or_none(body, key))
+    req.quantize = _str_or_none(body, "quantize") or _str_or_none(body, "quantization")
+    lic = body.get("license")
+    if isinstance(lic, str):
+        req.licenses = [lic]
+    elif isinstance(lic, list) and all(isinstance(x, str) for x in lic):
+        req.licenses = list(lic)
+    elif lic is not None:
+        raise BadRequest("license must be a string or a list of strings")
+    req.parameters = coerce_options(body.get("parameters"), BadRequest)
+    messages = body.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content", ""), str)
+            for m in messages
+        ):
+            raise BadRequest("messages must be a list of {role, content} objects")
+        req.messages = [{"role": m["role"], "content": m.get("content", "")} for m in messages]
+    if req.template is not None:
+        _check_template(req.template)
+    if len(req.adapters) + len(req.local_adapters) > 1:
+        raise BadRequest("only one adapter is currently supported")
+    if not req.from_ and not req.files and not req.local_files:
+        raise BadRequest("neither 'from' or 'files' was specified")
+    if req.quantize:
+        raise BadRequest(
+            f"quantization to {req.quantize} is not supported by pollama yet; "
+            "create the model unquantized, or quantize the GGUF with llama.cpp's llama-quantize"
+        )
+    return req
+
+
+def _check_template(text: str) -> None:
+    from server.prompt import ChatTemplate
+
+    try:
+        ChatTemplate.parse(text)
+    except TemplateError as exc:
+        raise BadRequest(f"template error: {exc.message}") from None
+
+
+def model_config(info: GGUFInfo | None, *, base: dict[str, Any] | None, req: CreateRequest, projector_archs: list[str]) -> dict[str, Any]:
+    """The config blob (§6.3), in Ollama's field order."""
+    base = base or {}
+    cfg: dict[str, Any] = {
+        "model_format": base.get("model_format", "gguf"),
+        "model_family": base.get("model_family", ""),
+        "model_families": base.get("model_families"),
+        "model_type": base.get("model_type", ""),
+        "file_type": base.get("file_type", ""),
+    }
+    if info is not None:
+        families = [info.architecture, *[a for a in projector_archs if a != info.architecture]]
+        cfg.update(
+            model_format="gguf",
+            model_family=info.architecture,
+            model_families=families,
+            model_type=human_parameter_count(info.parameter_count),
+            file_type=info.file_type,
+        )
+    for key in ("renderer", "parser", "requires"):
+        value = getattr(req, key) or base.get(key)
+        if value:
+            cfg[key] = value
+    ctx = info.context_length if info else base.get("context_length")
+    embd = info.embedding_length if info else base.get("embedding_length")
+    if ctx:
+        cfg["context_length"] = int(ctx)
+    if embd:
+        cfg["embedding_length"] = int(embd)
+    cfg["architecture"] = "amd64"
+    cfg["os"] = "linux"
+    cfg["rootfs"] = {"type": "layers", "diff_ids": []}
+    return cfg
+
+
+async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | None = None) -> AsyncIterator[Progress]:
+    """Create (or replace) `req.name`, yielding Ollama's progress objects."""
+    name = store.resolve(req.name)
+    layers: list[Layer] = []
+    base_config: dict[str, Any] | None = None
+    base_params: dict[str, Any] = {}
+    model_info: GGUFInfo | None = None
+    projector_archs: list[str] = []
+    detected_template: tuple[str, dict[str, Any]] | None = None
+    existed_before: set[str] = set()
+
+    if req.from_ and not req.files and not req.local_files:
+        base_name = Name.parse_lenient(req.from_)
+        if not base_name.is_valid:
+            raise BadRequest(f"invalid model name {req.from_!r} in from (and no such file)")
+        base = store.get(base_name)
+        if base is None:
+            if pull is None:
+                raise NotFound(f"model '{base_name.display}' not found")
+            async for progress in pull(base_name):
+                yield progress
+            base = store.require(base_name)
+        base_config = dict(base.config)
+        base_params = dict(base.parameters)
+        for layer in base.manifest.layers:
+            if layer.media_type == mt.PARAMS:
+                continue
+            from_ = layer.from_ or (base.name.display if layer.media_type in (mt.MODEL, mt.PROJECTOR, mt.ADAPTER) else None)
+            layers.append(Layer(layer.media_type, layer.digest, layer.size, from_, layer.name))
+        model_info = await asyncio.to_thread(_safe_gguf, base)
+
+    with store.pinned(layer.digest for layer in layers) as pins:
+        for filename, path in req.local_files.items():
+            digest = await asyncio.to_thread(store.blobs.import_file, path)
+            req.files[filename] = digest
+            pins.add(digest)
+        for filename, path in req.local_adapters.items():
+            digest = await asyncio.to_thread(store.blobs.import_file, path)
+            req.adapters[filename] = digest
+            pins.add(digest)
+
+        for filename, digest in {**req.files, **req.adapters}.items():
+            pins.add(digest)
+            if not store.blobs.exists(digest):
+                raise BadRequest(f"blob {digest} for {filename} not found; upload it with POST /api/blobs/{digest} first")
+
+        if req.files:
+            yield {"status": "parsing GGUF"}
+            model_layers: list[Layer] = []
+            for filename, digest in req.files.items():
+                path = store.blobs.path(digest)
+                if not (filename.lower().endswith(".gguf") or check_magic(path)):
+                    raise BadRequest(f"{filename}: unsupported file type; pollama imports GGUF files")
+                info = await asyncio.to_thread(read_gguf, path)
+                size = path.stat().st_size
+                if info.is_projector:
+                    projector_archs.append(info.architecture)
+                    layers.append(Layer(mt.PROJECTOR, digest, size))
+                elif info.is_adapter:
+                    layers.append(Layer(mt.ADAPTER, digest, size))
+                else:
+                    if model_info is not None and model_layers:
+                        raise BadRequest("more than one model GGUF given in files")
+                    model_info = info
+                    model_layers.append(Layer(mt.MODEL, digest, size))
+            if not model_layers:
+                raise BadRequest("no model GGUF in files (only projectors or adapters)")
+            layers = [l for l in layers if l.media_type != mt.MODEL]
+            layers = model_layers + layers
+            if model_info and model_info.chat_template and req.template is None:
+                detected_template = _detect_template(model_info.chat_template)
+
+        for filename, digest in req.adapters.items():
+            path = store.blobs.path(digest)
+            await asyncio.to_thread(read_gguf, path)
+            layers = [l for l in layers if l.media_type != mt.ADAPTER]
+            layers.append(Layer(mt.ADAPTER, digest, path.stat().st_size))
+
+        template = req.template
+        params = dict(base_params)
+        if detected_template is not None:
+            tname, tparams = detected_template
+            yield {"status": f"using autodetected template {tname}"}
+            template = template if template is not None else _bundled_text(tname)
+            params = {**tparams, **params}
+        params.update(req.parameters)
+
+        def text_layer(media_type: str, text: str) -> Layer:
+            data = text.encode("utf-8")
+            pins.add(sha256_digest(data))  # pin first: a concurrent delete may be collecting it
+            return Layer(media_type, store.blobs.write_bytes(data), len(data))
+
+        def replace(media_types: tuple[str, ...], new: Layer | None) -> None:
+            nonlocal layers
+            layers = [l for l in layers if l.media_type not in media_types]
+            if new is not None:
+                layers.append(new)
+
+        existed_before = {l.digest for l in layers if store.blobs.exists(l.digest)} - set(req.files.values())
+        if template is not None:
+            replace((mt.TEMPLATE, mt.PROMPT), text_layer(mt.TEMPLATE, template))
+        if req.system:
+            replace((mt.SYSTEM,), text_layer(mt.SYSTEM, req.system))
+        for lic in req.licenses:
+            layers.append(text_layer(mt.LICENSE, lic))
+        if req.messages:
+            replace((mt.MESSAGES,), text_layer(mt.MESSAGES, json.dumps(req.messages, separators=(",", ":"))))
+        if params:
+            replace((mt.PARAMS,), text_layer(mt.PARAMS, json.dumps(params, separators=(",", ":"))))
+        else:
+            replace((mt.PARAMS,), None)
+
+        cfg = model_config(model_info, base=base_config, req=req, projector_archs=projector_archs)
+        cfg["rootfs"]["diff_ids"] = [l.digest for l in layers]
+        cfg_bytes = json.dumps(cfg, separators=(",", ":")).encode()
+        pins.add(sha256_digest(cfg_bytes))
+        cfg_digest = store.blobs.write_bytes(cfg_bytes)
+        config_layer = Layer(mt.CONFIG_MEDIA_TYPE, cfg_digest, len(cfg_bytes))
+
+        for layer in layers:
+            verb = "using existing" if layer.digest in existed_before else "creating new"
+            yield {"status": f"{verb} layer {layer.digest}"}
+        yield {"status": "writing manifest"}
+        manifest = Manifest.build(config_layer, layers)
+        await asyncio.to_thread(store.write_manifest, name, manifest)
+    yield {"status": "success"}
+
+
+def _safe_gguf(model: Model) -> GGUFInfo | None:
+    try:
+        return model.gguf()
+    except InvalidGGUF:
+        return None
+
+
+def _detect_template(chat_template: str) -> tuple[str, dict[str, Any]] | None:
+    from server.prompt import detect_bundled_template
+
+    found = detect_bundled_template(chat_template)
+    if found is None:
+        return None
+    return found.name, dict(found.parameters)
+
+
+def _bundled_text(name: str) -> str:
+    from server.prompt import bundled_templates
+
+    for t in bundled_templates():
+        if t.name == name:
+            return t.template_text
+    raise KeyError(name)

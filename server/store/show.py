@@ -1,0 +1,112 @@
+"""`/api/show` and `/api/tags` entries: a model described in Ollama's words."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from server.errors import PollamaError
+from server.store import manifest as mt
+from server.store.capabilities import capabilities
+from server.store.gguf_info import read_gguf
+from server.store.modelfile import render as render_modelfile
+from server.store.store import Model
+from server.timefmt import rfc3339
+
+_HIDDEN_KV = ("general.name", "tokenizer.chat_template")
+
+
+def go_value(value: Any) -> str:
+    """Go's `%#v` for the JSON values a params layer holds."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        f = float(value)
+        return str(int(f)) if f.is_integer() and abs(f) < 1e21 else repr(f)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value)
+
+
+def parameters_text(params: dict[str, Any]) -> str:
+    lines = []
+    for key, value in params.items():
+        for v in value if isinstance(value, list) else [value]:
+            lines.append(f"{key:<30} {go_value(v)}")
+    return "\n".join(lines)
+
+
+def tag_entry(model: Model) -> dict[str, Any]:
+    name = model.name.display
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": rfc3339(model.modified),
+        "size": model.manifest.size,
+        "digest": model.digest,
+        "details": model.details(),
+    }
+
+
+def modelfile_text(model: Model, *, system: str | None = None, parameters: dict[str, Any] | None = None) -> str:
+    params = dict(model.parameters)
+    params.update(parameters or {})
+    model_path = model.model_path
+    return render_modelfile(
+        header_name=model.name.display,
+        from_lines=[str(model_path)] if model_path else [],
+        adapters=[str(p) for p in model.adapter_paths],
+        projectors=[str(p) for p in model.projector_paths],
+        template=model.template,
+        system=system if system is not None else model.system,
+        parameters=params,
+        licenses=model.licenses,
+        messages=model.messages,
+    )
+
+
+def show(model: Model, *, verbose: bool = False, system: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    params = dict(model.parameters)
+    params.update(options or {})
+    out: dict[str, Any] = {}
+    if model.licenses:
+        out["license"] = "\n".join(model.licenses)
+    out["modelfile"] = modelfile_text(model, system=system, parameters=options)
+    if params:
+        out["parameters"] = parameters_text(params)
+    if model.template:
+        out["template"] = model.template
+    sys_text = system if system is not None else model.system
+    if sys_text:
+        out["system"] = sys_text
+    out["details"] = model.details()
+    if model.messages:
+        out["messages"] = [{"role": m.get("role", ""), "content": m.get("content", "")} for m in model.messages]
+    model_info: dict[str, Any] = {}
+    tensors: list[dict[str, Any]] = []
+    info = model.gguf(verbose=verbose)
+    if info is not None:
+        model_info = {k: v for k, v in info.kv.items() if k not in _HIDDEN_KV}
+        tensors = info.tensors
+    out["model_info"] = model_info
+    for path in model.projector_paths:
+        try:
+            proj = read_gguf(path, verbose=verbose)
+        except PollamaError:
+            continue
+        out["projector_info"] = {k: v for k, v in proj.kv.items() if k not in _HIDDEN_KV}
+        break
+    if tensors:
+        out["tensors"] = tensors
+    out["capabilities"] = capabilities(model)
+    out["modified_at"] = rfc3339(model.modified)
+    if model.config.get("requires"):
+        out["requires"] = model.config["requires"]
+    return out
+
+
+def has_layer(model: Model, media_type: str) -> bool:
+    return bool(model.manifest.layers_of(media_type))
+
+
+__all__ = ["show", "tag_entry", "modelfile_text", "parameters_text", "has_layer", "mt"]
