@@ -64,8 +64,25 @@ def fsync_dir(path: Path) -> None:
 
 
 class BlobStore:
+    #: Small blobs (configs, templates, params) are read on every listing; they never change.
+    SMALL_CACHE_ENTRIES = 4096
+    SMALL_BLOB_MAX = 256 * 1024
+
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._small: dict[str, bytes] = {}
+
+    def read_small(self, digest: str) -> bytes:
+        """Read a small blob, cached by digest (content-addressed, so never stale)."""
+        cached = self._small.get(digest)
+        if cached is not None:
+            return cached
+        data = self.path(digest).read_bytes()
+        if len(data) <= self.SMALL_BLOB_MAX:
+            if len(self._small) >= self.SMALL_CACHE_ENTRIES:
+                self._small.pop(next(iter(self._small)))
+            self._small[digest] = data
+        return data
 
     def path(self, digest: str) -> Path:
         """The on-disk path of a digest; the digest is validated, so it cannot escape."""

@@ -52,7 +52,7 @@ class Model:
     @cached_property
     def config(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.blobs.path(self.manifest.config.digest).read_bytes())
+            data = json.loads(self.blobs.read_small(self.manifest.config.digest))
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -62,8 +62,8 @@ class Model:
         if not layers:
             return None
         try:
-            return self.blobs.path(layers[-1].digest).read_text(encoding="utf-8")
-        except OSError:
+            return self.blobs.read_small(layers[-1].digest).decode("utf-8")
+        except (OSError, UnicodeDecodeError):
             return None
 
     @property
