@@ -1,0 +1,453 @@
+"""Which runners are loaded, for how long, and who waits: Ollama's scheduler (§10.2).
+
+The decisions (reload or reuse, whom to evict, will it fit) are plain
+functions over plain data, tested without processes. `Scheduler` is the thin
+asyncio layer around them: it loads one model at a time, hands out leases,
+runs keep-alive timers, and forgets a runner the moment its process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol
+
+from server.config import Config
+from server.errors import PollamaError, RequestCanceled, ServerBusy
+from server.gpu import Device, SystemMemory, gpu_devices, system_memory
+from server.store.gguf_info import GGUFInfo
+from server.store.store import Model
+from server.timefmt import far_future, rfc3339
+
+log = logging.getLogger(__name__)
+
+BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+DEFAULT_CONTEXT = 4096
+MIN_CONTEXT = 4
+
+
+# ---- the decision core -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """Everything that decides how a runner process is loaded; a change means a reload."""
+
+    model_path: str
+    adapters: tuple[str, ...] = ()
+    projectors: tuple[str, ...] = ()
+    num_ctx: int = DEFAULT_CONTEXT
+    num_parallel: int = 1
+    num_batch: int = 512
+    num_gpu: int = -1
+    main_gpu: int = 0
+    use_mmap: bool | None = None
+    num_thread: int = 0
+    embedding: bool = False
+    flash_attention: bool | None = None
+    kv_cache_type: str = ""
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        return (self.model_path, self.adapters, self.projectors)
+
+
+def needs_reload(loaded: RunnerSpec, wanted: RunnerSpec) -> bool:
+    """Ollama reloads when runner options differ; `num_gpu=-1` (auto) matches anything."""
+    if loaded.key != wanted.key:
+        return True
+    for name in ("num_ctx", "num_batch", "main_gpu", "use_mmap", "num_thread", "num_parallel", "embedding"):
+        if getattr(loaded, name) != getattr(wanted, name):
+            return True
+    return wanted.num_gpu != -1 and wanted.num_gpu != loaded.num_gpu
+
+
+def resolve_num_ctx(requested: int | None, config_default: int, trained: int | None) -> int:
+    """Request > model param > OLLAMA_CONTEXT_LENGTH > 4096, clamped to the trained context."""
+    ctx = requested or config_default or DEFAULT_CONTEXT
+    if trained:
+        ctx = min(ctx, int(trained))
+    return max(ctx, MIN_CONTEXT)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: int
+    kv_cache: int
+    compute: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute
+
+
+def estimate_memory(spec: RunnerSpec, info: GGUFInfo | None, file_sizes: int) -> MemoryEstimate:
+    """Weights + f16 KV cache for num_ctx × num_parallel + a compute buffer."""
+    ctx = spec.num_ctx * spec.num_parallel
+    bytes_per = {"q8_0": 1.0625, "q4_0": 0.5625}.get(spec.kv_cache_type, 2.0)
+    kv = info.kv_cache_bytes(ctx, bytes_per) if info else 0
+    n_vocab = 0
+    embd = 0
+    if info:
+        tokens = info.get("tokenizer.ggml.tokens")
+        n_vocab = len(tokens) if isinstance(tokens, list) and tokens else int(info.arch_value("vocab_size", 32000) or 32000)
+        embd = int(info.embedding_length or 0)
+    # logits for one batch + activations; llama.cpp's graph buffers are of this order.
+    compute = spec.num_batch * (n_vocab + 4 * embd) * 4 + 16 * 1024 * 1024
+    return MemoryEstimate(file_sizes, kv, compute)
+
+
+def fits(estimate: MemoryEstimate, free: int, *, others_loaded: bool) -> bool:
+    """The first model always gets a try; with others resident keep 20 % headroom."""
+    return not others_loaded or estimate.total <= free * 0.8
+
+
+@dataclass
+class RunnerState:
+    """What the decisions need to know about a loaded runner."""
+
+    spec: RunnerSpec
+    keep_alive: float
+    refcount: int = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.refcount == 0
+
+
+def choose_eviction(runners: list[RunnerState]) -> RunnerState | None:
+    """Shortest keep-alive first (then path); an idle one if any, else the first to wait for."""
+    if not runners:
+        return None
+    ordered = sorted(runners, key=lambda r: (r.keep_alive, r.spec.model_path))
+    for r in ordered:
+        if r.idle:
+            return r
+    return ordered[0]
+
+
+def max_loaded(config: Config, devices: list[Device]) -> int:
+    if config.max_loaded_models > 0:
+        return config.max_loaded_models
+    return 3 * max(len(devices), 1)
+
+
+# ---- the asyncio layer ----------------------------------------------------------------------
+
+
+class RunnerHandle(Protocol):
+    """What the scheduler needs from a runner client (server/runner/client.py)."""
+
+    pid: int
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+    def on_exit(self, callback: Callable[[], None]) -> None: ...
+
+
+StartRunner = Callable[[RunnerSpec, float | None], Awaitable[Any]]
+
+
+@dataclass
+class Loaded:
+    state: RunnerState
+    model: Model
+    client: Any
+    estimate: MemoryEstimate
+    size: int
+    size_vram: int
+    semaphore: asyncio.Semaphore
+    idle_event: asyncio.Event = field(default_factory=asyncio.Event)
+    expires_at: float | None = None
+    timer: asyncio.TimerHandle | None = None
+    closing: bool = False
+
+    @property
+    def spec(self) -> RunnerSpec:
+        return self.state.spec
+
+
+class Lease:
+    """A request's hold on a runner: released on exit, which may start the keep-alive timer."""
+
+    def __init__(self, scheduler: "Scheduler", loaded: Loaded, wait_seconds: float) -> None:
+        self._scheduler = scheduler
+        self.loaded = loaded
+        self.load_duration = wait_seconds
+        self._released = False
+
+    @property
+    def runner(self) -> Any:
+        return self.loaded.client
+
+    @property
+    def spec(self) -> RunnerSpec:
+        return self.loaded.spec
+
+    async def __aenter__(self) -> "Lease":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._scheduler._release(self.loaded)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: Config,
+        start_runner: StartRunner,
+        *,
+        memory: Callable[[], SystemMemory] = system_memory,
+        devices: Callable[[], list[Device]] = gpu_devices,
+    ) -> None:
+        self.config = config
+        self._start_runner = start_runner
+        self._memory = memory
+        self._devices = devices
+        self._loaded: dict[tuple[Any, ...], Loaded] = {}
+        self._load_lock = asyncio.Lock()
+        self._pending = 0
+        self._device_cache: list[Device] | None = None
+
+    # -- public -------------------------------------------------------------------------------
+
+    def spec_for(self, model: Model, options: dict[str, Any], *, embedding: bool = False) -> RunnerSpec:
+        info = model.gguf()
+        trained = info.context_length if info else None
+        num_ctx = resolve_num_ctx(options.get("num_ctx"), self.config.context_length, trained)
+        num_parallel = 1 if (embedding or (info is not None and info.is_embedding)) else self.config.num_parallel
+        path = model.model_path
+        if path is None:
+            raise PollamaError(f"model '{model.name.display}' has no weights layer")
+        return RunnerSpec(
+            model_path=str(path),
+            adapters=tuple(str(p) for p in model.adapter_paths),
+            projectors=tuple(str(p) for p in model.projector_paths),
+            num_ctx=num_ctx,
+            num_parallel=num_parallel,
+            num_batch=int(options.get("num_batch", 512)),
+            num_gpu=int(options.get("num_gpu", -1)),
+            main_gpu=int(options.get("main_gpu", 0)),
+            use_mmap=options.get("use_mmap"),
+            num_thread=int(options.get("num_thread", 0)),
+            embedding=embedding or (info is not None and info.is_embedding),
+            flash_attention=self.config.flash_attention,
+            kv_cache_type=self.config.kv_cache_type,
+        )
+
+    async def acquire(self, model: Model, spec: RunnerSpec, keep_alive: float | None) -> Lease:
+        """Get a runner for `spec`, loading (and evicting) as needed; waits its turn."""
+        started = time.monotonic()
+        while True:
+            loaded = self._usable(spec)
+            if loaded is not None:
+                return await self._lease(loaded, keep_alive, started)
+            if self._pending >= self.config.max_queue:
+                raise ServerBusy(BUSY_MESSAGE)
+            self._pending += 1
+            try:
+                async with self._load_lock:
+                    if self._usable(spec) is not None:
+                        continue
+                    await self._load(model, spec, keep_alive)
+            except asyncio.CancelledError:
+                raise RequestCanceled("request canceled") from None
+            finally:
+                self._pending -= 1
+
+    async def expire(self, model: Model) -> bool:
+        """Unload every runner of `model` as soon as it is idle (keep_alive 0 / stop)."""
+        found = False
+        for loaded in list(self._loaded.values()):
+            if loaded.model.digest == model.digest or loaded.spec.model_path == str(model.model_path):
+                found = True
+                loaded.state.keep_alive = 0
+                if loaded.state.idle:
+                    await self._unload(loaded)
+        return found
+
+    async def unload_model(self, model: Model) -> None:
+        """Before a delete: wait for the model's runners to finish, then end them."""
+        for loaded in list(self._loaded.values()):
+            if loaded.spec.model_path == str(model.model_path):
+                loaded.state.keep_alive = 0
+                if not loaded.state.idle:
+                    await loaded.idle_event.wait()
+                await self._unload(loaded)
+
+    def ps(self) -> list[dict[str, Any]]:
+        entries = []
+        for loaded in self._loaded.values():
+            if loaded.closing:
+                continue
+            if loaded.expires_at is None:
+                if math.isinf(loaded.state.keep_alive):
+                    expires = rfc3339(far_future())
+                else:
+                    expires = rfc3339(time.time() + loaded.state.keep_alive)
+            else:
+                expires = rfc3339(loaded.expires_at)
+            name = loaded.model.name.display
+            entries.append(
+                {
+                    "name": name,
+                    "model": name,
+                    "size": loaded.size,
+                    "digest": loaded.model.digest,
+                    "details": loaded.model.details(),
+                    "expires_at": expires,
+                    "size_vram": loaded.size_vram,
+                    "context_length": loaded.spec.num_ctx,
+                }
+            )
+        entries.sort(key=lambda e: e["expires_at"], reverse=True)
+        return entries
+
+    def loaded_runners(self) -> list[Loaded]:
+        return [l for l in self._loaded.values() if not l.closing]
+
+    async def close(self) -> None:
+        for loaded in list(self._loaded.values()):
+            await self._unload(loaded)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _usable(self, spec: RunnerSpec) -> Loaded | None:
+        loaded = self._loaded.get(spec.key)
+        if loaded is None or loaded.closing or not loaded.client.alive:
+            return None
+        return None if needs_reload(loaded.spec, spec) else loaded
+
+    async def _lease(self, loaded: Loaded, keep_alive: float | None, started: float) -> Lease:
+        loaded.state.refcount += 1
+        loaded.idle_event.clear()
+        if loaded.timer is not None:
+            loaded.timer.cancel()
+            loaded.timer = None
+        loaded.expires_at = None
+        if keep_alive is not None:
+            loaded.state.keep_alive = keep_alive
+        try:
+            await loaded.semaphore.acquire()
+        except asyncio.CancelledError:
+            self._release(loaded, semaphore_held=False)
+            raise RequestCanceled("request canceled") from None
+        return Lease(self, loaded, time.monotonic() - started)
+
+    def _release(self, loaded: Loaded, *, semaphore_held: bool = True) -> None:
+        if semaphore_held:
+            loaded.semaphore.release()
+        loaded.state.refcount -= 1
+        if loaded.state.refcount > 0:
+            return
+        loaded.idle_event.set()
+        keep = loaded.state.keep_alive
+        if keep <= 0:
+            asyncio.get_running_loop().create_task(self._unload(loaded))
+        elif math.isinf(keep):
+            loaded.expires_at = None
+        else:
+            loaded.expires_at = time.time() + keep
+            loaded.timer = asyncio.get_running_loop().call_later(keep, self._expire_if_idle, loaded)
+
+    def _expire_if_idle(self, loaded: Loaded) -> None:
+        if loaded.state.idle:
+            asyncio.get_running_loop().create_task(self._unload(loaded))
+
+    async def _unload(self, loaded: Loaded) -> None:
+        if loaded.closing:
+            return
+        loaded.closing = True
+        if loaded.timer is not None:
+            loaded.timer.cancel()
+        if self._loaded.get(loaded.spec.key) is loaded:
+            del self._loaded[loaded.spec.key]
+        log.info("unloading %s", loaded.model.name.display)
+        try:
+            await loaded.client.close()
+        except Exception:
+            log.exception("error closing runner for %s", loaded.model.name.display)
+
+    def _forget(self, loaded: Loaded) -> None:
+        """A runner process died: drop it so the next request loads a fresh one."""
+        if self._loaded.get(loaded.spec.key) is loaded:
+            del self._loaded[loaded.spec.key]
+            log.warning("runner for %s exited", loaded.model.name.display)
+        loaded.closing = True
+
+    def devices(self) -> list[Device]:
+        if self._device_cache is None:
+            self._device_cache = self._devices()
+        return self._device_cache
+
+    async def _load(self, model: Model, spec: RunnerSpec, keep_alive: float | None) -> None:
+        existing = self._loaded.get(spec.key)
+        if existing is not None:  # same weights, other options: reload when it is idle
+            if not existing.state.idle:
+                await existing.idle_event.wait()
+            await self._unload(existing)
+        limit = max_loaded(self.config, self.devices())
+        while len(self._loaded) >= limit:
+            await self._evict_one()
+        info = model.gguf()
+        sizes = sum(Path(p).stat().st_size for p in (spec.model_path, *spec.projectors, *spec.adapters))
+        estimate = estimate_memory(spec, info, sizes)
+        while self._loaded:
+            free = self._free_memory()
+            if fits(estimate, free, others_loaded=True):
+                break
+            log.info("evicting to fit %s (needs %d bytes, %d free)", model.name.display, estimate.total, free)
+            await self._evict_one()
+        timeout = None if math.isinf(self.config.load_timeout) else self.config.load_timeout
+        log.info("loading %s (ctx %d × %d)", model.name.display, spec.num_ctx, spec.num_parallel)
+        client = await self._start_runner(spec, timeout)
+        size, size_vram = _reported_sizes(client, estimate)
+        loaded = Loaded(
+            state=RunnerState(spec, self.config.keep_alive if keep_alive is None else keep_alive),
+            model=model,
+            client=client,
+            estimate=estimate,
+            size=size,
+            size_vram=size_vram,
+            semaphore=asyncio.Semaphore(spec.num_parallel),
+        )
+        loaded.idle_event.set()
+        client.on_exit(lambda: self._forget(loaded))
+        self._loaded[spec.key] = loaded
+
+    def _free_memory(self) -> int:
+        devices = self.devices()
+        if devices:
+            fresh = {d.id: d for d in self._devices()}
+            return sum(fresh.get(d.id, d).free_memory for d in devices) - self.config.gpu_overhead * len(devices)
+        return self._memory().free
+
+    async def _evict_one(self) -> None:
+        victim_state = choose_eviction([l.state for l in self._loaded.values()])
+        if victim_state is None:
+            return
+        victim = next(l for l in self._loaded.values() if l.state is victim_state)
+        victim.state.keep_alive = 0
+        if not victim.state.idle:
+            await victim.idle_event.wait()
+        await self._unload(victim)
+
+
+def _reported_sizes(client: Any, estimate: MemoryEstimate) -> tuple[int, int]:
+    """Sizes as the runner measured them after loading; the estimate if it could not say."""
+    info = getattr(client, "info", None)
+    size = getattr(info, "size", None) or getattr(info, "memory_total", None)
+    vram = getattr(info, "size_vram", None)
+    return int(size or estimate.total), int(vram or 0)
