@@ -110,6 +110,7 @@ async def copy() -> Response:
     if not dest_raw or not dest.is_valid:
         raise BadRequest(f'destination "{dest_raw}" is invalid')
     store = services().store
+    store.require(source, f'model "{source_raw}" not found')
     if store.resolve(source).same_as(store.resolve(dest)):
         raise BadRequest(f'source and destination are the same model "{source.display}"')
     await asyncio.to_thread(store.copy, source, dest)

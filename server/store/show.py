@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from server.errors import PollamaError
-from server.store import manifest as mt
 from server.store.capabilities import capabilities
 from server.store.gguf_info import read_gguf
 from server.store.modelfile import render as render_modelfile
@@ -87,6 +86,7 @@ def show(model: Model, *, verbose: bool = False, system: str | None = None, opti
     info = model.gguf(verbose=verbose)
     if info is not None:
         model_info = {k: v for k, v in info.kv.items() if k not in _HIDDEN_KV}
+        model_info.setdefault("general.parameter_count", info.parameter_count)
         tensors = info.tensors
     out["model_info"] = model_info
     for path in model.projector_paths:
@@ -103,10 +103,3 @@ def show(model: Model, *, verbose: bool = False, system: str | None = None, opti
     if model.config.get("requires"):
         out["requires"] = model.config["requires"]
     return out
-
-
-def has_layer(model: Model, media_type: str) -> bool:
-    return bool(model.manifest.layers_of(media_type))
-
-
-__all__ = ["show", "tag_entry", "modelfile_text", "parameters_text", "has_layer", "mt"]

@@ -155,6 +155,8 @@ class Store:
         self.blobs = BlobStore(root / "blobs")
         self._lock = threading.RLock()
         self._pins: Counter[str] = Counter()
+        #: Blobs a delete or overwrite freed while pinned: collected when their last pin goes.
+        self._deferred: set[str] = set()
 
     # ---- set-up -------------------------------------------------------------------------
 
@@ -345,6 +347,7 @@ class Store:
                 return set()  # an unreadable manifest might reference anything: keep all
             referenced |= m.blob_digests()
         removed = set()
+        self._deferred |= (candidates - referenced) & set(self._pins)
         for digest in candidates - referenced - set(self._pins):
             with contextlib.suppress(OSError):
                 self.blobs.path(digest).unlink()
@@ -392,7 +395,11 @@ class PinSet:
         return digest in self._digests
 
     def release(self) -> None:
-        with self._store._lock:
-            self._store._pins.subtract(self._digests)
-            self._store._pins += Counter()
+        store = self._store
+        with store._lock:
+            store._pins.subtract(self._digests)
+            store._pins += Counter()
+            freed = {d for d in self._digests & store._deferred if d not in store._pins}
+            store._deferred -= freed
+            store._collect(freed)
         self._digests.clear()

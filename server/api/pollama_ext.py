@@ -1,0 +1,81 @@
+"""pollama's own endpoints, under `/api/pollama/` so they never collide with Ollama's.
+
+Ollama has no way to ask "what devices do I have and how much memory is
+free?" or "will this model fit before I load it?"; the desktop app needs both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from quart import Blueprint, Response
+
+from server.api.context import services
+from server.api.http import field, json_response, read_json
+from server.errors import BadRequest
+from server.gpu import gpu_devices, system_memory
+from server.options import coerce_options
+from server.scheduler import RunnerSpec, estimate_memory, resolve_num_ctx
+from server.store.names import Name
+
+bp = Blueprint("pollama_ext", __name__)
+
+
+@bp.route("/api/pollama/devices", methods=["GET"])
+async def devices() -> Response:
+    devs, mem = await asyncio.gather(asyncio.to_thread(gpu_devices), asyncio.to_thread(system_memory))
+    return json_response(
+        {
+            "devices": [d.to_json() for d in devs],
+            "system_memory": {"total": mem.total, "free": mem.free},
+        }
+    )
+
+
+@bp.route("/api/pollama/estimate", methods=["POST"])
+async def estimate() -> Response:
+    body = await read_json()
+    raw = field(body, "model", str, "")
+    if not raw:
+        raise BadRequest("model is required")
+    svc = services()
+    model = svc.store.require(Name.parse(raw), f"model '{raw}' not found")
+    options = {**model.parameters, **coerce_options(body.get("options"), BadRequest)}
+    return json_response(await asyncio.to_thread(_estimate, svc.config, model, options))
+
+
+def _estimate(config: Any, model: Any, options: dict[str, Any]) -> dict[str, Any]:
+    info = model.gguf()
+    path = model.model_path
+    if path is None:
+        raise BadRequest(f"model '{model.name.display}' has no weights")
+    num_ctx = resolve_num_ctx(options.get("num_ctx"), config.context_length, info.context_length if info else None)
+    embedding = bool(info and info.is_embedding)
+    spec = RunnerSpec(
+        model_path=str(path),
+        projectors=tuple(str(p) for p in model.projector_paths),
+        num_ctx=num_ctx,
+        num_parallel=1 if embedding else config.num_parallel,
+        num_batch=int(options.get("num_batch", 512)),
+        kv_cache_type=config.kv_cache_type,
+        embedding=embedding,
+    )
+    sizes = sum(Path(p).stat().st_size for p in (spec.model_path, *spec.projectors))
+    est = estimate_memory(spec, info, sizes)
+    devices = gpu_devices()
+    mem = system_memory()
+    free = sum(d.free_memory for d in devices) if devices else mem.free
+    return {
+        "model": model.name.display,
+        "context_length": num_ctx,
+        "num_parallel": spec.num_parallel,
+        "weights": est.weights,
+        "kv_cache": est.kv_cache,
+        "compute": est.compute,
+        "total": est.total,
+        "device": "gpu" if devices else "cpu",
+        "free_memory": free,
+        "fits": est.total <= free,
+    }
