@@ -40,6 +40,7 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
     svc = services or Services(config=config, store=Store(config.models))
+    wire_inference(svc)
     app.extensions["pollama"] = svc
 
     @app.before_request
@@ -91,6 +92,23 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
                     log.exception("error during shutdown")
 
     return app
+
+
+def wire_inference(svc: Services) -> None:
+    """Give the services a scheduler (runner processes) and the inference service on top."""
+    from server.inference.runner_calls import start_runner
+    from server.inference.service import Inference
+    from server.scheduler import Scheduler
+
+    if svc.scheduler is None:
+        svc.scheduler = Scheduler(svc.config, start_runner)
+
+        async def stop_runners(s: Services) -> None:
+            await s.scheduler.close()
+
+        svc.extras.setdefault("on_stop", []).append(stop_runners)
+    if svc.inference is None:
+        svc.inference = Inference(svc.store, svc.scheduler)
 
 
 def _optional_blueprints() -> list[Any]:

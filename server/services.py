@@ -19,6 +19,8 @@ class Services:
     store: Store
     #: Set once the inference layer is wired (server/scheduler.py).
     scheduler: Any = None
+    #: Generation and embeddings (server/inference/service.py).
+    inference: Any = None
     #: Set once the registry layer is wired (server/registry/).
     registry: Any = None
     extras: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,99 @@
+"""Ollama's generation routes: /api/generate, /api/chat, /api/embed, /api/embeddings.
+
+Handlers parse into typed requests, call the inference service, and either
+stream its objects as NDJSON or fold them into one response.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from quart import Blueprint, Response
+
+from server.api.context import services
+from server.api.http import error_response, json_response, ndjson, read_json
+from server.errors import BadRequest, PollamaError
+from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest, parse_keep_alive_field, parse_options
+
+bp = Blueprint("inference", __name__)
+
+
+@bp.errorhandler(PollamaError)
+async def _pollama_error(exc: PollamaError) -> Response:
+    return error_response(exc)
+
+
+@bp.route("/api/generate", methods=["POST"])
+async def generate() -> Response:
+    req = GenerateRequest.from_json(await read_json())
+    events = services().inference.generate(req)
+    if req.stream:
+        return await ndjson(events)
+    return json_response(await fold(events, "response"))
+
+
+@bp.route("/api/chat", methods=["POST"])
+async def chat() -> Response:
+    body = await read_json(allow_empty=True)
+    if not body.get("model"):
+        raise BadRequest("model is required")
+    req = ChatRequest.from_json(body)
+    events = services().inference.chat(req)
+    if req.stream:
+        return await ndjson(events)
+    return json_response(await fold(events, "message"))
+
+
+@bp.route("/api/embed", methods=["POST"])
+async def embed() -> Response:
+    req = EmbedRequest.from_json(await read_json())
+    return json_response(await services().inference.embed(req))
+
+
+@bp.route("/api/embeddings", methods=["POST"])
+async def embeddings() -> Response:
+    body = await read_json()
+    model = body.get("model")
+    prompt = body.get("prompt", "")
+    if not isinstance(model, str) or not isinstance(prompt, str):
+        raise BadRequest("model and prompt must be strings")
+    keep_alive = parse_keep_alive_field(body)
+    options = parse_options(body.get("options"))
+    return json_response(await services().inference.embeddings(model, prompt, options, keep_alive))
+
+
+async def fold(events: AsyncIterator[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """A non-streamed answer: text, thinking, tool calls and logprobs joined; stats from the end."""
+    text: list[str] = []
+    thinking: list[str] = []
+    tool_calls: list[Any] = []
+    logprobs: list[Any] = []
+    last: dict[str, Any] = {}
+    try:
+        async for event in events:
+            last = event
+            piece = event.get("message", {}) if kind == "message" else event
+            text.append(piece.get("content" if kind == "message" else "response", ""))
+            if piece.get("thinking"):
+                thinking.append(piece["thinking"])
+            tool_calls.extend(piece.get("tool_calls") or [])
+            logprobs.extend(event.get("logprobs") or [])
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    result = dict(last)
+    if "_debug_info" in last:
+        return result
+    if kind == "message":
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+        if thinking:
+            message["thinking"] = "".join(thinking)
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        result["message"] = message
+    else:
+        result["response"] = "".join(text)
+        if thinking:
+            result["thinking"] = "".join(thinking)
+    if logprobs:
+        result["logprobs"] = logprobs
+    return result

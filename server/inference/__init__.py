@@ -1,0 +1,1 @@
+"""Generation and embeddings as services: what every API surface calls."""

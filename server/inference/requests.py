@@ -1,0 +1,264 @@
+"""Typed, validated generate/chat/embed requests.
+
+The native handlers build these from JSON; the OpenAI and Anthropic layers
+build them from their own shapes. Validation that needs no model (types,
+ranges, formats) happens here, so every surface rejects the same bad input
+with the same words.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from server.duration import DurationError, parse_keep_alive
+from server.errors import BadRequest
+from server.options import coerce_options
+
+THINK_LEVELS = ("low", "medium", "high", "max")
+_UNSET: Any = object()
+
+
+def _typed(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    value = body.get(key)
+    if value is None:
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise BadRequest(f"invalid value for field {key!r}: expected {_names(kinds)}, got boolean")
+    if float in kinds and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, kinds):
+        raise BadRequest(f"invalid value for field {key!r}: expected {_names(kinds)}, got {_json_name(value)}")
+    return value
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    return " or ".join({str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}[k] for k in kinds)
+
+
+def _json_name(value: Any) -> str:
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def parse_keep_alive_field(body: Mapping[str, Any]) -> float | None:
+    if "keep_alive" not in body or body["keep_alive"] is None:
+        return None
+    try:
+        return parse_keep_alive(body["keep_alive"])
+    except DurationError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def parse_think(value: Any) -> bool | str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in THINK_LEVELS:
+        return value
+    if isinstance(value, str) and value in ("true", "false"):
+        return value == "true"
+    raise BadRequest(f"invalid think value: {value!r} (expected true, false, \"low\", \"medium\", \"high\" or \"max\")")
+
+
+def parse_format(value: Any) -> str | dict[str, Any] | None:
+    """`"json"`, a JSON Schema object, or nothing (`null`/`""`)."""
+    if value is None or value == "":
+        return None
+    if value == "json":
+        return "json"
+    if isinstance(value, dict):
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            raise BadRequest(f'invalid format: {exc.message}; expected "json" or a valid JSON Schema object') from None
+        return value
+    raise BadRequest(f'invalid format: {value!r}; expected "json" or a valid JSON Schema object')
+
+
+def parse_images(value: Any, key: str = "images") -> list[bytes]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"invalid value for field {key!r}: expected an array of base64 strings")
+    out = []
+    for item in value:
+        if not isinstance(item, str):
+            raise BadRequest(f"invalid value for field {key!r}: expected an array of base64 strings")
+        try:
+            out.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError):
+            raise BadRequest("invalid image input: images must be base64-encoded") from None
+    return out
+
+
+def parse_options(value: Any) -> dict[str, Any]:
+    options = coerce_options(value)  # a wrong type is a 500, as in Ollama
+    ctx = options.get("num_ctx")
+    if ctx is not None and ctx <= 0:
+        raise BadRequest(f"num_ctx must be a positive number of tokens, got {ctx}")
+    predict = options.get("num_predict")
+    if predict is not None and predict < -2:
+        raise BadRequest(f"num_predict must be -1 (no limit) or a number of tokens, got {predict}")
+    return options
+
+
+def parse_logprobs(body: Mapping[str, Any]) -> tuple[bool, int]:
+    logprobs = bool(_typed(body, "logprobs", bool, False))
+    top = _typed(body, "top_logprobs", (int, float), 0)
+    if not float(top).is_integer() or not 0 <= top <= 20:
+        raise BadRequest("top_logprobs must be between 0 and 20")
+    return logprobs, int(top)
+
+
+@dataclass
+class GenerateRequest:
+    model: str
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    stream: bool = True
+    raw: bool = False
+    format: str | dict[str, Any] | None = None
+    keep_alive: float | None = None
+    images: list[bytes] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    think: bool | str | None = None
+    truncate: bool = True
+    shift: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
+    debug_render_only: bool = False
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> "GenerateRequest":
+        logprobs, top = parse_logprobs(body)
+        context = _typed(body, "context", list)
+        if context is not None and not all(isinstance(t, int) and not isinstance(t, bool) for t in context):
+            raise BadRequest("invalid value for field 'context': expected an array of integers")
+        return cls(
+            model=_typed(body, "model", str, ""),
+            prompt=_typed(body, "prompt", str, ""),
+            suffix=_typed(body, "suffix", str, ""),
+            system=_typed(body, "system", str),
+            template=_typed(body, "template", str),
+            context=context,
+            stream=_typed(body, "stream", bool, True),
+            raw=_typed(body, "raw", bool, False),
+            format=parse_format(body.get("format")),
+            keep_alive=parse_keep_alive_field(body),
+            images=parse_images(body.get("images")),
+            options=parse_options(body.get("options")),
+            think=parse_think(body.get("think")),
+            truncate=_typed(body, "truncate", bool, True),
+            shift=_typed(body, "shift", bool, True),
+            logprobs=logprobs,
+            top_logprobs=top,
+            debug_render_only=_typed(body, "_debug_render_only", bool, False),
+        )
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    stream: bool = True
+    format: str | dict[str, Any] | None = None
+    keep_alive: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    think: bool | str | None = None
+    truncate: bool = True
+    shift: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
+    debug_render_only: bool = False
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> "ChatRequest":
+        logprobs, top = parse_logprobs(body)
+        messages = _typed(body, "messages", list, [])
+        decoded = []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                raise BadRequest(f"invalid message at index {i}: expected an object")
+            msg = dict(m)
+            role = msg.get("role", "")
+            if not isinstance(role, str):
+                raise BadRequest(f"invalid message at index {i}: role must be a string")
+            msg["role"] = role.lower()
+            content = msg.get("content")
+            if content is None:
+                msg["content"] = ""
+            elif not isinstance(content, str):
+                raise BadRequest(f"invalid message at index {i}: content must be a string")
+            if msg.get("images") is not None:
+                msg["images"] = parse_images(msg["images"], f"messages[{i}].images")
+            decoded.append(msg)
+        tools = _typed(body, "tools", list)
+        return cls(
+            model=_typed(body, "model", str, ""),
+            messages=decoded,
+            tools=tools or None,
+            stream=_typed(body, "stream", bool, True),
+            format=parse_format(body.get("format")),
+            keep_alive=parse_keep_alive_field(body),
+            options=parse_options(body.get("options")),
+            think=parse_think(body.get("think")),
+            truncate=_typed(body, "truncate", bool, True),
+            shift=_typed(body, "shift", bool, True),
+            logprobs=logprobs,
+            top_logprobs=top,
+            debug_render_only=_typed(body, "_debug_render_only", bool, False),
+        )
+
+
+@dataclass
+class EmbedRequest:
+    model: str
+    inputs: list[str]
+    truncate: bool = True
+    dimensions: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    keep_alive: float | None = None
+    normalize: bool = True
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> "EmbedRequest":
+        raw = body.get("input")
+        if raw is None or raw == "":
+            inputs: list[str] = []
+        elif isinstance(raw, str):
+            inputs = [raw]
+        elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+            inputs = list(raw)
+        else:
+            raise BadRequest("invalid input type")
+        dims = _typed(body, "dimensions", (int, float))
+        if dims is not None and (not float(dims).is_integer() or dims <= 0 or math.isinf(dims)):
+            raise BadRequest("dimensions must be a positive integer")
+        return cls(
+            model=_typed(body, "model", str, ""),
+            inputs=inputs,
+            truncate=_typed(body, "truncate", bool, True),
+            dimensions=int(dims) if dims is not None else None,
+            options=parse_options(body.get("options")),
+            keep_alive=parse_keep_alive_field(body),
+        )

@@ -1,0 +1,100 @@
+"""The one place where the server speaks the runner client's types.
+
+Options in Ollama's vocabulary become a `CompletionRequest`; the runner's
+chunks become plain dicts the service understands; the scheduler's
+`RunnerSpec` becomes the runner's `LoadOptions`. Keeping the translation
+here means the runner protocol can evolve without touching the API layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator
+
+from server.errors import BadRequest
+from server.scheduler import RunnerSpec
+
+log = logging.getLogger("pollama.runner")
+
+
+async def start_runner(spec: RunnerSpec, load_timeout: float | None) -> Any:
+    from server.runner.client import LoadOptions, RunnerClient
+
+    options = LoadOptions(
+        model_path=spec.model_path,
+        num_ctx=spec.num_ctx,
+        num_parallel=spec.num_parallel,
+        num_batch=spec.num_batch,
+        num_thread=spec.num_thread,
+        num_gpu=spec.num_gpu,
+        main_gpu=spec.main_gpu,
+        use_mmap=spec.use_mmap,
+        flash_attention=spec.flash_attention,
+        kv_cache_type=spec.kv_cache_type or None,
+        embedding=spec.embedding,
+        lora_paths=tuple(spec.adapters),
+        projector_path=spec.projectors[0] if spec.projectors else None,
+    )
+    return await RunnerClient.start(options, load_timeout=load_timeout, log=log)
+
+
+def _grammar(fmt: Any) -> str | None:
+    if fmt is None:
+        return None
+    from server.runner import grammar_for_format
+
+    try:
+        return grammar_for_format(fmt)
+    except Exception as exc:
+        raise BadRequest(f"invalid format: {exc}") from None
+
+
+async def completion(runner: Any, prompt: str, options: dict[str, Any], fmt: Any, req: Any, *, images: list[Any]) -> AsyncIterator[dict[str, Any]]:
+    from server.runner.client import CompletionRequest
+
+    request = CompletionRequest(
+        prompt=prompt,
+        images=tuple(images),
+        temperature=float(options["temperature"]),
+        top_k=int(options["top_k"]),
+        top_p=float(options["top_p"]),
+        min_p=float(options["min_p"]),
+        typical_p=float(options["typical_p"]),
+        repeat_last_n=int(options["repeat_last_n"]),
+        repeat_penalty=float(options["repeat_penalty"]),
+        presence_penalty=float(options["presence_penalty"]),
+        frequency_penalty=float(options["frequency_penalty"]),
+        seed=int(options["seed"]),
+        stop=tuple(options.get("stop") or ()),
+        num_predict=int(options["num_predict"]),
+        num_keep=int(options["num_keep"]),
+        grammar=_grammar(fmt),
+        shift=bool(req.shift),
+        truncate=bool(req.truncate),
+        logprobs=bool(req.logprobs),
+        top_logprobs=int(req.top_logprobs),
+    )
+    stream = runner.completion(request)
+    try:
+        async for chunk in stream:
+            if chunk.done:
+                if chunk.content or chunk.logprobs:
+                    yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs}
+                yield {
+                    "done": True,
+                    "done_reason": chunk.done_reason,
+                    "prompt_eval_count": chunk.prompt_eval_count,
+                    "prompt_eval_duration": chunk.prompt_eval_duration,
+                    "eval_count": chunk.eval_count,
+                    "eval_duration": chunk.eval_duration,
+                    "context": list(chunk.context) if chunk.context is not None else None,
+                }
+                return
+            yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs}
+    finally:
+        await stream.aclose()
+
+
+async def embed(runner: Any, inputs: list[str], *, truncate: bool, normalize: bool, dimensions: int | None, num_ctx: int) -> tuple[list[list[float]], int]:
+    result = await runner.embed(inputs, truncate=truncate, normalize=normalize, dimensions=dimensions)
+    return [list(v) for v in result.vectors], int(result.prompt_eval_count)

@@ -1,0 +1,312 @@
+"""Generate, chat and embed: store → prompt → scheduler → runner → parsers.
+
+The native handlers and the OpenAI/Anthropic translators all call this one
+service, so a rule (capability checks, load/unload requests, thinking
+defaults, context fitting, stats) is written once. It yields Ollama's native
+response objects; the API layers only reshape them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from server.errors import BadRequest, InvalidModelName, NotFound, PollamaError
+from server.inference import runner_calls
+from server.inference.output import OutputPipeline
+from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
+from server.options import DEFAULT_OPTIONS
+from server.prompt import (
+    ChatTemplate,
+    JinjaTemplate,
+    Message,
+    ThinkingParser,
+    ToolCallParser,
+    fit_messages,
+    render_chat,
+    render_generate,
+    select_template,
+)
+from server.scheduler import Lease, Scheduler
+from server.store.capabilities import capabilities
+from server.store.names import Name
+from server.store.store import Model, Store
+from server.timefmt import utc_now
+
+log = logging.getLogger(__name__)
+
+Template = ChatTemplate | JinjaTemplate
+
+
+@dataclass
+class Prepared:
+    """A request resolved against its model: everything but the runner."""
+
+    model: Model
+    caps: list[str]
+    template: Template
+    options: dict[str, Any]
+    think: bool | str | None
+
+
+class Inference:
+    def __init__(self, store: Store, scheduler: Scheduler) -> None:
+        self.store = store
+        self.scheduler = scheduler
+
+    # ---- shared steps ----------------------------------------------------------------------
+
+    def _lookup(self, raw: str, not_found: str) -> Model:
+        name = Name.parse_lenient(raw)
+        if not name.is_valid:
+            raise InvalidModelName()
+        model = self.store.get(name)
+        if model is None:
+            raise NotFound(not_found)
+        return model
+
+    def _template(self, model: Model, request_template: str | None) -> Template:
+        jinja = None
+        bos = eos = ""
+        if not request_template and not model.template:
+            info = model.gguf(verbose=True)
+            if info is not None and info.chat_template:
+                jinja = info.chat_template
+                tokens = info.get("tokenizer.ggml.tokens") or []
+                bos = _token_text(tokens, info.get("tokenizer.ggml.bos_token_id"))
+                eos = _token_text(tokens, info.get("tokenizer.ggml.eos_token_id"))
+        return select_template(request_template=request_template, model_template=model.template, gguf_chat_template=jinja, bos_token=bos, eos_token=eos)
+
+    def _think(self, model: Model, caps: list[str], think: bool | str | None, *, strict: bool = True) -> bool | str | None:
+        if "thinking" in caps:
+            return True if think is None else think
+        if think not in (None, False) and strict:
+            raise BadRequest(f'"{model.name.model}" does not support thinking')
+        return None if think is None else False
+
+    def _options(self, model: Model, request: dict[str, Any]) -> dict[str, Any]:
+        return {**DEFAULT_OPTIONS, **model.parameters, **request}
+
+    async def _acquire(self, model: Model, options: dict[str, Any], keep_alive: float | None, *, embedding: bool = False) -> Lease:
+        spec = await asyncio.to_thread(self.scheduler.spec_for, model, options, embedding=embedding)
+        return await self.scheduler.acquire(model, spec, keep_alive)
+
+    async def _fit(self, lease: Lease, messages: list[dict[str, Any]], render: Any, num_ctx: int, truncate: bool, has_projector: bool) -> Any:
+        """Drop old messages until the prompt fits; tokenizing in the runner from a worker thread."""
+        loop = asyncio.get_running_loop()
+
+        def count(text: str) -> int:
+            return len(asyncio.run_coroutine_threadsafe(lease.runner.tokenize(text), loop).result())
+
+        return await asyncio.to_thread(
+            fit_messages, messages, render, count, num_ctx, image_tokens=768 if has_projector else None, truncate=truncate
+        )
+
+    # ---- generate ----------------------------------------------------------------------------
+
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
+        started = time.perf_counter()
+        if not req.model:
+            raise NotFound(f"model '{req.model}' not found")
+        model = self._lookup(req.model, f"model '{req.model}' not found")
+        if req.prompt == "" and req.keep_alive == 0 and not req.images:
+            await self.scheduler.expire(model)
+            yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": "unload"}
+            return
+        if req.raw and (req.template or req.system or req.context):
+            raise BadRequest("raw mode does not support template, system, or context")
+        caps = await asyncio.to_thread(capabilities, model)
+        if "completion" not in caps:
+            raise BadRequest(f'"{model.name.model}" does not support generate')
+        if req.suffix and "insert" not in caps and not req.template:
+            raise BadRequest(f"{model.name.full} does not support insert")
+        if req.images and "vision" not in caps:
+            raise BadRequest(f"{model.name.full} does not support vision")
+        think = self._think(model, caps, req.think)
+        template = await asyncio.to_thread(self._template, model, req.template)
+        options = self._options(model, req.options)
+
+        def render() -> str:
+            if req.raw:
+                return req.prompt
+            system = req.system if req.system is not None else model.system
+            history = model.messages if req.context is None else []
+            if isinstance(template, JinjaTemplate):
+                msgs = ([{"role": "system", "content": system}] if system else []) + list(history)
+                msgs.append({"role": "user", "content": req.prompt, "images": req.images})
+                return render_chat(template, msgs, think=think)
+            return render_generate(template, prompt=req.prompt, system=system, suffix=req.suffix or None, history=history, images=req.images, think=think)
+
+        if req.debug_render_only:
+            text = render() if req.prompt or req.suffix else ""
+            yield {"model": req.model, "created_at": utc_now(), "_debug_info": {"rendered_template": text, "image_count": len(req.images)}}
+            return
+
+        lease = await self._acquire(model, options, req.keep_alive)
+        async with lease:
+            if req.prompt == "" and not req.suffix and not req.images:
+                yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": "load"}
+                return
+            prompt = await asyncio.to_thread(render)
+            if req.context:
+                prompt = await lease.runner.detokenize(req.context) + prompt
+            thinking = None
+            tags = getattr(template, "thinking_tags", None)
+            if think and tags and not req.raw:
+                thinking = ThinkingParser.for_prompt(tags[0], tags[1], prompt)
+            pipeline = OutputPipeline(thinking, None)
+            async for chunk in self._complete(lease, prompt, options, req.format, req, images=req.images):
+                if chunk.get("done"):
+                    tail = pipeline.finish()
+                    final = {"model": req.model, "created_at": utc_now(), "response": tail.content, "done": True}
+                    if tail.thinking:
+                        final["thinking"] = tail.thinking
+                    final.update(self._stats(chunk, lease, started))
+                    if not req.raw and chunk.get("context") is not None:
+                        final["context"] = chunk["context"]
+                    yield final
+                    return
+                piece = pipeline.feed(chunk["content"])
+                out: dict[str, Any] = {"model": req.model, "created_at": utc_now(), "response": piece.content, "done": False}
+                if piece.thinking:
+                    out["thinking"] = piece.thinking
+                if chunk.get("logprobs"):
+                    out["logprobs"] = chunk["logprobs"]
+                if piece or chunk.get("logprobs"):
+                    yield out
+
+    # ---- chat ----------------------------------------------------------------------------------
+
+    async def chat(self, req: ChatRequest, *, strict_think: bool = True) -> AsyncIterator[dict[str, Any]]:
+        started = time.perf_counter()
+        if not req.model:
+            raise BadRequest("model is required")
+        model = self._lookup(req.model, f"model '{req.model}' not found")
+        if not req.messages and req.keep_alive == 0:
+            await self.scheduler.expire(model)
+            yield {"model": req.model, "created_at": utc_now(), "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "unload"}
+            return
+        caps = await asyncio.to_thread(capabilities, model)
+        if "completion" not in caps:
+            raise BadRequest(f'"{model.name.model}" does not support chat')
+        if req.tools and "tools" not in caps:
+            raise BadRequest(f"{model.name.full} does not support tools")
+        if any(m.get("images") for m in req.messages) and "vision" not in caps:
+            raise BadRequest(f"{model.name.full} does not support vision")
+        think = self._think(model, caps, req.think, strict=strict_think)
+        template = await asyncio.to_thread(self._template, model, None)
+        options = self._options(model, req.options)
+        messages = list(model.messages) + list(req.messages)
+        if model.system and (not req.messages or req.messages[0].get("role") != "system"):
+            messages.insert(0, {"role": "system", "content": model.system})
+
+        def render(msgs: list[Message]) -> str:
+            return render_chat(template, msgs, tools=req.tools, think=think)
+
+        if req.debug_render_only:
+            text = await asyncio.to_thread(render_chat, template, messages, tools=req.tools, think=think) if req.messages else ""
+            images = sum(len(m.get("images") or []) for m in messages)
+            yield {"model": req.model, "created_at": utc_now(), "_debug_info": {"rendered_template": text, "image_count": images}}
+            return
+
+        lease = await self._acquire(model, options, req.keep_alive)
+        async with lease:
+            if not req.messages:
+                yield {"model": req.model, "created_at": utc_now(), "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "load"}
+                return
+            fit = await self._fit(lease, messages, render, lease.spec.num_ctx, req.truncate, bool(model.projector_paths))
+            if fit.dropped:
+                log.warning("%s: dropped %d old messages to fit num_ctx=%d", model.name.display, fit.dropped, lease.spec.num_ctx)
+            if not req.truncate and fit.token_count is None:
+                count = len(await lease.runner.tokenize(fit.prompt))
+                if count > lease.spec.num_ctx:
+                    raise BadRequest("the input length exceeds the context length")
+            thinking = None
+            tags = getattr(template, "thinking_tags", None)
+            if think and tags:
+                thinking = ThinkingParser.for_prompt(tags[0], tags[1], fit.prompt)
+            tool_parser = ToolCallParser(template if isinstance(template, ChatTemplate) else template.tool_call_tag, req.tools) if req.tools else None
+            pipeline = OutputPipeline(thinking, tool_parser)
+            async for chunk in self._complete(lease, fit.prompt, options, req.format, req, images=fit.images):
+                if chunk.get("done"):
+                    tail = pipeline.finish()
+                    message: dict[str, Any] = {"role": "assistant", "content": tail.content}
+                    if tail.thinking:
+                        message["thinking"] = tail.thinking
+                    if tail.tool_calls:
+                        message["tool_calls"] = tail.tool_calls
+                    final = {"model": req.model, "created_at": utc_now(), "message": message, "done": True}
+                    final.update(self._stats(chunk, lease, started))
+                    if fit.dropped:
+                        final["truncated_messages"] = fit.dropped
+                    yield final
+                    return
+                piece = pipeline.feed(chunk["content"])
+                if not piece and not chunk.get("logprobs"):
+                    continue
+                message = {"role": "assistant", "content": piece.content}
+                if piece.thinking:
+                    message["thinking"] = piece.thinking
+                if piece.tool_calls:
+                    message["tool_calls"] = piece.tool_calls
+                out = {"model": req.model, "created_at": utc_now(), "message": message, "done": False}
+                if chunk.get("logprobs"):
+                    out["logprobs"] = chunk["logprobs"]
+                yield out
+
+    # ---- the runner call ----------------------------------------------------------------------
+
+    async def _complete(self, lease: Lease, prompt: str, options: dict[str, Any], fmt: Any, req: Any, *, images: Any = ()) -> AsyncIterator[dict[str, Any]]:
+        async for chunk in runner_calls.completion(lease.runner, prompt, options, fmt, req, images=list(images)):
+            yield chunk
+
+    def _stats(self, chunk: dict[str, Any], lease: Lease, started: float) -> dict[str, Any]:
+        stats: dict[str, Any] = {"done_reason": chunk.get("done_reason") or "stop"}
+        values = {
+            "total_duration": int((time.perf_counter() - started) * 1e9),
+            "load_duration": int(lease.load_duration * 1e9),
+            "prompt_eval_count": chunk.get("prompt_eval_count", 0),
+            "prompt_eval_duration": chunk.get("prompt_eval_duration", 0),
+            "eval_count": chunk.get("eval_count", 0),
+            "eval_duration": chunk.get("eval_duration", 0),
+        }
+        stats.update({k: v for k, v in values.items() if v})  # Ollama omits zero metrics
+        return stats
+
+    # ---- embeddings -------------------------------------------------------------------------
+
+    async def embed(self, req: EmbedRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        model = self._lookup(req.model, f'model "{req.model}" not found, try pulling it first')
+        options = self._options(model, req.options)
+        lease = await self._acquire(model, options, req.keep_alive)
+        async with lease:
+            if not req.inputs:
+                return {"model": req.model, "embeddings": []}
+            vectors, count = await runner_calls.embed(lease.runner, req.inputs, truncate=req.truncate, normalize=req.normalize, dimensions=req.dimensions, num_ctx=lease.spec.num_ctx)
+        out: dict[str, Any] = {"model": req.model, "embeddings": vectors}
+        out["total_duration"] = int((time.perf_counter() - started) * 1e9)
+        out["load_duration"] = int(lease.load_duration * 1e9)
+        out["prompt_eval_count"] = count
+        return out
+
+    async def embeddings(self, model_raw: str, prompt: str, options: dict[str, Any], keep_alive: float | None) -> dict[str, Any]:
+        model = self._lookup(model_raw, f'model "{model_raw}" not found, try pulling it first')
+        lease = await self._acquire(model, self._options(model, options), keep_alive)
+        async with lease:
+            if not prompt:
+                return {"embedding": []}
+            try:
+                vectors, _ = await runner_calls.embed(lease.runner, [prompt], truncate=True, normalize=False, dimensions=None, num_ctx=lease.spec.num_ctx)
+            except BadRequest as exc:
+                raise PollamaError(exc.message) from None
+        return {"embedding": vectors[0]}
+
+
+def _token_text(tokens: list[Any], token_id: Any) -> str:
+    if isinstance(token_id, int) and 0 <= token_id < len(tokens):
+        return str(tokens[token_id])
+    return ""
