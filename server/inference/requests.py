@@ -126,6 +126,23 @@ def parse_logprobs(body: Mapping[str, Any]) -> tuple[bool, int]:
     return logprobs, int(top)
 
 
+def common_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields generate and chat share, validated the same way."""
+    logprobs, top = parse_logprobs(body)
+    return {
+        "stream": _typed(body, "stream", bool, True),
+        "format": parse_format(body.get("format")),
+        "keep_alive": parse_keep_alive_field(body),
+        "options": parse_options(body.get("options")),
+        "think": parse_think(body.get("think")),
+        "truncate": _typed(body, "truncate", bool, True),
+        "shift": _typed(body, "shift", bool, True),
+        "logprobs": logprobs,
+        "top_logprobs": top,
+        "debug_render_only": _typed(body, "_debug_render_only", bool, False),
+    }
+
+
 @dataclass
 class GenerateRequest:
     model: str
@@ -149,7 +166,6 @@ class GenerateRequest:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> "GenerateRequest":
-        logprobs, top = parse_logprobs(body)
         context = _typed(body, "context", list)
         if context is not None and not all(isinstance(t, int) and not isinstance(t, bool) for t in context):
             raise BadRequest("invalid value for field 'context': expected an array of integers")
@@ -160,18 +176,9 @@ class GenerateRequest:
             system=_typed(body, "system", str),
             template=_typed(body, "template", str),
             context=context,
-            stream=_typed(body, "stream", bool, True),
             raw=_typed(body, "raw", bool, False),
-            format=parse_format(body.get("format")),
-            keep_alive=parse_keep_alive_field(body),
             images=parse_images(body.get("images")),
-            options=parse_options(body.get("options")),
-            think=parse_think(body.get("think")),
-            truncate=_typed(body, "truncate", bool, True),
-            shift=_typed(body, "shift", bool, True),
-            logprobs=logprobs,
-            top_logprobs=top,
-            debug_render_only=_typed(body, "_debug_render_only", bool, False),
+            **common_fields(body),
         )
 
 
@@ -193,7 +200,6 @@ class ChatRequest:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> "ChatRequest":
-        logprobs, top = parse_logprobs(body)
         messages = _typed(body, "messages", list, [])
         decoded = []
         for i, m in enumerate(messages):
@@ -217,16 +223,7 @@ class ChatRequest:
             model=_typed(body, "model", str, ""),
             messages=decoded,
             tools=tools or None,
-            stream=_typed(body, "stream", bool, True),
-            format=parse_format(body.get("format")),
-            keep_alive=parse_keep_alive_field(body),
-            options=parse_options(body.get("options")),
-            think=parse_think(body.get("think")),
-            truncate=_typed(body, "truncate", bool, True),
-            shift=_typed(body, "shift", bool, True),
-            logprobs=logprobs,
-            top_logprobs=top,
-            debug_render_only=_typed(body, "_debug_render_only", bool, False),
+            **common_fields(body),
         )
 
 
