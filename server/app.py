@@ -41,6 +41,9 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
     )
     svc = services or Services(config=config, store=Store(config.models))
     wire_inference(svc)
+    from server.registry.service import install as install_registry
+
+    install_registry(svc)
     app.extensions["pollama"] = svc
 
     @app.before_request
@@ -116,7 +119,7 @@ def _optional_blueprints() -> list[Any]:
     import importlib
 
     found = []
-    for module_name in ("server.api.inference", "server.api.openai", "server.api.anthropic", "server.api.pollama_ext"):
+    for module_name in ("server.api.inference", "server.api.openai", "server.api.anthropic", "server.api.pollama_ext", "server.api.transfer"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

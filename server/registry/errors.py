@@ -1,0 +1,43 @@
+"""Registry failures, worded for a person and mapped to statuses once (server/errors.py).
+
+Ollama reports pull and push failures with status 500 (§1.1) and fixed
+phrases some clients match on (`file does not exist`, `unauthorized`,
+`digest mismatch, file must be downloaded again`); those phrases are kept,
+and pollama adds what to do about it.
+"""
+
+from __future__ import annotations
+
+from server.errors import PollamaError
+
+
+class RegistryError(PollamaError):
+    """Any failure talking to a registry."""
+
+
+class Unauthorized(RegistryError):
+    pass
+
+
+class NotOnRegistry(RegistryError):
+    """The registry has no such manifest (Ollama: `file does not exist`)."""
+
+    def __init__(self) -> None:
+        super().__init__("file does not exist")
+
+
+class DigestMismatch(RegistryError):
+    def __init__(self, want: str, got: str) -> None:
+        super().__init__(f"digest mismatch, file must be downloaded again: want {want}, got {got}")
+
+
+class TransferFailed(RegistryError):
+    """A part could not be fetched after every retry."""
+
+
+class PartUnusable(RegistryError):
+    """A response the part cannot use (wrong range, bad status): retried, then fatal."""
+
+
+class Permanent(RegistryError):
+    """A failure that retrying cannot fix (no space left, a 404): the download stops at once."""

@@ -1,0 +1,82 @@
+"""Concurrent pulls of one blob share one download.
+
+Each pull that needs a blob joins its entry and leaves when it is done or
+gone; the download runs as long as someone waits for it. When the last
+waiter leaves (client disconnected, pull cancelled) the download is called
+off, its progress checkpointed, and the next pull resumes it. A new download
+of a blob never starts before the previous one's threads have stopped
+writing its file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from server.registry.download import BlobDownload
+
+
+@dataclass(eq=False)
+class Entry:
+    download: BlobDownload
+    task: "asyncio.Task[None]"
+    waiters: int = 0
+    abandoned: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.download.total
+
+    @property
+    def completed(self) -> int:
+        return self.download.completed
+
+
+@dataclass
+class DownloadHub:
+    _entries: dict[str, Entry] = field(default_factory=dict)
+
+    def join(self, digest: str, make: Callable[[], BlobDownload]) -> Entry:
+        entry = self._entries.get(digest)
+        if entry is not None and not entry.abandoned and not entry.task.done():
+            entry.waiters += 1
+            return entry
+        previous = entry.task if entry is not None else None
+        download = make()
+        task = asyncio.create_task(self._run(download, previous), name=f"download {digest[7:19]}")
+        entry = Entry(download, task, waiters=1)
+        self._entries[digest] = entry
+        task.add_done_callback(lambda _t, d=digest, e=entry: self._finished(d, e))
+        return entry
+
+    async def _run(self, download: BlobDownload, previous: "asyncio.Task[None] | None") -> None:
+        if previous is not None:
+            with contextlib.suppress(BaseException):
+                await previous
+        await download.run()
+
+    def _finished(self, digest: str, entry: Entry) -> None:
+        if self._entries.get(digest) is entry:
+            del self._entries[digest]
+        if not entry.task.cancelled():
+            entry.task.exception()  # retrieved: each waiter reads it from the task itself
+
+    def leave(self, entry: Entry) -> None:
+        entry.waiters -= 1
+        if entry.waiters <= 0 and not entry.task.done():
+            entry.abandoned = True
+            entry.task.cancel()
+
+    def active(self) -> list[str]:
+        return list(self._entries)
+
+    async def stop_all(self) -> None:
+        """Call off every download (server shutdown) and wait until their progress is saved."""
+        tasks: list[Awaitable[None]] = []
+        for entry in list(self._entries.values()):
+            entry.abandoned = True
+            entry.task.cancel()
+            tasks.append(entry.task)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,107 @@
+"""A download's files: `sha256-<hex>-partial` (data at offsets) and `-partial-<N>` (part records).
+
+Names and record format are Ollama's, so either program resumes the other's
+downloads. The data file is sparse at the blob's full size; a record claims
+only bytes already written to it, and the data is fsynced before records
+that claim it are replaced, so even a power cut never makes a record lie.
+The store's start-up cleanup keeps names containing `-partial` and removes
+`.tmp-*`, which is what record writes use as temp names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+from server.registry.parts import Part, records_from_files
+from server.store.blobs import fsync_dir, parse_digest
+
+
+class PartialFile:
+    def __init__(self, blobs_root: Path, digest: str) -> None:
+        self.root = blobs_root
+        self.final = blobs_root / parse_digest(digest).replace(":", "-")
+        self.data = self.final.with_name(self.final.name + "-partial")
+        self.fd: int | None = None
+
+    def record_path(self, n: int) -> Path:
+        return self.final.with_name(f"{self.final.name}-partial-{n}")
+
+    def record_paths(self) -> list[Path]:
+        prefix = self.final.name + "-partial-"
+        with contextlib.suppress(OSError):
+            return [p for p in self.root.iterdir() if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
+        return []
+
+    def load(self) -> tuple[list[Part], int | None]:
+        """Recorded parts and the data file's size (None if there is no data file)."""
+        files = {}
+        for path in self.record_paths():
+            with contextlib.suppress(OSError):
+                files[path.name] = path.read_bytes()
+        try:
+            size: int | None = self.data.stat().st_size
+        except OSError:
+            size = None
+        return records_from_files(files), size
+
+    def open(self, total: int, *, fresh: bool) -> None:
+        """Open the data file; a fresh download drops old records and starts from an empty sparse file."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            for path in self.record_paths():
+                path.unlink(missing_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0)
+        self.fd = os.open(self.data, flags, 0o644)
+        if os.fstat(self.fd).st_size != total:
+            os.ftruncate(self.fd, total)
+
+    def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> None:
+        assert self.fd is not None
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.fd, view, offset)
+            view = view[n:]
+            offset += n
+
+    def read_at(self, size: int, offset: int) -> bytes:
+        assert self.fd is not None
+        return os.pread(self.fd, size, offset)
+
+    def checkpoint(self, parts: list[Part]) -> None:
+        """Make written data durable, then record how far each part got."""
+        assert self.fd is not None
+        os.fdatasync(self.fd)
+        for part in parts:
+            tmp = self.root / f".tmp-{secrets.token_hex(6)}"
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(part.to_json())
+                os.replace(tmp, self.record_path(part.n))
+            finally:
+                tmp.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def discard(self) -> None:
+        """Forget the download entirely (its bytes were wrong)."""
+        self.close()
+        self.data.unlink(missing_ok=True)
+        for path in self.record_paths():
+            path.unlink(missing_ok=True)
+
+    def publish(self) -> None:
+        """The verified data becomes the blob; the records go."""
+        assert self.fd is not None
+        os.fsync(self.fd)
+        self.close()
+        os.chmod(self.data, 0o644)
+        os.replace(self.data, self.final)
+        for path in self.record_paths():
+            path.unlink(missing_ok=True)
+        fsync_dir(self.root)

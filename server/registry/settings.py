@@ -1,0 +1,63 @@
+"""Transfer settings: part sizing, parallelism, retries, stall detection.
+
+Defaults are Ollama's (§7.1). Each can be changed with a `POLLAMA_PULL_*`
+variable, read once when the service is built:
+
+| variable | default | meaning |
+| --- | --- | --- |
+| `POLLAMA_PULL_PART_SIZE` | computed | fixed part size in bytes (else total/16 clamped to 100 MB…1000 MB) |
+| `POLLAMA_PULL_PARALLEL` | 16 | parts of one blob fetched at once |
+| `POLLAMA_PULL_STALL_TIMEOUT` | 30 | seconds without a byte before a part is restarted |
+| `POLLAMA_PULL_RETRIES` | 6 | consecutive failed tries of a part before the pull fails |
+| `POLLAMA_PULL_BACKOFF` | 1 | first retry delay in seconds (doubles each try) |
+| `POLLAMA_PULL_CHECKPOINT` | 0.5 | seconds between persisted progress checkpoints |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from server.config import ConfigError
+from server.registry.parts import PartSizing, RetryPolicy
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    sizing: PartSizing = field(default_factory=PartSizing)
+    parallel: int = 16
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    checkpoint_interval: float = 0.5
+    #: Bytes per socket read and per disk write of a part.
+    chunk_size: int = 1024 * 1024
+    #: Seconds between progress lines (Ollama ticks every ~60 ms).
+    tick: float = 0.06
+    connect_timeout: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "TransferSettings":
+        def num(name: str, default: float, kind: type = float, minimum: float = 0) -> float:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name}: {raw!r} is not a number") from None
+            if value < minimum:
+                raise ConfigError(f"{name}: must be at least {minimum}")
+            return value
+
+        base = cls()
+        sizing = PartSizing(fixed_size=int(num("POLLAMA_PULL_PART_SIZE", 0, int, 0)))
+        retry = RetryPolicy(
+            max_tries=int(num("POLLAMA_PULL_RETRIES", base.retry.max_tries, int, 1)),
+            backoff_base=num("POLLAMA_PULL_BACKOFF", base.retry.backoff_base),
+            stall_timeout=num("POLLAMA_PULL_STALL_TIMEOUT", base.retry.stall_timeout, float, 0.1),
+        )
+        return cls(
+            sizing=sizing,
+            parallel=int(num("POLLAMA_PULL_PARALLEL", base.parallel, int, 1)),
+            retry=retry,
+            checkpoint_interval=num("POLLAMA_PULL_CHECKPOINT", base.checkpoint_interval, float, 0.01),
+        )
