@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.live_server import LiveServer
 
-pytest_plugins = ["tests.fixtures.plugin"]
+pytest_plugins = ["tests.fixtures.plugin", "tests.support.registry_plugin", "tests.support.openapi_plugin"]
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
