@@ -138,7 +138,7 @@ def test_generation_is_deterministic_and_seeded(tmp_path: Path) -> None:
     c = gm.write_llama_model(tmp_path / "c.gguf", seed=1)
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b, c)]
     assert digest[0] == digest[1] != digest[2]
-    assert sorted(os.listdir(tmp_path)) == ["a.gguf", "b.gguf", "c.gguf"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["a.gguf", "b.gguf", "c.gguf"]  # no temp files left
 
 
 def test_options_name_template_and_extra_metadata(tmp_path: Path) -> None:

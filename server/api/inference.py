@@ -27,7 +27,7 @@ async def _pollama_error(exc: PollamaError) -> Response:
 async def generate() -> Response:
     req = GenerateRequest.from_json(await read_json())
     events = services().inference.generate(req)
-    if req.stream:
+    if req.stream and not req.debug_render_only:
         return await ndjson(events)
     return json_response(await fold(events, "response"))
 
@@ -39,7 +39,7 @@ async def chat() -> Response:
         raise BadRequest("model is required")
     req = ChatRequest.from_json(body)
     events = services().inference.chat(req)
-    if req.stream:
+    if req.stream and not req.debug_render_only:
         return await ndjson(events)
     return json_response(await fold(events, "message"))
 

@@ -93,9 +93,11 @@ async def blob_upload(digest: str) -> Response:
     canonical = parse_digest(digest)
     blobs = services().store.blobs
     if blobs.exists(canonical):
-        return Response("", status=200)
+        # Don't read gigabytes we already have: answer now and close the connection,
+        # so the unread body cannot be mistaken for the client's next request.
+        return Response("", status=200, content_type="text/plain; charset=utf-8", headers={"Connection": "close"})
     await blobs.write_stream(canonical, request.body)
-    return Response("", status=201)
+    return Response("", status=201, content_type="text/plain; charset=utf-8")
 
 
 @bp.route("/api/copy", methods=["POST"])

@@ -142,7 +142,7 @@ class Inference:
 
         if req.debug_render_only:
             text = render() if req.prompt or req.suffix else ""
-            yield {"model": req.model, "created_at": utc_now(), "_debug_info": {"rendered_template": text, "image_count": len(req.images)}}
+            yield {"model": req.model, "created_at": utc_now(), "response": "", "done": False, "_debug_info": {"rendered_template": text, "image_count": len(req.images)}}
             return
 
         lease = await self._acquire(model, options, req.keep_alive)
@@ -209,7 +209,7 @@ class Inference:
         if req.debug_render_only:
             text = await asyncio.to_thread(render_chat, template, messages, tools=req.tools, think=think) if req.messages else ""
             images = sum(len(m.get("images") or []) for m in messages)
-            yield {"model": req.model, "created_at": utc_now(), "_debug_info": {"rendered_template": text, "image_count": images}}
+            yield {"model": req.model, "created_at": utc_now(), "message": {"role": "", "content": ""}, "done": False, "_debug_info": {"rendered_template": text, "image_count": images}}
             return
 
         lease = await self._acquire(model, options, req.keep_alive)
