@@ -1,0 +1,125 @@
+"""Launch at login, the native way on each system; off unless the person turns it on.
+
+Linux: an XDG autostart entry (`$XDG_CONFIG_HOME/autostart/pollama.desktop`),
+which every desktop that has a session manager honours. macOS: a per-user
+LaunchAgent plist with RunAtLoad. Windows: a value under the HKCU `Run` key.
+The entry itself is the setting: there is nothing to keep in sync.
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+LABEL = "io.pollama.app"
+RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
+VALUE_NAME = "pollama"
+
+
+def launch_command() -> list[str]:
+    """How to start the tray at login: the frozen executable, or this Python with `-m app app`."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "app", "--hidden"]
+    return [sys.executable, "-m", "app", "app", "--hidden"]
+
+
+class Autostart(Protocol):
+    def is_enabled(self) -> bool: ...
+
+    def set_enabled(self, enabled: bool) -> None: ...
+
+
+class XdgAutostart:
+    def __init__(self, command: Sequence[str], config_home: Path | None = None) -> None:
+        base = config_home or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        self.path = base / "autostart" / "pollama.desktop"
+        self.command = list(command)
+
+    def is_enabled(self) -> bool:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except OSError:
+            return False
+        return "Hidden=true" not in text and "X-GNOME-Autostart-enabled=false" not in text
+
+    def set_enabled(self, enabled: bool) -> None:
+        if not enabled:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(
+            "[Desktop Entry]\n"
+            "Type=Application\n"
+            "Name=pollama\n"
+            "Comment=Run large language models locally\n"
+            f"Exec={shlex.join(self.command)}\n"
+            "Icon=pollama\n"
+            "Terminal=false\n"
+            "Categories=Utility;\n"
+            "X-GNOME-Autostart-enabled=true\n",
+            encoding="utf-8",
+        )
+
+
+class LaunchAgent:
+    def __init__(self, command: Sequence[str], agents_dir: Path | None = None) -> None:
+        self.path = (agents_dir or Path.home() / "Library" / "LaunchAgents") / f"{LABEL}.plist"
+        self.command = list(command)
+
+    def is_enabled(self) -> bool:
+        try:
+            data = plistlib.loads(self.path.read_bytes())
+        except (OSError, ValueError, plistlib.InvalidFileException):
+            return False
+        return bool(data.get("RunAtLoad")) and not data.get("Disabled", False)
+
+    def set_enabled(self, enabled: bool) -> None:
+        if not enabled:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        plist = {"Label": LABEL, "ProgramArguments": self.command, "RunAtLoad": True, "ProcessType": "Interactive"}
+        self.path.write_bytes(plistlib.dumps(plist))
+
+
+class RunKey:
+    """HKCU\\...\\Run; `registry` is the `winreg` module (a fake in tests)."""
+
+    def __init__(self, command: Sequence[str], registry: Any = None) -> None:
+        if registry is None:
+            import winreg as registry  # type: ignore[no-redef]
+        self.reg = registry
+        self.command = subprocess.list2cmdline(list(command))
+
+    def is_enabled(self) -> bool:
+        try:
+            with self.reg.OpenKey(self.reg.HKEY_CURRENT_USER, RUN_KEY) as key:
+                value, _ = self.reg.QueryValueEx(key, VALUE_NAME)
+        except OSError:
+            return False
+        return bool(value)
+
+    def set_enabled(self, enabled: bool) -> None:
+        with self.reg.CreateKey(self.reg.HKEY_CURRENT_USER, RUN_KEY) as key:
+            if enabled:
+                self.reg.SetValueEx(key, VALUE_NAME, 0, self.reg.REG_SZ, self.command)
+                return
+            try:
+                self.reg.DeleteValue(key, VALUE_NAME)
+            except OSError:
+                pass
+
+
+def for_this_system(platform: str | None = None) -> Autostart:
+    platform = platform or sys.platform
+    command = launch_command()
+    if platform == "darwin":
+        return LaunchAgent(command)
+    if platform.startswith("win"):
+        return RunKey(command)
+    return XdgAutostart(command)

@@ -1,0 +1,216 @@
+"""Settings: the server's settings file, plus launch at login, in a form a person can read.
+
+Values fixed by environment variables win over the file (the server reads
+them first), so their fields are disabled and say which variable sets them.
+Saving writes the file atomically and reports which keys changed, so the app
+can restart the embedded server only when a change needs it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui import settings_store as keys
+from ui.address import parse_address
+from ui.autostart import Autostart
+from ui.prompter import Prompter
+from ui.settings_store import SettingsError, SettingsStore
+from ui.status_line import StatusLine
+
+_DURATION = re.compile(r"^[+-]?(\d+|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
+
+NETWORK_WARNING = (
+    "Anyone who can reach this computer over the network can use your models, "
+    "see their names and download new ones. Only turn this on for a network you trust."
+)
+
+
+def valid_duration(text: str) -> bool:
+    return bool(_DURATION.match(text.strip()))
+
+
+class SettingsWindow(QWidget):
+    saved = Signal(list)  # names of the settings that changed
+
+    def __init__(
+        self,
+        store: SettingsStore,
+        autostart: Autostart,
+        prompter: Prompter | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.autostart = autostart
+        self.prompter = prompter or Prompter()
+        self.setWindowTitle("pollama — Settings")
+        self.resize(640, 480)
+
+        self.models_edit = QLineEdit()
+        self.models_edit.setPlaceholderText("~/.ollama/models")
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self._browse)
+        models_row = QHBoxLayout()
+        models_row.addWidget(self.models_edit, 1)
+        models_row.addWidget(browse)
+        self.browse_button = browse
+
+        self.expose_check = QCheckBox("Expose pollama to the network")
+        self.expose_warning = QLabel("⚠ " + NETWORK_WARNING)
+        self.expose_warning.setWordWrap(True)
+        self.expose_warning.setStyleSheet("color: #b45309;")
+        self.expose_check.toggled.connect(self.expose_warning.setVisible)
+
+        self.origins_edit = QLineEdit()
+        self.origins_edit.setPlaceholderText("e.g. https://app.example.com, chrome-extension://*")
+        self.keep_alive_edit = QLineEdit()
+        self.keep_alive_edit.setPlaceholderText("5m (default); 0 unloads at once; -1 keeps forever")
+        self.parallel_spin = self._spin(0, 64, "Default (1)")
+        self.max_loaded_spin = self._spin(0, 64, "Automatic")
+        self.context_spin = self._spin(0, 1 << 20, "Model default", step=1024)
+        self.login_check = QCheckBox("Start pollama when I log in")
+
+        self.env_labels: dict[str, QLabel] = {}
+        form = QFormLayout()
+        self._row(form, "Models folder", models_row, keys.MODELS, (self.models_edit, browse))
+        self._row(form, "Network", self.expose_check, keys.HOST, (self.expose_check,))
+        form.addRow("", self.expose_warning)
+        self._row(form, "Allowed origins", self.origins_edit, keys.ORIGINS, (self.origins_edit,))
+        self._row(form, "Keep models loaded for", self.keep_alive_edit, keys.KEEP_ALIVE, (self.keep_alive_edit,))
+        self._row(form, "Parallel requests per model", self.parallel_spin, keys.NUM_PARALLEL, (self.parallel_spin,))
+        self._row(form, "Models loaded at once", self.max_loaded_spin, keys.MAX_LOADED_MODELS, (self.max_loaded_spin,))
+        self._row(form, "Context length (tokens)", self.context_spin, keys.CONTEXT_LENGTH, (self.context_spin,))
+        form.addRow("Launch at login", self.login_check)
+
+        self.path_label = QLabel(f"Stored in {store.path}")
+        self.path_label.setStyleSheet("color: palette(mid);")
+        self.path_label.setWordWrap(True)
+        self.status = StatusLine()
+        self.save_button = QPushButton("Save")
+        self.revert_button = QPushButton("Revert")
+        self.save_button.clicked.connect(self.save)
+        self.revert_button.clicked.connect(self.load)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.status, 1)
+        buttons.addWidget(self.revert_button)
+        buttons.addWidget(self.save_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addStretch(1)
+        layout.addWidget(self.path_label)
+        layout.addLayout(buttons)
+        self._port = parse_address(None)
+        self.load()
+
+    @staticmethod
+    def _spin(low: int, high: int, special: str, step: int = 1) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(low, high)
+        spin.setSingleStep(step)
+        spin.setSpecialValueText(special)
+        return spin
+
+    def _row(self, form: QFormLayout, label: str, field: object, key: str, widgets: tuple[QWidget, ...]) -> None:
+        holder = QVBoxLayout()
+        holder.setSpacing(2)
+        if isinstance(field, QWidget):
+            holder.addWidget(field)
+        else:
+            holder.addLayout(field)  # type: ignore[arg-type]
+        env = QLabel()
+        env.setStyleSheet("color: #6b21a8;")
+        env.setVisible(False)
+        holder.addWidget(env)
+        self.env_labels[key] = env
+        form.addRow(label, holder)
+        self._widgets_for = getattr(self, "_widgets_for", {})
+        self._widgets_for[key] = widgets
+
+    def _browse(self) -> None:
+        path = self.prompter.choose_dir(self, "Models folder", self.models_edit.text())
+        if path is not None:
+            self.models_edit.setText(str(path))
+
+    # -- load / save -------------------------------------------------------------------------
+    def load(self) -> None:
+        try:
+            values = self.store.effective()
+        except SettingsError as exc:
+            self.status.error(f"The settings file cannot be read: {exc}")
+            values = dict(self.store.env_fixed())
+        self._port = parse_address(values.get(keys.HOST))
+        self.models_edit.setText(values.get(keys.MODELS, ""))
+        self.expose_check.setChecked(self._port.exposed)
+        self.expose_warning.setVisible(self._port.exposed)
+        self.origins_edit.setText(values.get(keys.ORIGINS, ""))
+        self.keep_alive_edit.setText(values.get(keys.KEEP_ALIVE, ""))
+        self.parallel_spin.setValue(_to_int(values.get(keys.NUM_PARALLEL)))
+        self.max_loaded_spin.setValue(_to_int(values.get(keys.MAX_LOADED_MODELS)))
+        self.context_spin.setValue(_to_int(values.get(keys.CONTEXT_LENGTH)))
+        self.login_check.setChecked(self.autostart.is_enabled())
+        fixed = self.store.env_fixed()
+        for key, label in self.env_labels.items():
+            is_fixed = key in fixed
+            label.setVisible(is_fixed)
+            label.setText(f"Set by {key}={fixed[key]} in the environment; the environment wins." if is_fixed else "")
+            for widget in self._widgets_for[key]:
+                widget.setEnabled(not is_fixed)
+                widget.setToolTip(label.text())
+
+    def values(self) -> dict[str, str | None]:
+        """The window's values as settings-file entries (None = use the default)."""
+
+        def number(spin: QSpinBox) -> str | None:
+            return str(spin.value()) if spin.value() else None
+
+        return {
+            keys.MODELS: self.models_edit.text().strip() or None,
+            keys.HOST: self._port.setting(exposed=self.expose_check.isChecked()),
+            keys.ORIGINS: ",".join(o.strip() for o in self.origins_edit.text().split(",") if o.strip()) or None,
+            keys.KEEP_ALIVE: self.keep_alive_edit.text().strip() or None,
+            keys.NUM_PARALLEL: number(self.parallel_spin),
+            keys.MAX_LOADED_MODELS: number(self.max_loaded_spin),
+            keys.CONTEXT_LENGTH: number(self.context_spin),
+        }
+
+    def save(self) -> list[str] | None:
+        keep_alive = self.keep_alive_edit.text().strip()
+        if keep_alive and not valid_duration(keep_alive):
+            self.status.error(f"“{keep_alive}” is not a duration. Write it like 5m, 1h30m, 300 (seconds) or -1.")
+            return None
+        fixed = self.store.env_fixed()
+        changes = {k: v for k, v in self.values().items() if k not in fixed}
+        try:
+            changed = sorted(self.store.save(changes))
+        except (OSError, SettingsError) as exc:
+            self.status.error(f"Could not save the settings: {exc}")
+            return None
+        try:
+            if self.login_check.isChecked() != self.autostart.is_enabled():
+                self.autostart.set_enabled(self.login_check.isChecked())
+        except OSError as exc:
+            self.status.error(f"Saved, but launch at login could not be changed: {exc}")
+            return changed
+        self.status.ok("Saved. The server restarts to apply the changes." if changed else "Saved.")
+        self.saved.emit(changed)
+        return changed
+
+
+def _to_int(value: str | None) -> int:
+    try:
+        return int(keys.clean(value or "0"))
+    except ValueError:
+        return 0
