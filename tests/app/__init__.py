@@ -1,0 +1,1 @@
+"""Tests of the `pollama` command line (app/)."""
