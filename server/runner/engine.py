@@ -1,0 +1,423 @@
+"""The continuous-batching engine: one llama context, `num_parallel` sequences, one decode
+per step.
+
+Each step (1) takes new requests into free slots, reusing the longest cached prefix;
+(2) packs the next token of every generating sequence and then chunks of pending prompts
+into one batch; (3) decodes once; (4) samples every sequence that got logits with its own
+sampler chain and streams the new text out. A request never waits for another one to
+finish, only for a slot.
+
+Everything here runs on the engine thread, the only thread that calls llama.cpp. The
+engine talks to the rest of the process through two callables: messages in via `run`'s
+inbox, messages out via `emit` (which only enqueues; encoding and writing happen on the
+writer thread).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from server.runner import messages as m
+from server.runner.backend import (
+    POOLING_NAMES, Batch, BackendError, BufferSizes, Context, ContextSpec, LogSink, Model,
+    init_backend,
+)
+from server.runner.cpu import physical_cores
+from server.runner.detokenize import TextStream
+from server.runner.embedding import EmbedError, EmbedFailure, Embedder, EmbedSettings
+from server.runner.sampling import SamplerChain, SamplerError, TokenText, logprob_entry
+from server.runner.slots import (
+    PromptTooLong, Slot, choose_slot, effective_num_keep, predict_limit, reusable_prefix,
+    shift_amount, truncate_prompt,
+)
+
+Emit = Callable[[Any], None]
+
+
+@dataclass
+class Sequence:
+    """A completion in flight: its slot, sampler, text state and timings."""
+
+    id: int
+    req: m.CompletionRequest
+    prompt: list[int]
+    slot: Slot
+    chain: SamplerChain
+    text: TextStream
+    num_keep: int
+    pending: list[int]  # prompt tokens still to decode
+    n_prompt_eval: int
+    limit: int  # tokens to generate at most
+    t_start: int
+    t_first: int = 0
+    next_token: int | None = None
+    generated: list[int] = field(default_factory=list)
+    out_row: int = -1
+
+
+class Engine:
+    def __init__(self, emit: Emit, log: LogSink | None = None) -> None:
+        self._emit = emit
+        self._log = log
+        self.model: Model | None = None
+        self.ctx: Context | None = None
+        self.batch: Batch | None = None
+        self.embedder: Embedder | None = None
+        self.options: m.LoadOptions | None = None
+        self.info: m.RunnerInfo | None = None
+        self.slots: list[Slot] = []
+        self.waiting: list[tuple[int, m.CompletionRequest]] = []
+        self.running: dict[int, Sequence] = {}
+        self.n_ctx_slot = 0
+        self.n_threads = 1
+        self._steps = 0
+        self._text: TokenText | None = None
+
+    # ---- loading -----------------------------------------------------------------------
+
+    def load(self, options: m.LoadOptions) -> m.RunnerInfo:
+        started = time.perf_counter_ns()
+        init_backend()
+        if self._log is None:
+            self._log = LogSink()
+        log = self._log
+        sizes = BufferSizes()
+        log.sizes = sizes
+        self.options = options
+        self.n_threads = options.num_thread if options.num_thread > 0 else physical_cores()
+        try:
+            if not os.path.isfile(options.model_path):
+                raise BackendError(f"model file not found: {options.model_path}")
+            self.model = model = Model(options.model_path, n_gpu_layers=options.num_gpu,
+                                       main_gpu=options.main_gpu, use_mmap=options.use_mmap,
+                                       lora_paths=tuple(options.lora_paths))
+            self._text = TokenText(model.piece)
+            num_ctx = options.num_ctx if options.num_ctx > 0 else model.n_ctx_train
+            embedding_only = options.embedding or model.model_pooling is not None
+            if embedding_only:
+                n_ctx = min(num_ctx, model.n_ctx_train) if model.n_ctx_train > 0 else num_ctx
+                self.embedder = Embedder(model, EmbedSettings(
+                    n_ctx=n_ctx, n_threads=self.n_threads, flash_attention=options.flash_attention,
+                    model_pooling=model.model_pooling is not None))
+                ctx, parallel, n_ctx_slot = self.embedder.ctx, 1, n_ctx
+                self.n_ctx_slot = n_ctx_slot
+            else:
+                parallel = max(1, options.num_parallel)
+                n_batch = max(1, options.num_batch)
+                self.ctx = ctx = Context(model, ContextSpec(
+                    n_ctx=num_ctx * parallel, n_seq_max=parallel, n_batch=n_batch,
+                    n_ubatch=min(n_batch, 512), n_threads=self.n_threads,
+                    flash_attention=options.flash_attention, kv_cache_type=options.kv_cache_type,
+                ))
+                self.n_ctx_slot = n_ctx_slot = min(num_ctx, ctx.n_ctx_seq)
+                self.batch = Batch(max(n_batch, parallel))
+                self.slots = [Slot(seq_id=i) for i in range(parallel)]
+        except BackendError as exc:
+            detail = " | ".join(list(log.errors)[-4:])
+            raise BackendError(f"{exc}" + (f": {detail}" if detail else "")) from None
+        finally:
+            log.sizes = None
+        if options.projector_path:
+            log.note(f"pollama runner: projector {options.projector_path} ignored; "
+                     "vision input is not implemented yet")
+        weights, kv, compute = sizes.total("weights"), sizes.total("kv"), sizes.total("compute")
+        if weights == 0:
+            weights = int(os.path.getsize(options.model_path))
+        self.info = m.RunnerInfo(
+            model_path=options.model_path,
+            architecture=model.architecture,
+            description=model.description,
+            n_ctx=n_ctx_slot,
+            n_ctx_total=ctx.n_ctx,
+            n_ctx_train=model.n_ctx_train,
+            num_parallel=parallel,
+            n_batch=self.batch.capacity if self.batch else n_ctx_slot,
+            n_threads=self.n_threads,
+            n_vocab=model.n_vocab,
+            n_embd=model.n_embd,
+            n_layer=model.n_layer,
+            bos=model.bos,
+            eos=model.eos,
+            add_bos=model.add_bos,
+            pooling=POOLING_NAMES.get(ctx.pooling, "none"),
+            embedding_only=self.ctx is None,
+            can_shift=ctx.can_shift,
+            vision=False,
+            weights_bytes=weights,
+            kv_bytes=kv,
+            compute_bytes=compute,
+            size=weights + kv + compute,
+            size_vram=sum(sizes.vram.values()),
+            load_duration=time.perf_counter_ns() - started,
+            pid=os.getpid(),
+        )
+        return self.info
+
+    def close(self) -> None:
+        for seq in list(self.running.values()):
+            seq.chain.close()
+        self.running.clear()
+        for part in (self.embedder, self.batch, self.ctx):
+            if part is not None:
+                part.close()
+        self.embedder = self.batch = self.ctx = None
+        if self.model is not None:
+            self.model.close()
+            self.model = None
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def run(self, inbox: "queue.SimpleQueue[Any]") -> None:
+        """Serve until a Shutdown arrives. Blocks on the inbox only when there is no work."""
+        while True:
+            idle = not self.running and not self.waiting
+            try:
+                msg = inbox.get() if idle else inbox.get_nowait()
+            except queue.Empty:
+                msg = None
+            while msg is not None:
+                if isinstance(msg, m.Shutdown):
+                    return
+                self.handle(msg)
+                try:
+                    msg = inbox.get_nowait()
+                except queue.Empty:
+                    msg = None
+            self.step()
+
+    @property
+    def active(self) -> int:
+        return len(self.running)
+
+    def handle(self, msg: Any) -> None:
+        try:
+            if isinstance(msg, m.Completion):
+                self._accept(msg)
+            elif isinstance(msg, m.Cancel):
+                self._cancel(msg.id)
+            elif isinstance(msg, m.Tokenize):
+                assert self.model is not None
+                tokens = self.model.tokenize(msg.text, add_special=msg.add_special, parse_special=msg.parse_special)
+                self._emit(m.Tokens(msg.id, tuple(tokens)))
+            elif isinstance(msg, m.Detokenize):
+                assert self.model is not None
+                self._emit(m.Text(msg.id, self.model.detokenize(msg.tokens)))
+            elif isinstance(msg, m.Embed):
+                self._embed(msg)
+            else:
+                self._emit(m.Error(getattr(msg, "id", 0), f"unexpected message {type(msg).__name__}"))
+        except Exception as exc:  # a bug in one request must not take the runner down
+            self._emit(m.Error(getattr(msg, "id", 0), f"{type(exc).__name__}: {exc}"))
+
+    # ---- requests ---------------------------------------------------------------------
+
+    def _accept(self, msg: m.Completion) -> None:
+        req = msg.request
+        if self.ctx is None:
+            self._emit(m.Error(msg.id, "this model does not support generation (embedding only)", "bad_request"))
+            return
+        if req.images:
+            self._emit(m.Error(msg.id, "this runner cannot read images yet (no vision support)", "bad_request"))
+            return
+        self.waiting.append((msg.id, req))
+
+    def _cancel(self, rid: int) -> None:
+        self.waiting = [(i, r) for i, r in self.waiting if i != rid]
+        seq = self.running.pop(rid, None)
+        if seq is not None:
+            self._release(seq)
+            _note(f"request {rid}: cancelled after {len(seq.generated)} tokens")
+
+    def _embed(self, msg: m.Embed) -> None:
+        assert self.model is not None and self.options is not None
+        if self.embedder is None:
+            n_ctx = self.n_ctx_slot
+            self.embedder = Embedder(self.model, EmbedSettings(
+                n_ctx=n_ctx, n_threads=self.n_threads, flash_attention=self.options.flash_attention,
+                model_pooling=False))
+        try:
+            vectors, count = self.embedder.embed(list(msg.inputs), truncate=msg.truncate,
+                                                 normalize=msg.normalize, dimensions=msg.dimensions)
+        except EmbedError as exc:
+            self._emit(m.Error(msg.id, str(exc), "bad_request"))
+            return
+        except EmbedFailure as exc:
+            self._emit(m.Error(msg.id, str(exc)))
+            return
+        self._emit(m.Embedded(msg.id, tuple(tuple(v) for v in vectors), count))
+
+    def _start_waiting(self) -> None:
+        """Give free slots to waiting requests, FIFO, each taking its best-matching slot."""
+        assert self.model is not None and self.ctx is not None
+        while self.waiting and any(not s.busy for s in self.slots):
+            rid, req = self.waiting.pop(0)
+            try:
+                seq = self._start(rid, req)
+            except (PromptTooLong, SamplerError) as exc:
+                self._emit(m.Error(rid, str(exc), "bad_request"))
+                continue
+            self.running[rid] = seq
+
+    def _start(self, rid: int, req: m.CompletionRequest) -> Sequence:
+        model, ctx = self.model, self.ctx
+        assert model is not None and ctx is not None
+        if isinstance(req.prompt, str):
+            tokens = model.tokenize(req.prompt, add_special=True, parse_special=req.parse_special)
+        else:
+            tokens = [int(t) for t in req.prompt]
+        if not tokens:
+            raise PromptTooLong("the prompt is empty")
+        bad = next((t for t in tokens if not 0 <= t < model.n_vocab), None)
+        if bad is not None:
+            raise PromptTooLong(f"token {bad} is out of range")
+        n_ctx = self.n_ctx_slot
+        num_keep = effective_num_keep(req.num_keep, len(tokens), n_ctx, model.add_bos)
+        tokens = truncate_prompt(tokens, n_ctx, num_keep, req.truncate)
+        chosen = choose_slot(self.slots, tokens)
+        assert chosen is not None
+        slot, common = chosen
+        keep = reusable_prefix(common, len(tokens))
+        if keep < len(slot.tokens):
+            if not ctx.seq_rm(slot.seq_id, keep, -1):
+                ctx.seq_rm(slot.seq_id, -1, -1)
+                keep = 0
+            del slot.tokens[keep:]
+        chain = SamplerChain(model.vocab, model.n_vocab, req, n_ctx=n_ctx)
+        chain.prime(tokens)
+        slot.busy = True
+        pending = tokens[keep:]
+        _note(f"request {rid}: slot {slot.seq_id}, {len(tokens)} prompt tokens ({keep} cached)")
+        return Sequence(id=rid, req=req, prompt=tokens, slot=slot, chain=chain,
+                        text=TextStream(tuple(req.stop)), num_keep=num_keep, pending=pending,
+                        n_prompt_eval=len(pending), limit=predict_limit(req.num_predict, n_ctx),
+                        t_start=time.perf_counter_ns())
+
+    # ---- one step ---------------------------------------------------------------------
+
+    def step(self) -> None:
+        if self.ctx is None:
+            return
+        self._start_waiting()
+        if not self.running:
+            return
+        batch, ctx = self.batch, self.ctx
+        assert batch is not None
+        batch.clear()
+        in_batch: list[Sequence] = []
+        # 1. the next token of every generating sequence
+        for seq in list(self.running.values()):
+            seq.out_row = -1
+            if seq.next_token is None:
+                continue
+            if len(seq.slot.tokens) >= self.n_ctx_slot and not self._make_room(seq):
+                continue
+            seq.out_row = batch.add(seq.next_token, len(seq.slot.tokens), seq.slot.seq_id, True)
+            seq.slot.tokens.append(seq.next_token)
+            seq.next_token = None
+            in_batch.append(seq)
+        # 2. chunks of prompts, oldest first, in the room that is left
+        for seq in list(self.running.values()):
+            if not seq.pending or batch.free <= 0:
+                continue
+            take = seq.pending[: batch.free]
+            del seq.pending[: len(take)]
+            last = len(take) - 1
+            for j, token in enumerate(take):
+                row = batch.add(token, len(seq.slot.tokens), seq.slot.seq_id, j == last and not seq.pending)
+                seq.slot.tokens.append(token)
+                if j == last and not seq.pending:
+                    seq.out_row = row
+            in_batch.append(seq)
+        if batch.n == 0:
+            return
+        rc = ctx.decode(batch)
+        self._steps += 1
+        if rc != 0:
+            self._fail_batch(in_batch, rc)
+            return
+        # 3. sample every sequence that got logits
+        for seq in in_batch:
+            if seq.out_row >= 0 and seq.id in self.running:
+                self._sample(seq)
+
+    def _make_room(self, seq: Sequence) -> bool:
+        """The slot is full: shift (drop half of what follows num_keep) or end with "length"."""
+        assert self.ctx is not None
+        if not (seq.req.shift and self.ctx.can_shift) or seq.num_keep >= len(seq.slot.tokens) - 1:
+            self._finish(seq, "length")
+            return False
+        n_past = len(seq.slot.tokens)
+        discard = shift_amount(n_past, seq.num_keep)
+        sid, keep = seq.slot.seq_id, seq.num_keep
+        self.ctx.seq_rm(sid, keep, keep + discard)
+        self.ctx.seq_add(sid, keep + discard, n_past, -discard)
+        del seq.slot.tokens[keep: keep + discard]
+        return True
+
+    def _sample(self, seq: Sequence) -> None:
+        model, ctx = self.model, self.ctx
+        assert model is not None and ctx is not None and self._text is not None
+        token = seq.chain.sample(ctx.ptr, seq.out_row)
+        if not seq.t_first:
+            seq.t_first = time.perf_counter_ns()
+        if model.is_eog(token):
+            self._finish(seq, "stop")
+            return
+        seq.generated.append(token)
+        logprob = None
+        if seq.req.logprobs:
+            logprob = logprob_entry(ctx.logits(seq.out_row), token, seq.req.top_logprobs, self._text)
+        out = seq.text.push(model.piece(token), logprob)
+        if out.text or out.logprobs:
+            self._emit(m.Piece(seq.id, out.text, tuple(out.logprobs) if seq.req.logprobs else None))
+        if out.stopped:
+            self._finish(seq, "stop", flushed=True)
+        elif len(seq.generated) >= seq.limit:
+            self._finish(seq, "length")
+        else:
+            seq.next_token = token
+
+    def _finish(self, seq: Sequence, reason: str, *, flushed: bool = False) -> None:
+        now = time.perf_counter_ns()
+        rest = seq.text.finish() if not flushed else None
+        t_first = seq.t_first or now
+        self._emit(m.Done(
+            id=seq.id,
+            done_reason=reason,
+            content=rest.text if rest else "",
+            logprobs=tuple(rest.logprobs) if (rest and seq.req.logprobs) else None,
+            prompt_eval_count=seq.n_prompt_eval,
+            prompt_eval_duration=t_first - seq.t_start,
+            eval_count=len(seq.generated),
+            eval_duration=now - t_first,
+            context=tuple(seq.prompt + seq.generated),
+        ))
+        self.running.pop(seq.id, None)
+        self._release(seq)
+        _note(f"request {seq.id}: {reason} after {len(seq.generated)} tokens")
+
+    def _release(self, seq: Sequence) -> None:
+        seq.chain.close()
+        seq.slot.busy = False
+        seq.slot.last_used = self._steps
+        if seq.pending:  # cancelled mid-prompt: the cache holds a prefix, still reusable
+            seq.pending = []
+
+    def _fail_batch(self, seqs: list[Sequence], rc: int) -> None:
+        assert self.ctx is not None
+        for seq in seqs:
+            self.running.pop(seq.id, None)
+            self.ctx.seq_rm(seq.slot.seq_id, -1, -1)
+            seq.slot.tokens.clear()
+            self._release(seq)
+            self._emit(m.Error(seq.id, f"llama_decode failed with status {rc}"))
+
+
+def _note(line: str) -> None:
+    """One line per request event in the runner's log (never per token)."""
+    sys.stderr.write(f"pollama runner: {line}\n")

@@ -1,0 +1,92 @@
+"""Slot bookkeeping that needs no llama.cpp: which slot a prompt should take, how much of a
+prompt survives truncation, and how far a context shift moves things.
+
+Each slot is one llama.cpp sequence id. `tokens` mirrors exactly what that sequence
+holds in the KV cache, position i = tokens[i]; keeping that invariant is what makes
+prefix reuse and context shifting plain list arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    busy: bool = False
+    last_used: int = 0  # step counter when the slot was last released; for LRU ties
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+SIMILARITY = 0.5  # share at least this much of the prompt, or take the least recently used slot
+
+
+def choose_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int] | None:
+    """The free slot to run `prompt` in, and how many of its cached tokens match.
+
+    The slot with the longest common prefix wins when that prefix covers at least
+    SIMILARITY of the prompt; otherwise the least recently used free slot is taken, so a
+    prompt that merely shares a BOS token does not wipe another conversation's cache
+    (llama-server's rule)."""
+    free = [s for s in slots if not s.busy]
+    if not free:
+        return None
+    scored = [(common_prefix(s.tokens, prompt), s) for s in free]
+    n, best = max(scored, key=lambda item: (item[0], -item[1].last_used))
+    if n and n >= SIMILARITY * len(prompt):
+        return best, n
+    n, lru = min(scored, key=lambda item: (bool(item[1].tokens), item[1].last_used))
+    return lru, n
+
+
+def reusable_prefix(common: int, prompt_len: int) -> int:
+    """How many cached tokens to keep: all shared ones, but at least one prompt token must be
+    evaluated again so the last position yields logits."""
+    return min(common, max(prompt_len - 1, 0))
+
+
+def effective_num_keep(num_keep: int, prompt_len: int, n_ctx: int, add_bos: bool) -> int:
+    """Ollama's num_keep: negative keeps the whole prompt; BOS is always kept; never the
+    whole context (something must be discardable)."""
+    keep = prompt_len if num_keep < 0 else num_keep
+    if add_bos:
+        keep = max(keep, 1)
+    return max(0, min(keep, n_ctx - 1))
+
+
+class PromptTooLong(ValueError):
+    pass
+
+
+def truncate_prompt(tokens: list[int], n_ctx: int, num_keep: int, truncate: bool) -> list[int]:
+    """A prompt longer than the slot's context keeps num_keep tokens and the tail (Ollama's
+    runner), or is refused when truncation is off."""
+    if len(tokens) <= n_ctx:
+        return tokens
+    if not truncate:
+        raise PromptTooLong("the input length exceeds the context length")
+    discard = len(tokens) - n_ctx
+    return tokens[:num_keep] + tokens[num_keep + discard:]
+
+
+def shift_amount(n_past: int, num_keep: int) -> int:
+    """Tokens to discard after num_keep when the context is full: half of the rest."""
+    return max((n_past - num_keep) // 2, 1)
+
+
+def predict_limit(num_predict: int, n_ctx: int) -> int:
+    """Ollama caps generation at 10 × num_ctx (ten context shifts) so that a model that never
+    emits EOS cannot run forever; 0 and negative (infinite, fill-context) mean that cap, since
+    Ollama's runner treats only a positive num_predict as a limit."""
+    cap = 10 * n_ctx
+    return cap if num_predict <= 0 or num_predict > cap else num_predict
