@@ -202,3 +202,17 @@ async def test_truncate_long_prompt(small_ctx_runner: RunnerClient) -> None:
     assert r.last.context is not None and r.last.context[:4] == tokens[:4]
     with pytest.raises(BadRequest, match="the input length exceeds the context length"):
         await generate(small_ctx_runner, prompt, num_predict=5, truncate=False)
+
+
+async def test_penalties_change_greedy_output_and_keep_the_runner_alive(runner: RunnerClient) -> None:
+    """Repeat/presence/frequency penalties reach llama.cpp (a wrong prototype used to kill the runner)."""
+    plain = await generate(runner, "hello world", num_predict=48)
+    tokens = await runner.tokenize(plain.text, add_special=False)
+    assert len(set(tokens)) < len(tokens), "greedy output on random weights repeats itself"
+    for options in ({"repeat_penalty": 5.0, "repeat_last_n": 64}, {"presence_penalty": 5.0}, {"frequency_penalty": 5.0}):
+        penalized = await generate(runner, "hello world", num_predict=48, **options)
+        assert penalized.text != plain.text, options
+        assert penalized.last.done_reason == "length"
+        assert runner.alive
+    again = await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=64)
+    assert again.text == (await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=64)).text
