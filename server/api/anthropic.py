@@ -1,0 +1,69 @@
+"""Anthropic-compatible route: POST /v1/messages (§4).
+
+Translates to a native chat (thinking is dropped silently for models that
+cannot think, as Ollama's Anthropic layer does, hence `strict_think=False`),
+and re-shapes the answer into a `message` or the event stream
+message_start → content_block_start/delta/stop… → message_delta → message_stop.
+Errors use Anthropic's envelope, so the SDK raises its typed exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Blueprint, Response
+from werkzeug.exceptions import HTTPException
+
+from server.api.compat import anthropic as an
+from server.api.context import services
+from server.api.http import json_response, read_json
+from server.api.inference import fold
+from server.api.sse import first_event, frame, sse_stream
+from server.errors import PollamaError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("anthropic", __name__)
+
+
+def _error(status: int, message: str) -> Response:
+    body = an.error_body(status, message)
+    return json_response(body, status, headers={"request-id": body["request_id"]})
+
+
+@bp.errorhandler(PollamaError)
+async def _pollama_error(exc: PollamaError) -> Response:
+    return _error(exc.status, exc.message)
+
+
+@bp.errorhandler(Exception)
+async def _unexpected(exc: Exception) -> Response | HTTPException:
+    if isinstance(exc, HTTPException):
+        return exc
+    log.exception("anthropic handler failed")
+    return _error(500, f"internal error: {exc}")
+
+
+@bp.route("/v1/messages", methods=["POST"])
+async def messages() -> Response:
+    call = an.messages_request(await read_json())
+    req = call.request
+    events = services().inference.chat(req, strict_think=False)
+    if req.debug_render_only:
+        return json_response(await fold(events, "message"))
+    if not req.stream:
+        final = await fold(events, "message")
+        return json_response(an.message_response(final, id=an.message_id(), model=req.model))
+    first = await first_event(events)
+    stream = an.MessagesStream(id=an.message_id(), model=req.model, estimated_input_tokens=call.estimated_input_tokens)
+
+    def frames(ev: dict[str, Any]) -> bytes:
+        return b"".join(frame(data, kind) for kind, data in stream.feed(ev))
+
+    def failed(exc: PollamaError) -> bytes:
+        kind, data = stream.error(exc)
+        return frame(data, kind)
+
+    head = b"".join(frame(data, kind) for kind, data in stream.start())
+    return sse_stream(first, events, frames, failed, head=head)

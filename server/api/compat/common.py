@@ -1,0 +1,187 @@
+"""Small helpers every translator shares: typed fields, images, stops, tool calls."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import secrets
+from typing import Any, Mapping
+
+from server.api.http import dumps
+from server.errors import BadRequest
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a value's type, for error messages a client can act on."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def go_type(value: Any) -> str:
+    """The Go type `encoding/json` decodes a value into, as Ollama names it in errors."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "[]interface {}"
+    return "map[string]interface {}"
+
+
+def opt_str(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"invalid type for '{key}': expected string, got {json_type(value)}")
+    return value
+
+
+def opt_bool(body: Mapping[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise BadRequest(f"invalid type for '{key}': expected boolean, got {json_type(value)}")
+    return value
+
+
+def opt_number(body: Mapping[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadRequest(f"invalid type for '{key}': expected number, got {json_type(value)}")
+    return float(value)
+
+
+def opt_int(body: Mapping[str, Any], key: str) -> int | None:
+    """An integer field; integral floats (`10.0`) are accepted, `1.5` is not."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise BadRequest(f"invalid type for '{key}': expected integer, got {json_type(value)}")
+    return int(value)
+
+
+def opt_object(body: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRequest(f"invalid type for '{key}': expected object, got {json_type(value)}")
+    return value
+
+
+def opt_list(body: Mapping[str, Any], key: str) -> list[Any] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise BadRequest(f"invalid type for '{key}': expected array, got {json_type(value)}")
+    return value
+
+
+def require_model(body: Mapping[str, Any]) -> str:
+    """`model` as a string ("" when absent: the service answers that in its own words)."""
+    return opt_str(body, "model") or ""
+
+
+IMAGE_PREFIXES = tuple(f"data:image/{t};base64," for t in ("jpeg", "jpg", "png", "webp"))
+
+
+def decode_image_url(url: str) -> bytes:
+    """An OpenAI `image_url`: only base64 data URLs, as Ollama (no fetching from the server)."""
+    if url.startswith(("http://", "https://")):
+        raise BadRequest("image URLs are not currently supported, please use base64 encoded data instead")
+    if url.startswith("data:;base64,"):
+        data = url[len("data:;base64,") :]
+    else:
+        for prefix in IMAGE_PREFIXES:
+            if url.startswith(prefix):
+                data = url[len(prefix) :]
+                break
+        else:
+            raise BadRequest("invalid image input")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("invalid image input") from None
+
+
+def decode_base64(data: Any, what: str) -> bytes:
+    if not isinstance(data, str):
+        raise BadRequest(f"invalid {what}: expected a base64 string")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(f"invalid base64 {what}: {exc}") from None
+
+
+def parse_stop(value: Any, *, strict: bool) -> list[str] | None:
+    """`stop`: a string or a list of strings.
+
+    Chat drops non-string list items (Ollama's chat middleware); completions
+    rejects them (`strict`, Ollama's completions middleware).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        stops = []
+        for item in value:
+            if isinstance(item, str):
+                stops.append(item)
+            elif strict:
+                raise BadRequest(f"invalid type for 'stop' field: {go_type(item)}")
+        return stops
+    raise BadRequest(f"invalid type for 'stop' field: {go_type(value)}")
+
+
+def arguments_json(arguments: Any) -> str:
+    """Tool-call arguments as the JSON string OpenAI clients expect (compact, key order kept)."""
+    return dumps(arguments if arguments is not None else {})
+
+
+def parse_arguments(value: Any) -> dict[str, Any]:
+    """OpenAI `function.arguments` (a JSON string; an object is tolerated) → native object."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise BadRequest("invalid tool call arguments") from None
+        if isinstance(parsed, dict):
+            return parsed
+    raise BadRequest("invalid tool call arguments")
+
+
+def random_hex(n: int) -> str:
+    return secrets.token_hex((n + 1) // 2)[:n]
+
+
+def usage_counts(final: Mapping[str, Any]) -> tuple[int, int]:
+    """(prompt tokens, generated tokens) from a native final chunk."""
+    return int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or 0)

@@ -1,0 +1,615 @@
+"""OpenAI chat completions, completions, embeddings and models ⇄ Ollama native (§3.1–3.5).
+
+Request translators raise `BadRequest` with Ollama's wording, so a client of
+either server reads the same error. Response builders take the native
+service's objects (a folded final object, or one chunk at a time for the
+stream converters) and return OpenAI's JSON shapes as plain dicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from server.api.compat.common import (
+    arguments_json,
+    decode_base64,
+    decode_image_url,
+    go_type,
+    json_type,
+    opt_bool,
+    opt_int,
+    opt_list,
+    opt_number,
+    opt_object,
+    opt_str,
+    parse_arguments,
+    parse_stop,
+    require_model,
+    usage_counts,
+)
+from server.api.http import dumps
+from server.api.sse import frame
+from server.errors import BadRequest
+from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest, parse_format, parse_options
+
+SYSTEM_FINGERPRINT = "fp_ollama"
+
+# reasoning_effort → native think (§3.2).
+REASONING_EFFORTS: dict[str, bool | str] = {
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "max": "max",
+    "xhigh": "max",
+    "ultra": "max",
+}
+
+
+def chat_id() -> str:
+    """`chatcmpl-<0..998>`, as Ollama: ids carry no meaning, clients only echo them."""
+    return f"chatcmpl-{random.randrange(999)}"
+
+
+def completion_id() -> str:
+    return f"cmpl-{random.randrange(999)}"
+
+
+def usage(final: Mapping[str, Any]) -> dict[str, int]:
+    prompt, completion = usage_counts(final)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+# ---------------------------------------------------------------------------- shared request bits
+
+
+def sampling_options(body: Mapping[str, Any], *, completions: bool = False) -> dict[str, Any]:
+    """OpenAI sampling fields → native options, with OpenAI's defaults (temperature/top_p 1.0)."""
+    options: dict[str, Any] = {}
+    stop = parse_stop(body.get("stop"), strict=completions)
+    if stop is not None:
+        options["stop"] = stop
+    max_tokens = opt_int(body, "max_tokens")
+    if max_tokens is None and not completions:
+        # Newer SDKs send max_completion_tokens instead of the deprecated max_tokens;
+        # Ollama ignores it, which silently lifts the caller's limit.
+        max_tokens = opt_int(body, "max_completion_tokens")
+    if max_tokens is not None:
+        options["num_predict"] = max_tokens
+    temperature = opt_number(body, "temperature")
+    options["temperature"] = 1.0 if temperature is None else temperature
+    seed = opt_int(body, "seed")
+    if seed is not None:
+        options["seed"] = seed
+    for key in ("frequency_penalty", "presence_penalty"):
+        value = opt_number(body, key)
+        if value is not None:
+            options[key] = value
+        elif completions:
+            options[key] = 0.0
+    top_p = opt_number(body, "top_p")
+    if top_p is None or (completions and top_p == 0):
+        top_p = 1.0  # completions treats 0 as unset (Go's zero value)
+    options["top_p"] = top_p
+    return parse_options(options)
+
+
+def response_format(value: Any) -> str | dict[str, Any] | None:
+    """`response_format` → native `format`: json_object → "json", json_schema → its schema."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRequest(f"invalid type for 'response_format': expected object, got {json_type(value)}")
+    kind = value.get("type")
+    kind = kind.strip().lower() if isinstance(kind, str) else kind
+    if kind in (None, "text"):
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        spec = opt_object(value, "json_schema") or {}
+        schema = spec.get("schema")
+        return parse_format(schema) if schema is not None else None
+    raise BadRequest(f"invalid response_format type: {kind!r} (expected 'text', 'json_object' or 'json_schema')")
+
+
+def reasoning_think(body: Mapping[str, Any]) -> bool | str | None:
+    """`reasoning.effort` or `reasoning_effort` → native think."""
+    reasoning = body.get("reasoning")
+    effort: Any = None
+    if isinstance(reasoning, dict):
+        effort = reasoning.get("effort")
+    elif reasoning is not None:
+        raise BadRequest(f"invalid type for 'reasoning': expected object, got {json_type(reasoning)}")
+    if effort is None:
+        effort = body.get("reasoning_effort")
+    if effort is None or effort == "":
+        return None
+    if not isinstance(effort, str) or effort not in REASONING_EFFORTS:
+        raise BadRequest(
+            f"invalid reasoning value: '{effort}' (must be \"none\", \"minimal\", \"low\", \"medium\", \"high\", \"xhigh\" or \"max\")"
+        )
+    return REASONING_EFFORTS[effort]
+
+
+def logprob_fields(body: Mapping[str, Any]) -> tuple[bool, int]:
+    logprobs = bool(opt_bool(body, "logprobs"))
+    top = opt_int(body, "top_logprobs") or 0
+    if not 0 <= top <= 20:
+        raise BadRequest("top_logprobs must be between 0 and 20")
+    return logprobs, top
+
+
+# ---------------------------------------------------------------------------- chat: request
+
+
+@dataclass
+class ChatCall:
+    """A translated chat request plus the stream options only the OpenAI layer uses."""
+
+    request: ChatRequest
+    include_usage: bool = False
+
+
+def tool_calls_from_openai(raw: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise BadRequest(f"invalid type for 'tool_calls': expected array, got {json_type(raw)}")
+    calls = []
+    for i, call in enumerate(raw):
+        if not isinstance(call, dict):
+            raise BadRequest("invalid tool call: expected an object")
+        function = call.get("function") or {}
+        if not isinstance(function, dict):
+            raise BadRequest("invalid tool call: function must be an object")
+        name = function.get("name") or ""
+        if not isinstance(name, str):
+            raise BadRequest("invalid tool call: function.name must be a string")
+        native: dict[str, Any] = {"function": {"index": i, "name": name, "arguments": parse_arguments(function.get("arguments"))}}
+        if isinstance(call.get("id"), str) and call["id"]:
+            native["id"] = call["id"]
+        calls.append(native)
+    return calls
+
+
+def _name_from_tool_call_id(messages: list[Any], call_id: str) -> str:
+    """The function name of the assistant tool call a `tool` message answers (latest first)."""
+    for msg in reversed(messages):
+        if not isinstance(msg, dict):
+            continue
+        for call in msg.get("tool_calls") or []:
+            if isinstance(call, dict) and call.get("id") == call_id:
+                function = call.get("function") or {}
+                name = function.get("name") if isinstance(function, dict) else None
+                return name if isinstance(name, str) else ""
+    return ""
+
+
+def chat_messages(raw: Any) -> list[dict[str, Any]]:
+    """OpenAI messages → native messages (Ollama's FromChatRequest, §3.2)."""
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise BadRequest(f"invalid type for 'messages': expected array, got {json_type(raw)}")
+    if not raw:
+        raise BadRequest("[] is too short - 'messages'")
+    out: list[dict[str, Any]] = []
+    for i, msg in enumerate(raw):
+        if not isinstance(msg, dict):
+            raise BadRequest("invalid message format")
+        role = msg.get("role")
+        if not isinstance(role, str):
+            raise BadRequest(f"invalid message at index {i}: role must be a string")
+        role = role.lower()
+        if role == "developer":  # OpenAI's newer name for system instructions
+            role = "system"
+        extras: dict[str, Any] = {}
+        if role == "tool":
+            name = msg.get("name")
+            call_id = msg.get("tool_call_id")
+            if isinstance(call_id, str) and call_id:
+                extras["tool_call_id"] = call_id
+            if not (isinstance(name, str) and name) and isinstance(call_id, str) and call_id:
+                name = _name_from_tool_call_id(raw[:i], call_id)
+            if isinstance(name, str) and name:
+                extras["tool_name"] = name
+        reasoning = msg.get("reasoning")
+        if reasoning is None:
+            reasoning = msg.get("reasoning_content")
+        if reasoning is not None and not isinstance(reasoning, str):
+            raise BadRequest(f"invalid message at index {i}: reasoning must be a string")
+        has_calls = msg.get("tool_calls") is not None
+        calls = tool_calls_from_openai(msg.get("tool_calls"))
+        content = msg.get("content")
+        tail: dict[str, Any] = {}
+        if reasoning:
+            tail["thinking"] = reasoning
+        if calls:
+            tail["tool_calls"] = calls
+        tail.update(extras)
+        if isinstance(content, str):
+            out.append({"role": role, "content": content, **tail})
+        elif isinstance(content, list):
+            parts = [_content_part(role, part) for part in content]
+            if not parts:
+                parts = [{"role": role, "content": ""}]
+            parts[-1].update(tail)  # tool calls etc. ride on the last part's message
+            out.extend(parts)
+        elif content is None and has_calls:
+            out.append({"role": role, "content": "", **tail})
+        else:
+            raise BadRequest(f"invalid message content type: {go_type(content)}")
+    return out
+
+
+def _content_part(role: str, part: Any) -> dict[str, Any]:
+    """One content part → one native message of the same role, as Ollama does."""
+    if not isinstance(part, dict):
+        raise BadRequest("invalid message format")
+    kind = part.get("type")
+    if kind == "text":
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise BadRequest("invalid message format")
+        return {"role": role, "content": text}
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str):
+            raise BadRequest("invalid message format")
+        return {"role": role, "content": "", "images": [decode_image_url(url)]}
+    if kind == "input_audio":
+        audio = part.get("input_audio")
+        data = audio.get("data") if isinstance(audio, dict) else None
+        return {"role": role, "content": "", "images": [decode_base64(data, "audio input")]}
+    raise BadRequest("invalid message format")
+
+
+def chat_request(body: Mapping[str, Any]) -> ChatCall:
+    """A `/v1/chat/completions` body → native ChatRequest (+ include_usage)."""
+    messages = chat_messages(body.get("messages"))
+    stream = bool(opt_bool(body, "stream"))
+    stream_options = opt_object(body, "stream_options") or {}
+    include_usage = bool(opt_bool(stream_options, "include_usage"))
+    tools = opt_list(body, "tools")
+    logprobs, top = logprob_fields(body)
+    request = ChatRequest(
+        model=require_model(body),
+        messages=messages,
+        tools=tools or None,
+        stream=stream,
+        format=response_format(body.get("response_format")),
+        options=sampling_options(body),
+        think=reasoning_think(body),
+        logprobs=logprobs,
+        top_logprobs=top,
+        debug_render_only=bool(opt_bool(body, "_debug_render_only")),
+    )
+    return ChatCall(request, include_usage)
+
+
+# ---------------------------------------------------------------------------- chat: response
+
+
+def tool_calls_to_openai(calls: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    out = []
+    for call in calls or ():
+        function = call.get("function") or {}
+        out.append(
+            {
+                "id": call.get("id") or "",
+                "index": int(function.get("index") or 0),
+                "type": "function",
+                "function": {"name": function.get("name", ""), "arguments": arguments_json(function.get("arguments"))},
+            }
+        )
+    return out
+
+
+def finish_reason(done_reason: str | None, had_tool_calls: bool) -> str | None:
+    reason = done_reason or None
+    if had_tool_calls and reason in (None, "stop"):
+        return "tool_calls"
+    return reason
+
+
+def chat_completion(final: Mapping[str, Any], *, id: str, model: str, created: int | None = None) -> dict[str, Any]:
+    """A folded native chat answer → `chat.completion`."""
+    native = final.get("message") or {}
+    calls = tool_calls_to_openai(native.get("tool_calls"))
+    message: dict[str, Any] = {"role": "assistant", "content": native.get("content", "")}
+    if native.get("thinking"):
+        message["reasoning"] = native["thinking"]
+    if calls:
+        message["tool_calls"] = calls
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish_reason(final.get("done_reason"), bool(calls))}
+    if final.get("logprobs"):
+        choice["logprobs"] = {"content": final["logprobs"]}
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": created if created is not None else int(time.time()),
+        "model": model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "choices": [choice],
+        "usage": usage(final),
+    }
+
+
+class ChatStream:
+    """Native chat chunks → `chat.completion.chunk`s (§3.2 streaming).
+
+    `feed` returns the chunks for one native chunk; the native final chunk
+    yields its own content (if any), then the finish chunk, then the usage
+    chunk when asked for. The caller adds `data: [DONE]`.
+    """
+
+    def __init__(self, *, id: str, model: str, include_usage: bool = False, created: int | None = None) -> None:
+        self.id = id
+        self.model = model
+        self.include_usage = include_usage
+        self.created = created if created is not None else int(time.time())
+        self._sent_role = False
+        self._tool_calls = False
+        self.final: dict[str, Any] | None = None
+        # The bytes around a plain content delta, serialized once: most chunks of a
+        # stream are exactly that, and the server's per-token cost is what the
+        # stream's speed is measured against (benchmarks/bench_sse.py).
+        self._content_head = (
+            f'data: {{"id":{dumps(self.id)},"object":"chat.completion.chunk","created":{self.created},'
+            f'"model":{dumps(self.model)},"system_fingerprint":"{SYSTEM_FINGERPRINT}",'
+            '"choices":[{"index":0,"delta":{"content":'
+        ).encode()
+        self._content_tail = b'},"finish_reason":null}]}\n\n'
+
+    def frames(self, native: Mapping[str, Any]) -> bytes:
+        """`feed` as SSE bytes; a plain content chunk takes the pre-serialized path."""
+        message = native.get("message")
+        if (
+            self._sent_role
+            and message is not None
+            and not native.get("done")
+            and not native.get("logprobs")
+            and not message.get("thinking")
+            and not message.get("tool_calls")
+            and message.get("content")
+        ):
+            return self._content_head + dumps(message["content"]).encode() + self._content_tail
+        return b"".join(frame(c) for c in self.feed(native))
+
+    def _chunk(self, delta: dict[str, Any], logprobs: Any = None, finish: str | None = None) -> dict[str, Any]:
+        if not self._sent_role:
+            delta = {"role": "assistant", **delta}
+            self._sent_role = True
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        if logprobs:
+            choice["logprobs"] = {"content": logprobs}
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "choices": [choice],
+        }
+
+    def feed(self, native: Mapping[str, Any]) -> list[dict[str, Any]]:
+        message = native.get("message") or {}
+        content = message.get("content") or ""
+        thinking = message.get("thinking") or ""
+        calls = tool_calls_to_openai(message.get("tool_calls"))
+        logprobs = native.get("logprobs")
+        done = bool(native.get("done"))
+        out: list[dict[str, Any]] = []
+        if calls:
+            self._tool_calls = True
+        if thinking and (content or calls):
+            out.append(self._chunk({"reasoning": thinking}, logprobs))
+            delta: dict[str, Any] = {"content": content}
+            if calls:
+                delta["tool_calls"] = calls
+            out.append(self._chunk(delta))
+        elif content or thinking or calls or logprobs or (done and not self._sent_role):
+            delta = {"content": content}
+            if thinking:
+                delta["reasoning"] = thinking
+            if calls:
+                delta["tool_calls"] = calls
+            out.append(self._chunk(delta, logprobs))
+        if done:
+            self.final = dict(native)
+            out.append(self._chunk({}, finish=finish_reason(native.get("done_reason"), self._tool_calls)))
+            if self.include_usage:
+                out.append(
+                    {
+                        "id": self.id,
+                        "object": "chat.completion.chunk",
+                        "created": self.created,
+                        "model": self.model,
+                        "system_fingerprint": SYSTEM_FINGERPRINT,
+                        "choices": [],
+                        "usage": usage(native),
+                    }
+                )
+        return out
+
+
+# ---------------------------------------------------------------------------- completions
+
+
+@dataclass
+class CompletionCall:
+    request: GenerateRequest
+    include_usage: bool = False
+    echo: bool = False
+
+
+def completion_request(body: Mapping[str, Any]) -> CompletionCall:
+    """A `/v1/completions` body → native GenerateRequest (Ollama's FromCompleteRequest, §3.3)."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]  # the SDK's single-prompt list form
+    if prompt is None:
+        prompt = ""
+    if not isinstance(prompt, str):
+        raise BadRequest(f"invalid type for 'prompt': expected string, got {json_type(prompt)}")
+    logprobs_n = opt_int(body, "logprobs") or 0
+    if not 0 <= logprobs_n <= 20:
+        raise BadRequest("top_logprobs must be between 0 and 20")
+    stream_options = opt_object(body, "stream_options") or {}
+    suffix = opt_str(body, "suffix") or ""
+    request = GenerateRequest(
+        model=require_model(body),
+        prompt=prompt,
+        suffix=suffix,
+        stream=bool(opt_bool(body, "stream")),
+        options=sampling_options(body, completions=True),
+        logprobs=logprobs_n > 0,
+        top_logprobs=logprobs_n,
+        debug_render_only=bool(opt_bool(body, "_debug_render_only")),
+    )
+    echo = bool(opt_bool(body, "echo")) and not suffix
+    return CompletionCall(request, bool(opt_bool(stream_options, "include_usage")), echo)
+
+
+class LegacyLogprobs:
+    """Native logprobs → the completions API's parallel arrays (tokens, token_logprobs…)."""
+
+    def __init__(self, offset: int = 0) -> None:
+        self.offset = offset
+
+    def convert(self, items: list[Mapping[str, Any]] | None) -> dict[str, Any] | None:
+        if not items:
+            return None
+        out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        for item in items:
+            token = str(item.get("token", ""))
+            out["tokens"].append(token)
+            out["token_logprobs"].append(item.get("logprob"))
+            out["top_logprobs"].append({str(t.get("token", "")): t.get("logprob") for t in item.get("top_logprobs") or []})
+            out["text_offset"].append(self.offset)
+            self.offset += len(token)
+        return out
+
+
+def _completion_choice(text: str, finish: str | None, logprobs: dict[str, Any] | None) -> dict[str, Any]:
+    choice: dict[str, Any] = {"text": text, "index": 0, "finish_reason": finish}
+    if logprobs is not None:
+        choice["logprobs"] = logprobs
+    return choice
+
+
+def text_completion(final: Mapping[str, Any], *, id: str, model: str, echo_prompt: str | None = None) -> dict[str, Any]:
+    """A folded native generate answer → `text_completion`."""
+    text = final.get("response", "")
+    prefix = echo_prompt or ""
+    logprobs = LegacyLogprobs(len(prefix)).convert(final.get("logprobs"))
+    return {
+        "id": id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "choices": [_completion_choice(prefix + text, final.get("done_reason") or None, logprobs)],
+        "usage": usage(final),
+    }
+
+
+class CompletionStream:
+    """Native generate chunks → `text_completion` chunks, one per native chunk (§3.3)."""
+
+    def __init__(self, *, id: str, model: str, include_usage: bool = False, echo_prompt: str | None = None) -> None:
+        self.id = id
+        self.model = model
+        self.include_usage = include_usage
+        self.echo_prompt = echo_prompt
+        self._logprobs = LegacyLogprobs(len(echo_prompt or ""))
+
+    def _chunk(self, text: str, finish: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "choices": [_completion_choice(text, finish, logprobs)],
+        }
+
+    def feed(self, native: Mapping[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        if self.echo_prompt is not None:
+            out.append(self._chunk(self.echo_prompt, None))
+            self.echo_prompt = None
+        done = bool(native.get("done"))
+        logprobs = self._logprobs.convert(native.get("logprobs"))
+        out.append(self._chunk(native.get("response", ""), (native.get("done_reason") or None) if done else None, logprobs))
+        if done and self.include_usage:
+            out.append(
+                {
+                    "id": self.id,
+                    "object": "text_completion",
+                    "created": int(time.time()),
+                    "model": self.model,
+                    "system_fingerprint": SYSTEM_FINGERPRINT,
+                    "choices": [],
+                    "usage": usage(native),
+                }
+            )
+        return out
+
+
+# ---------------------------------------------------------------------------- embeddings
+
+
+def embed_request(body: Mapping[str, Any]) -> tuple[EmbedRequest, str]:
+    """A `/v1/embeddings` body → (native EmbedRequest, encoding format) (§3.4)."""
+    raw = body.get("input")
+    if raw == "":
+        inputs = [""]
+    elif isinstance(raw, str):
+        inputs = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
+        inputs = list(raw)
+    else:
+        raise BadRequest("invalid input")
+    encoding = body.get("encoding_format")
+    if encoding is None or encoding == "":
+        encoding = "float"
+    if not isinstance(encoding, str) or encoding.lower() not in ("float", "base64"):
+        raise BadRequest(f"Invalid value for 'encoding_format' = {encoding}. Supported values: ['float', 'base64'].")
+    dimensions = opt_int(body, "dimensions")
+    if dimensions is not None and dimensions <= 0:
+        raise BadRequest("dimensions must be a positive integer")
+    return EmbedRequest(model=require_model(body), inputs=inputs, dimensions=dimensions), encoding.lower()
+
+
+def encode_base64(vector: list[float]) -> str:
+    """Little-endian float32 bytes, base64 — what OpenAI's SDKs decode with numpy.frombuffer."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def embedding_list(native: Mapping[str, Any], *, model: str, encoding: str) -> dict[str, Any]:
+    data = []
+    for i, vector in enumerate(native.get("embeddings") or []):
+        data.append({"object": "embedding", "embedding": encode_base64(vector) if encoding == "base64" else vector, "index": i})
+    tokens = int(native.get("prompt_eval_count") or 0)
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def model_entry(id: str, modified: float, namespace: str) -> dict[str, Any]:
+    return {"id": id, "object": "model", "created": int(modified), "owned_by": namespace}
+
+
+def model_list(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """`data` is null for an empty store, as Ollama's Go nil slice (§3.5, tested upstream)."""
+    return {"object": "list", "data": entries or None}
