@@ -114,11 +114,12 @@ async def concurrent_llama_server(url: str, tokens: int, clients: int) -> float:
         return sum(counts) / (time.perf_counter() - t0)
 
 
-def chat_ttft(url: str, messages: list[dict[str, str]]) -> tuple[float, str]:
+def chat_ttft(url: str, messages: list[dict[str, str]]) -> tuple[float, str, int]:
     body = {"model": "bench", "messages": messages, "options": {"temperature": 0, "num_predict": 8, "num_ctx": 2048}}
     t0 = time.perf_counter()
     first = None
     text = []
+    evaluated = 0
     with httpx.stream("POST", url + "/api/chat", json=body, timeout=300) as r:
         for line in r.iter_lines():
             chunk = json.loads(line) if line else {}
@@ -126,7 +127,9 @@ def chat_ttft(url: str, messages: list[dict[str, str]]) -> tuple[float, str]:
             if content:
                 first = first or time.perf_counter()
                 text.append(content)
-    return (first or time.perf_counter()) - t0, "".join(text)
+            if chunk.get("done"):
+                evaluated = int(chunk.get("prompt_eval_count", 0))
+    return (first or time.perf_counter()) - t0, "".join(text), evaluated
 
 
 def main() -> None:
@@ -199,25 +202,24 @@ def main() -> None:
                     target=">= 2",
                 )
 
-            history = []
             filler = "The quick brown fox jumps over the lazy dog near the river bank. "
-            for i in range(10):
-                history += [{"role": "user", "content": f"{i}: " + filler * 7}, {"role": "assistant", "content": filler * 2}]
-            history.append({"role": "user", "content": "What happened?"})
-            first, second = [], []
-            for _ in range(max(2, args.rounds // 2)):
-                t1, answer = chat_ttft(server.url, history)
-                t2, _ = chat_ttft(server.url, history + [{"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}])
+            first, second, history_tokens = [], [], []
+            for round_ in range(max(3, args.rounds // 2)):
+                # A history of its own each round, so the first turn is never already cached.
+                history = []
+                for i in range(9):
+                    history += [{"role": "user", "content": f"Round {round_}, part {i}: " + filler * 4}, {"role": "assistant", "content": filler}]
+                history.append({"role": "user", "content": "What happened?"})
+                t1, answer, evaluated = chat_ttft(server.url, history)
+                t2, _, _ = chat_ttft(server.url, history + [{"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}])
                 first.append(t1)
                 second.append(t2)
-                # a fresh first turn next round: another conversation takes the slot
-                chat_ttft(server.url, [{"role": "user", "content": filler * 60 + str(_)}])
-            prompt_tokens = len(client.generate(model="bench", prompt=str(history), options={"num_predict": 1}).context or [])
+                history_tokens.append(evaluated)
             results["prefix_reuse"] = {
-                "history_tokens_approx": prompt_tokens,
+                "history_tokens": int(statistics.median(history_tokens)),
                 "first_turn_ttft_s": round(statistics.median(first), 3),
                 "second_turn_ttft_s": round(statistics.median(second), 3),
-                "ratio": round(statistics.median(second) / statistics.median(first), 3),
+                "ratio": round(statistics.median(b / a for a, b in zip(first, second)), 3),
                 "target": "<= 0.3",
             }
             assert server.proc is not None
