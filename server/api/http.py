@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Mapping
 from quart import Response, current_app, request
 
 from server.errors import BadRequest, PollamaError
+from server.jsontypes import typed_field
 
 log = logging.getLogger(__name__)
 
@@ -73,25 +74,8 @@ async def read_json(*, allow_empty: bool = False) -> dict[str, Any]:
     return data
 
 
-def field(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-    """A typed optional field; the wrong type is a 400 naming the field (Go's decoder says similar)."""
-    value = body.get(key)
-    if value is None:
-        return default
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-    if not ok and float in kinds and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not ok:
-        names = " or ".join(_json_type(k) for k in kinds)
-        raise BadRequest(f"invalid value for field {key!r}: expected {names}, got {_json_type(type(value))}")
-    return value
-
-
-def _json_type(kind: type) -> str:
-    return {str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}.get(
-        kind, kind.__name__
-    )
+#: A typed optional field of a request body (400 naming the field on a wrong type).
+field = typed_field
 
 
 async def stream_or_last(events: AsyncIterator[dict[str, Any]], *, stream: bool) -> Response:

@@ -16,40 +16,10 @@ from typing import Any, Mapping
 
 from server.duration import DurationError, parse_keep_alive
 from server.errors import BadRequest
+from server.jsontypes import typed_field
 from server.options import coerce_options
 
 THINK_LEVELS = ("low", "medium", "high", "max")
-_UNSET: Any = object()
-
-
-def _typed(body: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-    value = body.get(key)
-    if value is None:
-        return default
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise BadRequest(f"invalid value for field {key!r}: expected {_names(kinds)}, got boolean")
-    if float in kinds and isinstance(value, int):
-        return float(value)
-    if not isinstance(value, kinds):
-        raise BadRequest(f"invalid value for field {key!r}: expected {_names(kinds)}, got {_json_name(value)}")
-    return value
-
-
-def _names(kinds: tuple[type, ...]) -> str:
-    return " or ".join({str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}[k] for k in kinds)
-
-
-def _json_name(value: Any) -> str:
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 def parse_keep_alive_field(body: Mapping[str, Any]) -> float | None:
@@ -119,8 +89,8 @@ def parse_options(value: Any) -> dict[str, Any]:
 
 
 def parse_logprobs(body: Mapping[str, Any]) -> tuple[bool, int]:
-    logprobs = bool(_typed(body, "logprobs", bool, False))
-    top = _typed(body, "top_logprobs", (int, float), 0)
+    logprobs = bool(typed_field(body, "logprobs", bool, False))
+    top = typed_field(body, "top_logprobs", (int, float), 0)
     if not float(top).is_integer() or not 0 <= top <= 20:
         raise BadRequest("top_logprobs must be between 0 and 20")
     return logprobs, int(top)
@@ -130,77 +100,73 @@ def common_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """The fields generate and chat share, validated the same way."""
     logprobs, top = parse_logprobs(body)
     return {
-        "stream": _typed(body, "stream", bool, True),
+        "stream": typed_field(body, "stream", bool, True),
         "format": parse_format(body.get("format")),
         "keep_alive": parse_keep_alive_field(body),
         "options": parse_options(body.get("options")),
         "think": parse_think(body.get("think")),
-        "truncate": _typed(body, "truncate", bool, True),
-        "shift": _typed(body, "shift", bool, True),
+        "truncate": typed_field(body, "truncate", bool, True),
+        "shift": typed_field(body, "shift", bool, True),
         "logprobs": logprobs,
         "top_logprobs": top,
-        "debug_render_only": _typed(body, "_debug_render_only", bool, False),
+        "debug_render_only": typed_field(body, "_debug_render_only", bool, False),
     }
 
 
-@dataclass
-class GenerateRequest:
+@dataclass(kw_only=True)
+class GenerationFields:
+    """What generate and chat requests share (parsed by `common_fields`)."""
+
+    stream: bool = True
+    format: str | dict[str, Any] | None = None
+    keep_alive: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    think: bool | str | None = None
+    truncate: bool = True
+    shift: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
+    debug_render_only: bool = False
+
+
+@dataclass(kw_only=True)
+class GenerateRequest(GenerationFields):
     model: str
     prompt: str = ""
     suffix: str = ""
     system: str | None = None
     template: str | None = None
     context: list[int] | None = None
-    stream: bool = True
     raw: bool = False
-    format: str | dict[str, Any] | None = None
-    keep_alive: float | None = None
     images: list[bytes] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
-    think: bool | str | None = None
-    truncate: bool = True
-    shift: bool = True
-    logprobs: bool = False
-    top_logprobs: int = 0
-    debug_render_only: bool = False
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> "GenerateRequest":
-        context = _typed(body, "context", list)
+        context = typed_field(body, "context", list)
         if context is not None and not all(isinstance(t, int) and not isinstance(t, bool) for t in context):
             raise BadRequest("invalid value for field 'context': expected an array of integers")
         return cls(
-            model=_typed(body, "model", str, ""),
-            prompt=_typed(body, "prompt", str, ""),
-            suffix=_typed(body, "suffix", str, ""),
-            system=_typed(body, "system", str),
-            template=_typed(body, "template", str),
+            model=typed_field(body, "model", str, ""),
+            prompt=typed_field(body, "prompt", str, ""),
+            suffix=typed_field(body, "suffix", str, ""),
+            system=typed_field(body, "system", str),
+            template=typed_field(body, "template", str),
             context=context,
-            raw=_typed(body, "raw", bool, False),
+            raw=typed_field(body, "raw", bool, False),
             images=parse_images(body.get("images")),
             **common_fields(body),
         )
 
 
-@dataclass
-class ChatRequest:
+@dataclass(kw_only=True)
+class ChatRequest(GenerationFields):
     model: str
     messages: list[dict[str, Any]] = field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
-    stream: bool = True
-    format: str | dict[str, Any] | None = None
-    keep_alive: float | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    think: bool | str | None = None
-    truncate: bool = True
-    shift: bool = True
-    logprobs: bool = False
-    top_logprobs: int = 0
-    debug_render_only: bool = False
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> "ChatRequest":
-        messages = _typed(body, "messages", list, [])
+        messages = typed_field(body, "messages", list, [])
         decoded = []
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
@@ -218,9 +184,9 @@ class ChatRequest:
             if msg.get("images") is not None:
                 msg["images"] = parse_images(msg["images"], f"messages[{i}].images")
             decoded.append(msg)
-        tools = _typed(body, "tools", list)
+        tools = typed_field(body, "tools", list)
         return cls(
-            model=_typed(body, "model", str, ""),
+            model=typed_field(body, "model", str, ""),
             messages=decoded,
             tools=tools or None,
             **common_fields(body),
@@ -248,13 +214,13 @@ class EmbedRequest:
             inputs = list(raw)
         else:
             raise BadRequest("invalid input type")
-        dims = _typed(body, "dimensions", (int, float))
+        dims = typed_field(body, "dimensions", (int, float))
         if dims is not None and (not float(dims).is_integer() or dims <= 0 or math.isinf(dims)):
             raise BadRequest("dimensions must be a positive integer")
         return cls(
-            model=_typed(body, "model", str, ""),
+            model=typed_field(body, "model", str, ""),
             inputs=inputs,
-            truncate=_typed(body, "truncate", bool, True),
+            truncate=typed_field(body, "truncate", bool, True),
             dimensions=int(dims) if dims is not None else None,
             options=parse_options(body.get("options")),
             keep_alive=parse_keep_alive_field(body),

@@ -13,7 +13,7 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Callable
 
 from server.errors import BadRequest, InvalidModelName, NotFound, TemplateError
 from server.options import coerce_options

@@ -11,23 +11,7 @@ from typing import Any, Mapping
 
 from server.api.http import dumps
 from server.errors import BadRequest
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a value's type, for error messages a client can act on."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+from server.jsontypes import json_type
 
 
 def go_type(value: Any) -> str:
