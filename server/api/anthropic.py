@@ -10,7 +10,6 @@ Errors use Anthropic's envelope, so the SDK raises its typed exceptions.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from quart import Blueprint, Response
 from werkzeug.exceptions import HTTPException
@@ -19,7 +18,7 @@ from server.api.compat import anthropic as an
 from server.api.context import services
 from server.api.http import json_response, read_json
 from server.api.inference import fold
-from server.api.sse import first_event, frame, sse_stream
+from server.api.sse import first_event, named_event_stream
 from server.errors import PollamaError
 
 log = logging.getLogger(__name__)
@@ -57,13 +56,4 @@ async def messages() -> Response:
         return json_response(an.message_response(final, id=an.message_id(), model=req.model))
     first = await first_event(events)
     stream = an.MessagesStream(id=an.message_id(), model=req.model, estimated_input_tokens=call.estimated_input_tokens)
-
-    def frames(ev: dict[str, Any]) -> bytes:
-        return b"".join(frame(data, kind) for kind, data in stream.feed(ev))
-
-    def failed(exc: PollamaError) -> bytes:
-        kind, data = stream.error(exc)
-        return frame(data, kind)
-
-    head = b"".join(frame(data, kind) for kind, data in stream.start())
-    return sse_stream(first, events, frames, failed, head=head)
+    return named_event_stream(first, events, start=stream.start, feed=stream.feed, fail=stream.error)

@@ -23,7 +23,7 @@ from server.api.compat.responses import ResponsesStream, ResponseBuilder, respon
 from server.api.context import services
 from server.api.http import json_response, read_body, read_json
 from server.api.inference import fold
-from server.api.sse import DONE, first_event, frame, sse_stream
+from server.api.sse import DONE, first_event, frame, named_event_stream, sse_stream
 from server.errors import BadRequest, NotFound, PollamaError
 from server.store.names import Name
 
@@ -170,13 +170,4 @@ async def responses() -> Response:
         return json_response(ResponseBuilder(call, model=req.model).complete(final))
     first = await first_event(events)
     stream = ResponsesStream(call, model=req.model)
-
-    def frames(ev: dict[str, Any]) -> bytes:
-        return b"".join(frame(data, kind) for kind, data in stream.feed(ev))
-
-    def failed(exc: PollamaError) -> bytes:
-        kind, data = stream.failed(exc)
-        return frame(data, kind)
-
-    head = b"".join(frame(data, kind) for kind, data in stream.start())
-    return sse_stream(first, events, frames, failed, head=head)
+    return named_event_stream(first, events, start=stream.start, feed=stream.feed, fail=stream.failed)

@@ -15,7 +15,7 @@ only be reported in-band, as a final error frame in the API's own shape.
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
 from quart import Response
 
@@ -115,3 +115,31 @@ def sse_stream(
     response = Response(body(), status=200, content_type=SSE_MIMETYPE, headers={"Cache-Control": "no-cache"})
     response.timeout = None
     return response
+
+
+NamedEvents = Iterable[tuple[str, Any]]
+
+
+def named_event_stream(
+    first: T | None,
+    events: AsyncIterator[T],
+    *,
+    start: Callable[[], NamedEvents],
+    feed: Callable[[T], NamedEvents],
+    fail: Callable[[PollamaError], tuple[str, Any]],
+) -> Response:
+    """An `event: <type>` stream (Anthropic Messages, OpenAI Responses) from a translator.
+
+    The translator says which named events open the stream, which each native
+    chunk becomes, and which event reports a failure; this does the framing.
+    """
+
+    def convert(event: T) -> bytes:
+        return b"".join(frame(data, kind) for kind, data in feed(event))
+
+    def error_frame(exc: PollamaError) -> bytes:
+        kind, data = fail(exc)
+        return frame(data, kind)
+
+    head = b"".join(frame(data, kind) for kind, data in start())
+    return sse_stream(first, events, convert, error_frame, head=head)
