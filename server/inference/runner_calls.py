@@ -80,10 +80,13 @@ async def completion(runner: Any, prompt: str, options: dict[str, Any], fmt: Any
             if chunk.done:
                 if chunk.content or chunk.logprobs:
                     yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs}
+                # Ollama documents prompt_eval_count as the prompt's size; the runner counts
+                # only what it evaluated, which is ~1 when the prefix was cached.
+                prompt_tokens = len(chunk.context) - chunk.eval_count if chunk.context else chunk.prompt_eval_count
                 yield {
                     "done": True,
                     "done_reason": chunk.done_reason,
-                    "prompt_eval_count": chunk.prompt_eval_count,
+                    "prompt_eval_count": max(prompt_tokens, chunk.prompt_eval_count),
                     "prompt_eval_duration": chunk.prompt_eval_duration,
                     "eval_count": chunk.eval_count,
                     "eval_duration": chunk.eval_duration,

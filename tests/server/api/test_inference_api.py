@@ -277,3 +277,14 @@ def test_debug_render_only(client: ollama.Client, server: LiveServer) -> None:
     assert r["_debug_info"]["image_count"] == 0
     g = httpx.post(server.url + "/api/generate", json={"model": "tiny", "prompt": "Hi", "system": "S", "_debug_render_only": True, "stream": False}).json()
     assert g["_debug_info"]["rendered_template"] == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_prompt_eval_count_is_the_prompt_size_even_when_cached(client: ollama.Client, server: LiveServer) -> None:
+    """Ollama documents it as the number of tokens in the prompt; a cached prefix must not hide them."""
+    prompt = "a fairly long prompt that will be cached by the second request " * 4
+    first = client.generate(model="tiny", prompt=prompt, options=GREEDY)
+    second = client.generate(model="tiny", prompt=prompt, options=GREEDY)
+    assert first.prompt_eval_count == second.prompt_eval_count > 20
+    usage = httpx.post(server.url + "/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4}).json()["usage"]
+    again = httpx.post(server.url + "/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4}).json()["usage"]
+    assert usage["prompt_tokens"] == again["prompt_tokens"] > 20
