@@ -122,8 +122,11 @@ class ToolCallParser:
         if self.tag in ("{", "["):
             content += self._feed_bracketed(calls)
         else:
-            while (call := self._parse_call()) is not None:
-                calls.append(call)
+            # A call is taken as soon as it is complete, as a character-by-character
+            # stream would take it: text after it (say, the start of another tool's
+            # name) must not hold it back.
+            while (length := self._parse_point()) is not None:
+                calls.append(self._take_call(length))
         return content, calls
 
     def _feed_bracketed(self, calls: list[ToolCall]) -> str:
@@ -141,13 +144,7 @@ class ToolCallParser:
             balance = self._balance_point()
             length = self._parse_point()
             if length is not None and (balance is None or length <= balance + 1):
-                whole = self._buffer
-                self._buffer = whole[:length]
-                call = self._parse_call()
-                self._buffer += whole[length:]
-                if call is None:  # pragma: no cover - _parse_point checked it
-                    return ""
-                calls.append(call)
+                calls.append(self._take_call(length))
                 continue
             if balance is None:
                 return ""
@@ -224,6 +221,15 @@ class ToolCallParser:
                 return length if arguments is not None else None
             length += 1
         return None
+
+    def _take_call(self, length: int) -> ToolCall:
+        """Parse the call that `_parse_point` found in the first `length` characters."""
+        whole = self._buffer
+        self._buffer = whole[:length]
+        call = self._parse_call()
+        self._buffer += whole[length:]
+        assert call is not None, "_parse_point promised a call"
+        return call
 
     def _parse_call(self) -> ToolCall | None:
         tool, end = self._find_tool(self._buffer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from server.prompt import ChatTemplate, ToolCallParser
@@ -127,6 +127,8 @@ def _splits(text: str, cuts: list[int]) -> list[str]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Found by this test: a finished call followed by the start of a tool name was held back when fed whole.
+@example(tag="<tool_call>", text='<tool_call>"get_current_weather"{"a": 1}get_cur', cuts=[40])
 @given(
     tag=st.sampled_from(["<tool_call>", "[TOOL_CALLS]", "{", "["]),
     text=OUTPUTS,
