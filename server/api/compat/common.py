@@ -29,22 +29,30 @@ def go_type(value: Any) -> str:
     return "map[string]interface {}"
 
 
-def opt_str(body: Mapping[str, Any], key: str) -> str | None:
+def _opt(body: Mapping[str, Any], key: str, kind: type, name: str) -> Any:
+    """An optional field of one JSON type, refused in the OpenAI/Anthropic wording."""
     value = body.get(key)
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise BadRequest(f"invalid type for '{key}': expected string, got {json_type(value)}")
+    if not isinstance(value, kind):
+        raise BadRequest(f"invalid type for '{key}': expected {name}, got {json_type(value)}")
     return value
+
+
+def opt_str(body: Mapping[str, Any], key: str) -> str | None:
+    return _opt(body, key, str, "string")  # type: ignore[no-any-return]
 
 
 def opt_bool(body: Mapping[str, Any], key: str) -> bool | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise BadRequest(f"invalid type for '{key}': expected boolean, got {json_type(value)}")
-    return value
+    return _opt(body, key, bool, "boolean")  # type: ignore[no-any-return]
+
+
+def opt_object(body: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    return _opt(body, key, dict, "object")  # type: ignore[no-any-return]
+
+
+def opt_list(body: Mapping[str, Any], key: str) -> list[Any] | None:
+    return _opt(body, key, list, "array")  # type: ignore[no-any-return]
 
 
 def opt_number(body: Mapping[str, Any], key: str) -> float | None:
@@ -64,24 +72,6 @@ def opt_int(body: Mapping[str, Any], key: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
         raise BadRequest(f"invalid type for '{key}': expected integer, got {json_type(value)}")
     return int(value)
-
-
-def opt_object(body: Mapping[str, Any], key: str) -> dict[str, Any] | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise BadRequest(f"invalid type for '{key}': expected object, got {json_type(value)}")
-    return value
-
-
-def opt_list(body: Mapping[str, Any], key: str) -> list[Any] | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise BadRequest(f"invalid type for '{key}': expected array, got {json_type(value)}")
-    return value
 
 
 def require_model(body: Mapping[str, Any]) -> str:
