@@ -14,7 +14,7 @@ import ipaddress
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -117,9 +117,6 @@ class Config:
     state_dir: Path = field(default_factory=lambda: Path(platformdirs.user_state_dir(APP_NAME)))
     #: Which settings came from the environment (the settings window greys these out).
     from_env: frozenset[str] = frozenset()
-
-    def with_overrides(self, **changes: Any) -> "Config":
-        return replace(self, **changes)
 
     @property
     def ollama_home(self) -> Path:

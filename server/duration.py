@@ -23,9 +23,6 @@ _UNITS_NS = {
 }
 _PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
-#: Stand-in for "forever": Go's max duration (~292 years), what Ollama uses.
-FOREVER_SECONDS = float(2**63 - 1) / 1e9
-
 
 class DurationError(ValueError):
     pass

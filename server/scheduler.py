@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
 
 from server.config import Config
 from server.errors import PollamaError, RequestCanceled, ServerBusy
@@ -137,19 +137,6 @@ def max_loaded(config: Config, devices: list[Device]) -> int:
 
 
 # ---- the asyncio layer ----------------------------------------------------------------------
-
-
-class RunnerHandle(Protocol):
-    """What the scheduler needs from a runner client (server/runner/client.py)."""
-
-    pid: int
-
-    @property
-    def alive(self) -> bool: ...
-
-    async def close(self) -> None: ...
-
-    def on_exit(self, callback: Callable[[], None]) -> None: ...
 
 
 StartRunner = Callable[[RunnerSpec, float | None], Awaitable[Any]]
@@ -314,9 +301,6 @@ class Scheduler:
             )
         entries.sort(key=lambda e: e["expires_at"], reverse=True)
         return entries
-
-    def loaded_runners(self) -> list[Loaded]:
-        return [l for l in self._loaded.values() if not l.closing]
 
     async def close(self) -> None:
         for loaded in list(self._loaded.values()):

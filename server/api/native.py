@@ -14,7 +14,7 @@ from quart import Blueprint, Response, request
 from server import __version__
 from server.api.context import services
 from server.api.http import empty_ok, error_response, field, json_response, read_json, stream_or_last
-from server.errors import BadRequest, InvalidModelName, NotFound, PollamaError
+from server.errors import BadRequest, NotFound, PollamaError
 from server.options import coerce_options
 from server.store.blobs import parse_digest
 from server.store.create import create_model, parse_create_request
@@ -139,11 +139,3 @@ async def ps() -> Response:
     svc = services()
     models = svc.scheduler.ps() if svc.scheduler is not None else []
     return json_response({"models": models})
-
-
-def parse_model_name(raw: str) -> Name:
-    """For handlers that report an unusable name as `invalid model name`."""
-    name = Name.parse_lenient(raw)
-    if not name.is_valid:
-        raise InvalidModelName()
-    return name

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 from server.errors import BadRequest, InvalidModelName, NotFound, PollamaError
@@ -39,17 +38,6 @@ from server.timefmt import utc_now
 log = logging.getLogger(__name__)
 
 Template = ChatTemplate | JinjaTemplate
-
-
-@dataclass
-class Prepared:
-    """A request resolved against its model: everything but the runner."""
-
-    model: Model
-    caps: list[str]
-    template: Template
-    options: dict[str, Any]
-    think: bool | str | None
 
 
 class Inference:

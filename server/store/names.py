@@ -8,7 +8,7 @@ outside the manifests folder.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from server.errors import InvalidModelName
 
@@ -113,9 +113,6 @@ class Name:
     def parts(self) -> tuple[str, str, str, str]:
         """The manifest path components, host first."""
         return (self.host, self.namespace, self.model, self.tag)
-
-    def with_casing_of(self, other: "Name") -> "Name":
-        return replace(self, host=other.host, namespace=other.namespace, model=other.model, tag=other.tag)
 
     def same_as(self, other: "Name") -> bool:
         """Names are equal ignoring case, which is how the store matches them."""

@@ -354,14 +354,6 @@ class Store:
                 removed.add(digest)
         return removed
 
-    def referenced_digests(self) -> set[str]:
-        out: set[str] = set()
-        for _, path in self._manifest_files():
-            m = self._read_manifest(path)
-            if m:
-                out |= m.blob_digests()
-        return out
-
     def _remove_empty_dirs(self, root: Path) -> None:
         for dirpath, _, _ in os.walk(root, topdown=False):
             p = Path(dirpath)
