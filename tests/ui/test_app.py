@@ -66,7 +66,7 @@ def test_tray_menu_carries_every_action(qtbot) -> None:
     assert tray.running_menu.actions()[0].text() == "No model loaded"
 
 
-def test_icon_states() -> None:
+def test_icon_states(qapp) -> None:  # pixmaps need a QGuiApplication
     assert tray_state(reachable=False, running=2, pulling=True) is TrayState.ERROR
     assert tray_state(reachable=True, running=2, pulling=True) is TrayState.PULLING
     assert tray_state(reachable=True, running=1, pulling=False) is TrayState.LOADED
