@@ -8,6 +8,7 @@ here means the runner protocol can evolve without touching the API layer.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any, AsyncIterator
 
@@ -38,6 +39,11 @@ async def start_runner(spec: RunnerSpec, load_timeout: float | None) -> Any:
     return await RunnerClient.start(options, load_timeout=load_timeout, log=log)
 
 
+def _base64(image: bytes | str) -> str:
+    """The runner protocol is JSON, so image bytes travel base64-encoded (as they arrived)."""
+    return image if isinstance(image, str) else base64.b64encode(image).decode("ascii")
+
+
 def _grammar(fmt: Any) -> str | None:
     if fmt is None:
         return None
@@ -54,7 +60,7 @@ async def completion(runner: Any, prompt: str, options: dict[str, Any], fmt: Any
 
     request = CompletionRequest(
         prompt=prompt,
-        images=tuple(images),
+        images=tuple(_base64(image) for image in images),
         temperature=float(options["temperature"]),
         top_k=int(options["top_k"]),
         top_p=float(options["top_p"]),
@@ -82,11 +88,10 @@ async def completion(runner: Any, prompt: str, options: dict[str, Any], fmt: Any
                     yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs}
                 # Ollama documents prompt_eval_count as the prompt's size; the runner counts
                 # only what it evaluated, which is ~1 when the prefix was cached.
-                prompt_tokens = len(chunk.context) - chunk.eval_count if chunk.context else chunk.prompt_eval_count
                 yield {
                     "done": True,
                     "done_reason": chunk.done_reason,
-                    "prompt_eval_count": max(prompt_tokens, chunk.prompt_eval_count),
+                    "prompt_eval_count": max(chunk.prompt_count, chunk.prompt_eval_count),
                     "prompt_eval_duration": chunk.prompt_eval_duration,
                     "eval_count": chunk.eval_count,
                     "eval_duration": chunk.eval_duration,

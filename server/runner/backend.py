@@ -84,6 +84,11 @@ class LogSink:
             line, self._line = self._line.split("\n", 1)
             self._handle(self._level, line)
 
+    @property
+    def callback(self) -> Any:
+        """The ctypes log hook, for other llama.cpp libraries (libmtmd) to log through too."""
+        return self._callback
+
     def note(self, line: str) -> None:
         """A line of our own, logged like a llama.cpp warning."""
         self._handle(_GGML_LOG_WARN, line)

@@ -46,6 +46,7 @@ class CompletionChunk:
     eval_count: int = 0
     eval_duration: int = 0
     context: list[int] | None = None
+    prompt_count: int = 0  # the whole prompt's positions (images included), cached or not
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ def runner_command() -> list[str]:
 def _runner_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    # ggml's abort handler otherwise attaches gdb and prints a 30-frame backtrace, which
+    # buries the GGML_ASSERT line that a crash message should quote (and takes seconds)
+    env.setdefault("GGML_NO_BACKTRACE", "1")
     if not getattr(sys, "frozen", False):
         root = str(Path(__file__).resolve().parents[2])
         parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -188,7 +192,7 @@ class RunnerClient:
                         content=msg.content, logprobs=_logprobs(msg.logprobs), done=True,
                         done_reason=msg.done_reason, prompt_eval_count=msg.prompt_eval_count,
                         prompt_eval_duration=msg.prompt_eval_duration, eval_count=msg.eval_count,
-                        eval_duration=msg.eval_duration,
+                        eval_duration=msg.eval_duration, prompt_count=msg.prompt_count,
                         context=list(msg.context) if msg.context is not None else None)
                     return
         finally:

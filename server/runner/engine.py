@@ -15,6 +15,7 @@ writer thread).
 
 from __future__ import annotations
 
+import base64
 import os
 import queue
 import sys
@@ -30,11 +31,13 @@ from server.runner.backend import (
 from server.runner.cpu import physical_cores
 from server.runner.detokenize import TextStream
 from server.runner.embedding import EmbedError, EmbedFailure, Embedder, EmbedSettings
+from server.runner.media import IMAGE_MARKER, ImageSpan, is_sentinel, safe_prefix, truncate_with_images
 from server.runner.sampling import SamplerChain, SamplerError, TokenText, logprob_entry
 from server.runner.slots import (
     PromptTooLong, Slot, choose_slot, effective_num_keep, predict_limit, reusable_prefix,
     shift_amount, truncate_prompt,
 )
+from server.runner.vision import ImageError, Vision, VisionPrompt
 
 Emit = Callable[[Any], None]
 
@@ -58,6 +61,12 @@ class Sequence:
     next_token: int | None = None
     generated: list[int] = field(default_factory=list)
     out_row: int = -1
+    images: dict[int, ImageSpan] = field(default_factory=dict)  # by start position, not yet decoded
+    vision_prompt: VisionPrompt | None = None  # owns the images' native chunks
+
+    def next_image(self) -> int | None:
+        """Start position of the next image still to decode, if any."""
+        return min(self.images) if self.images else None
 
 
 class Engine:
@@ -68,6 +77,7 @@ class Engine:
         self.ctx: Context | None = None
         self.batch: Batch | None = None
         self.embedder: Embedder | None = None
+        self.vision: Vision | None = None
         self.options: m.LoadOptions | None = None
         self.info: m.RunnerInfo | None = None
         self.slots: list[Slot] = []
@@ -117,17 +127,20 @@ class Engine:
                 self.n_ctx_slot = n_ctx_slot = min(num_ctx, ctx.n_ctx_seq)
                 self.batch = Batch(max(n_batch, parallel))
                 self.slots = [Slot(seq_id=i) for i in range(parallel)]
+                if options.projector_path:
+                    self.vision = Vision(options.projector_path, model, n_threads=self.n_threads,
+                                         use_gpu=options.num_gpu != 0,
+                                         flash_attention=options.flash_attention, log=log)
         except BackendError as exc:
             detail = " | ".join(list(log.errors)[-4:])
             raise BackendError(f"{exc}" + (f": {detail}" if detail else "")) from None
         finally:
             log.sizes = None
-        if options.projector_path:
-            log.note(f"pollama runner: projector {options.projector_path} ignored; "
-                     "vision input is not implemented yet")
         weights, kv, compute = sizes.total("weights"), sizes.total("kv"), sizes.total("compute")
         if weights == 0:
             weights = int(os.path.getsize(options.model_path))
+        if self.vision is not None and options.projector_path:
+            weights += int(os.path.getsize(options.projector_path))  # libmtmd logs no buffer sizes
         self.info = m.RunnerInfo(
             model_path=options.model_path,
             architecture=model.architecture,
@@ -147,7 +160,7 @@ class Engine:
             pooling=POOLING_NAMES.get(ctx.pooling, "none"),
             embedding_only=self.ctx is None,
             can_shift=ctx.can_shift,
-            vision=False,
+            vision=self.vision is not None,
             weights_bytes=weights,
             kv_bytes=kv,
             compute_bytes=compute,
@@ -160,11 +173,12 @@ class Engine:
 
     def close(self) -> None:
         for seq in list(self.running.values()):
-            seq.chain.close()
+            self._release(seq)
         self.running.clear()
-        for part in (self.embedder, self.batch, self.ctx):
+        for part in (self.vision, self.embedder, self.batch, self.ctx):
             if part is not None:
                 part.close()
+        self.vision = None
         self.embedder = self.batch = self.ctx = None
         if self.model is not None:
             self.model.close()
@@ -221,8 +235,8 @@ class Engine:
         if self.ctx is None:
             self._emit(m.Error(msg.id, "this model does not support generation (embedding only)", "bad_request"))
             return
-        if req.images:
-            self._emit(m.Error(msg.id, "this runner cannot read images yet (no vision support)", "bad_request"))
+        if req.images and self.vision is None:
+            self._emit(m.Error(msg.id, "this model does not support images (it has no projector)", "bad_request"))
             return
         self.waiting.append((msg.id, req))
 
@@ -258,7 +272,7 @@ class Engine:
             rid, req = self.waiting.pop(0)
             try:
                 seq = self._start(rid, req)
-            except (PromptTooLong, SamplerError) as exc:
+            except (PromptTooLong, SamplerError, ImageError) as exc:
                 self._emit(m.Error(rid, str(exc), "bad_request"))
                 continue
             self.running[rid] = seq
@@ -266,6 +280,48 @@ class Engine:
     def _start(self, rid: int, req: m.CompletionRequest) -> Sequence:
         model, ctx = self.model, self.ctx
         assert model is not None and ctx is not None
+        tokens, spans, vision_prompt = self._tokenize(req)
+        try:
+            n_ctx = self.n_ctx_slot
+            num_keep = effective_num_keep(req.num_keep, len(tokens), n_ctx, model.add_bos)
+            if spans:
+                tokens, spans = truncate_with_images(tokens, spans, n_ctx, num_keep, req.truncate)
+            else:
+                tokens = truncate_prompt(tokens, n_ctx, num_keep, req.truncate)
+            chain = SamplerChain(model.vocab, model.n_vocab, req, n_ctx=n_ctx)
+        except BaseException:
+            if vision_prompt is not None:
+                vision_prompt.close()
+            raise
+        chosen = choose_slot(self.slots, tokens)
+        assert chosen is not None
+        slot, common = chosen
+        keep = safe_prefix(reusable_prefix(common, len(tokens)), spans)
+        if keep < len(slot.tokens):
+            if not ctx.seq_rm(slot.seq_id, keep, -1):
+                ctx.seq_rm(slot.seq_id, -1, -1)
+                keep = 0
+            del slot.tokens[keep:]
+        chain.prime([t for t in tokens if not is_sentinel(t)])
+        slot.busy = True
+        pending = tokens[keep:]
+        _note(f"request {rid}: slot {slot.seq_id}, {len(tokens)} prompt tokens ({keep} cached"
+              + (f", {len(spans)} images)" if spans else ")"))
+        return Sequence(id=rid, req=req, prompt=tokens, slot=slot, chain=chain,
+                        text=TextStream(tuple(req.stop)), num_keep=num_keep, pending=pending,
+                        n_prompt_eval=len(pending), limit=predict_limit(req.num_predict, n_ctx),
+                        t_start=time.perf_counter_ns(),
+                        images={s.start: s for s in spans if s.start >= keep},
+                        vision_prompt=vision_prompt)
+
+    def _tokenize(self, req: m.CompletionRequest) -> tuple[list[int], list[ImageSpan], VisionPrompt | None]:
+        """The prompt's positions; with images (and `[img-n]` markers) through the projector."""
+        model = self.model
+        assert model is not None
+        if isinstance(req.prompt, str) and req.images and self.vision is not None and IMAGE_MARKER.search(req.prompt):
+            images = [decode_image(data, i) for i, data in enumerate(req.images)]
+            vision_prompt = self.vision.prompt(req.prompt, images, parse_special=req.parse_special)
+            return vision_prompt.tokens, vision_prompt.spans, vision_prompt
         if isinstance(req.prompt, str):
             tokens = model.tokenize(req.prompt, add_special=True, parse_special=req.parse_special)
         else:
@@ -275,27 +331,7 @@ class Engine:
         bad = next((t for t in tokens if not 0 <= t < model.n_vocab), None)
         if bad is not None:
             raise PromptTooLong(f"token {bad} is out of range")
-        n_ctx = self.n_ctx_slot
-        num_keep = effective_num_keep(req.num_keep, len(tokens), n_ctx, model.add_bos)
-        tokens = truncate_prompt(tokens, n_ctx, num_keep, req.truncate)
-        chosen = choose_slot(self.slots, tokens)
-        assert chosen is not None
-        slot, common = chosen
-        keep = reusable_prefix(common, len(tokens))
-        if keep < len(slot.tokens):
-            if not ctx.seq_rm(slot.seq_id, keep, -1):
-                ctx.seq_rm(slot.seq_id, -1, -1)
-                keep = 0
-            del slot.tokens[keep:]
-        chain = SamplerChain(model.vocab, model.n_vocab, req, n_ctx=n_ctx)
-        chain.prime(tokens)
-        slot.busy = True
-        pending = tokens[keep:]
-        _note(f"request {rid}: slot {slot.seq_id}, {len(tokens)} prompt tokens ({keep} cached)")
-        return Sequence(id=rid, req=req, prompt=tokens, slot=slot, chain=chain,
-                        text=TextStream(tuple(req.stop)), num_keep=num_keep, pending=pending,
-                        n_prompt_eval=len(pending), limit=predict_limit(req.num_predict, n_ctx),
-                        t_start=time.perf_counter_ns())
+        return tokens, [], None
 
     # ---- one step ---------------------------------------------------------------------
 
@@ -305,6 +341,7 @@ class Engine:
         self._start_waiting()
         if not self.running:
             return
+        self._decode_next_image()
         batch, ctx = self.batch, self.ctx
         assert batch is not None
         batch.clear()
@@ -324,7 +361,13 @@ class Engine:
         for seq in list(self.running.values()):
             if not seq.pending or batch.free <= 0:
                 continue
-            take = seq.pending[: batch.free]
+            room = batch.free
+            image_at = seq.next_image()
+            if image_at is not None:
+                room = min(room, image_at - len(seq.slot.tokens))
+                if room <= 0:
+                    continue  # its image is decoded in a later step
+            take = seq.pending[:room]
             del seq.pending[: len(take)]
             last = len(take) - 1
             for j, token in enumerate(take):
@@ -345,6 +388,28 @@ class Engine:
             if seq.out_row >= 0 and seq.id in self.running:
                 self._sample(seq)
 
+    def _decode_next_image(self) -> None:
+        """Decode one image per step (the oldest request's), so text streams keep moving
+        between the images of a long multimodal prompt."""
+        for seq in list(self.running.values()):
+            start = seq.next_image()
+            if start is None or start != len(seq.slot.tokens):
+                continue
+            assert self.vision is not None and self.ctx is not None and self.batch is not None
+            span = seq.images.pop(start)
+            last = span.length == len(seq.pending)
+            try:
+                self.vision.eval(self.ctx, span, n_past=start, seq_id=seq.slot.seq_id,
+                                 n_batch=self.batch.capacity, logits_last=last)
+            except (BackendError, ImageError) as exc:
+                self._fail(seq, str(exc), "bad_request" if isinstance(exc, ImageError) else None)
+                return
+            seq.slot.tokens.extend(seq.pending[:span.length])
+            del seq.pending[:span.length]
+            if last:  # the prompt ends with this image: its last embedding gave the logits
+                self._sample_at(seq, 0)
+            return
+
     def _make_room(self, seq: Sequence) -> bool:
         """The slot is full: shift (drop half of what follows num_keep) or end with "length"."""
         assert self.ctx is not None
@@ -360,9 +425,12 @@ class Engine:
         return True
 
     def _sample(self, seq: Sequence) -> None:
+        self._sample_at(seq, seq.out_row)
+
+    def _sample_at(self, seq: Sequence, row: int) -> None:
         model, ctx = self.model, self.ctx
         assert model is not None and ctx is not None and self._text is not None
-        token = seq.chain.sample(ctx.ptr, seq.out_row)
+        token = seq.chain.sample(ctx.ptr, row)
         if not seq.t_first:
             seq.t_first = time.perf_counter_ns()
         if model.is_eog(token):
@@ -371,7 +439,7 @@ class Engine:
         seq.generated.append(token)
         logprob = None
         if seq.req.logprobs:
-            logprob = logprob_entry(ctx.logits(seq.out_row), token, seq.req.top_logprobs, self._text)
+            logprob = logprob_entry(ctx.logits(row), token, seq.req.top_logprobs, self._text)
         out = seq.text.push(model.piece(token), logprob)
         if out.text or out.logprobs:
             self._emit(m.Piece(seq.id, out.text, tuple(out.logprobs) if seq.req.logprobs else None))
@@ -395,7 +463,8 @@ class Engine:
             prompt_eval_duration=t_first - seq.t_start,
             eval_count=len(seq.generated),
             eval_duration=now - t_first,
-            context=tuple(seq.prompt + seq.generated),
+            context=tuple([t for t in seq.prompt if not is_sentinel(t)] + seq.generated),
+            prompt_count=len(seq.prompt),
         ))
         self.running.pop(seq.id, None)
         self._release(seq)
@@ -403,19 +472,37 @@ class Engine:
 
     def _release(self, seq: Sequence) -> None:
         seq.chain.close()
+        if seq.vision_prompt is not None:
+            seq.vision_prompt.close()
+            seq.vision_prompt = None
+        seq.images = {}
         seq.slot.busy = False
         seq.slot.last_used = self._steps
         if seq.pending:  # cancelled mid-prompt: the cache holds a prefix, still reusable
             seq.pending = []
 
     def _fail_batch(self, seqs: list[Sequence], rc: int) -> None:
-        assert self.ctx is not None
         for seq in seqs:
-            self.running.pop(seq.id, None)
-            self.ctx.seq_rm(seq.slot.seq_id, -1, -1)
-            seq.slot.tokens.clear()
-            self._release(seq)
-            self._emit(m.Error(seq.id, f"llama_decode failed with status {rc}"))
+            self._fail(seq, f"llama_decode failed with status {rc}")
+
+    def _fail(self, seq: Sequence, message: str, kind: str | None = None) -> None:
+        """End one request with an error; its slot's cache is unknown now, so it is emptied."""
+        assert self.ctx is not None
+        self.running.pop(seq.id, None)
+        self.ctx.seq_rm(seq.slot.seq_id, -1, -1)
+        seq.slot.tokens.clear()
+        self._release(seq)
+        self._emit(m.Error(seq.id, message, kind or "runner"))
+
+
+def decode_image(data: Any, index: int) -> bytes:
+    """Images travel base64-encoded in the runner protocol (it is JSON)."""
+    if isinstance(data, bytes):
+        return data
+    try:
+        return base64.b64decode(data, validate=True)
+    except (ValueError, TypeError):
+        raise ImageError(f"image {index} is not valid base64") from None
 
 
 def _note(line: str) -> None:

@@ -43,7 +43,7 @@ class CompletionRequest:
     """One generation: the prompt, Ollama's sampling options, and the limits (§2.1 defaults)."""
 
     prompt: str | tuple[int, ...]
-    images: tuple[Any, ...] = ()
+    images: tuple[str, ...] = ()  # base64, in `[img-n]` order
     temperature: float = 0.8
     top_k: int = 40
     top_p: float = 0.9
@@ -178,6 +178,7 @@ class Done:
     eval_count: int = 0
     eval_duration: int = 0  # ns
     context: tuple[int, ...] | None = None
+    prompt_count: int = 0  # positions of the whole prompt (images included), cached or not
 
 
 @dataclass(frozen=True)
