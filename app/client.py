@@ -148,7 +148,11 @@ class Client:
         self.request("HEAD", "/")
 
     def version(self) -> str:
-        return str(self.json("GET", "/api/version").get("version", ""))
+        """pollama's version; a server without `/api/pollama/version` (Ollama) gives its own."""
+        try:
+            return str(self.json("GET", "/api/pollama/version").get("version", ""))
+        except ClientError:
+            return str(self.json("GET", "/api/version").get("version", ""))
 
     def list(self) -> list[dict[str, Any]]:
         return list(self.json("GET", "/api/tags").get("models") or [])

@@ -11,7 +11,7 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from server import __version__
+from server import OLLAMA_API_VERSION
 from server.api.context import services
 from server.api.http import empty_ok, error_response, field, json_response, read_json, stream_or_last
 from server.errors import BadRequest, NotFound, PollamaError
@@ -37,7 +37,7 @@ async def root() -> Response:
 
 @bp.route("/api/version", methods=["GET", "HEAD"])
 async def version() -> Response:
-    return json_response({"version": __version__})
+    return json_response({"version": OLLAMA_API_VERSION})
 
 
 @bp.route("/api/tags", methods=["GET", "HEAD"])

@@ -2,6 +2,7 @@
 
 Ollama has no way to ask "what devices do I have and how much memory is
 free?" or "will this model fit before I load it?"; the desktop app needs both.
+`/api/version` answers with the Ollama API version, so pollama's own is here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from quart import Blueprint, Response
 
+from server import OLLAMA_API_VERSION, __version__
 from server.api.context import services
 from server.api.http import field, json_response, read_json
 from server.errors import BadRequest
@@ -21,6 +23,11 @@ from server.scheduler import RunnerSpec, estimate_memory, resolve_num_ctx
 from server.store.names import Name
 
 bp = Blueprint("pollama_ext", __name__)
+
+
+@bp.route("/api/pollama/version", methods=["GET"])
+async def version() -> Response:
+    return json_response({"version": __version__, "ollama_api": OLLAMA_API_VERSION})
 
 
 @bp.route("/api/pollama/devices", methods=["GET"])

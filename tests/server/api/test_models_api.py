@@ -10,6 +10,7 @@ import httpx
 import ollama
 import pytest
 
+from server import OLLAMA_API_VERSION, __version__
 from tests.support.live_server import LiveServer
 
 TEMPLATE = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
@@ -207,7 +208,8 @@ def test_routes_and_plain_errors(live_server: LiveServer) -> None:
     assert httpx.head(url + "/").status_code == 200
     r = httpx.get(url + "/api/version")
     assert r.headers["content-type"] == "application/json; charset=utf-8"
-    assert set(r.json()) == {"version"}
+    assert r.json() == {"version": OLLAMA_API_VERSION}
+    assert httpx.get(url + "/api/pollama/version").json() == {"version": __version__, "ollama_api": OLLAMA_API_VERSION}
     assert httpx.get(url + "/api/tags").json() == {"models": []}
     assert httpx.head(url + "/api/tags").status_code == 200
     assert httpx.get(url + "/api/ps").json() == {"models": []}

@@ -49,6 +49,7 @@ EXPECTED_ROUTES = {
     ("GET", "/v1/models/{model}"),
     ("POST", "/v1/responses"),
     ("POST", "/v1/messages"),
+    ("GET", "/api/pollama/version"),
     ("GET", "/api/pollama/devices"),
     ("POST", "/api/pollama/estimate"),
 }
@@ -359,7 +360,7 @@ MANAGEMENT = {
     ("POST", "/api/copy", 200), ("POST", "/api/copy", 400), ("POST", "/api/copy", 404),
     ("DELETE", "/api/delete", 200), ("DELETE", "/api/delete", 400), ("DELETE", "/api/delete", 404),
     ("GET", "/api/ps", 200),
-    ("GET", "/api/pollama/devices", 200),
+    ("GET", "/api/pollama/version", 200), ("GET", "/api/pollama/devices", 200),
     ("POST", "/api/pollama/estimate", 200), ("POST", "/api/pollama/estimate", 404),
 }
 
@@ -381,6 +382,7 @@ def test_live_responses_match_the_spec(live_server: LiveServer, tiny_model_path:
         assert expect(http.get("/api/tags"), 200).json() == {"models": []}
         expect(http.head("/api/tags"), 200)
         assert expect(http.get("/api/ps"), 200).json() == {"models": []}
+        expect(http.get("/api/pollama/version"), 200)
         expect(http.get("/api/pollama/devices"), 200)
 
         # blobs
