@@ -48,7 +48,7 @@ async def _unexpected(exc: Exception) -> Response | HTTPException:
 async def messages() -> Response:
     call = an.messages_request(await read_json())
     req = call.request
-    events = services().inference.chat(req, strict_think=False)
+    events = services().inference.chat(req, strict_think=False, report_stop=True)
     if req.debug_render_only:
         return json_response(await fold(events, "message"))
     if not req.stream:

@@ -96,6 +96,7 @@ async def completion(runner: Any, prompt: str, options: dict[str, Any], fmt: Any
                     "eval_count": chunk.eval_count,
                     "eval_duration": chunk.eval_duration,
                     "context": list(chunk.context) if chunk.context is not None else None,
+                    "stop_sequence": chunk.stop_sequence,
                 }
                 return
             yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs}

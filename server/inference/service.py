@@ -168,7 +168,10 @@ class Inference:
 
     # ---- chat ----------------------------------------------------------------------------------
 
-    async def chat(self, req: ChatRequest, *, strict_think: bool = True) -> AsyncIterator[dict[str, Any]]:
+    async def chat(self, req: ChatRequest, *, strict_think: bool = True, report_stop: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Native chat chunks. `report_stop` adds `stop_sequence` (which of the request's own
+        stop strings ended the reply) to the final chunk: Anthropic's API has the field,
+        Ollama's has not."""
         started = time.perf_counter()
         if not req.model:
             raise BadRequest("model is required")
@@ -230,6 +233,8 @@ class Inference:
                     final.update(self._stats(chunk, lease, started))
                     if fit.dropped:
                         final["truncated_messages"] = fit.dropped
+                    if report_stop and chunk.get("stop_sequence") in ((req.options or {}).get("stop") or ()):
+                        final["stop_sequence"] = chunk["stop_sequence"]  # the client's, not the Modelfile's
                     yield final
                     return
                 piece = pipeline.feed(chunk["content"])

@@ -47,6 +47,7 @@ class CompletionChunk:
     eval_duration: int = 0
     context: list[int] | None = None
     prompt_count: int = 0  # the whole prompt's positions (images included), cached or not
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ class RunnerClient:
                         done_reason=msg.done_reason, prompt_eval_count=msg.prompt_eval_count,
                         prompt_eval_duration=msg.prompt_eval_duration, eval_count=msg.eval_count,
                         eval_duration=msg.eval_duration, prompt_count=msg.prompt_count,
+                        stop_sequence=msg.stop_sequence,
                         context=list(msg.context) if msg.context is not None else None)
                     return
         finally:

@@ -45,6 +45,7 @@ class TextStream:
         self._pending = ""
         self._pending_logprobs: list[dict[str, Any]] = []
         self.stopped = False
+        self.matched: str | None = None  # the stop string that ended the text, if one did
 
     def push(self, piece: bytes, logprob: dict[str, Any] | None = None) -> Emit:
         """Add one token's bytes; return what can go out now."""
@@ -66,9 +67,11 @@ class TextStream:
     def _release(self, final: bool) -> Emit:
         text = self._pending
         if self._stops:
-            cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
+            found = [(i, s) for s in self._stops if (i := text.find(s)) >= 0]
+            cut = min(found)[0] if found else -1
             if cut >= 0:
                 self.stopped = True
+                self.matched = min(found)[1]
                 self._pending = ""
                 # tokens still pending made up the stop string (and maybe some text before it);
                 # their logprobs go only if text before the stop goes with them

@@ -465,6 +465,7 @@ class Engine:
             eval_duration=now - t_first,
             context=tuple([t for t in seq.prompt if not is_sentinel(t)] + seq.generated),
             prompt_count=len(seq.prompt),
+            stop_sequence=seq.text.matched,
         ))
         self.running.pop(seq.id, None)
         self._release(seq)

@@ -179,6 +179,7 @@ class Done:
     eval_duration: int = 0  # ns
     context: tuple[int, ...] | None = None
     prompt_count: int = 0  # positions of the whole prompt (images included), cached or not
+    stop_sequence: str | None = None  # which of the request's stop strings ended it
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Differences from Ollama, each a superset that an Anthropic client expects:
 `output_config.format` (Anthropic's structured outputs) maps to the native
 `format`; a failure after the stream started is sent as an `error` event
 (the SDKs raise it as a typed error) instead of silently ending the stream;
-`stop_sequence: null` is present in responses as in Anthropic's own.
+`stop_sequence` is present in responses as in Anthropic's own, and names the
+request's stop sequence that ended the reply (`stop_reason: "stop_sequence"`;
+Ollama reports `end_turn` and `null`).
 """
 
 from __future__ import annotations
@@ -280,9 +282,11 @@ def estimate_tokens(messages: list[dict[str, Any]]) -> int:
 # ---------------------------------------------------------------------------- response
 
 
-def stop_reason(done_reason: str | None, had_tool_calls: bool) -> str | None:
+def stop_reason(done_reason: str | None, had_tool_calls: bool, stop_sequence: str | None = None) -> str | None:
     if had_tool_calls:
         return "tool_use"
+    if stop_sequence:
+        return "stop_sequence"
     if done_reason == "stop":
         return "end_turn"
     if done_reason == "length":
@@ -312,8 +316,8 @@ def message_response(final: Mapping[str, Any], *, id: str, model: str) -> dict[s
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(final.get("done_reason"), bool(calls)),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(final.get("done_reason"), bool(calls), final.get("stop_sequence")),
+        "stop_sequence": final.get("stop_sequence"),
         "usage": {"input_tokens": prompt, "output_tokens": completion},
     }
 
@@ -394,7 +398,8 @@ class MessagesStream:
                     "message_delta",
                     {
                         "type": "message_delta",
-                        "delta": {"stop_reason": stop_reason(native.get("done_reason"), self._tool_calls), "stop_sequence": None},
+                        "delta": {"stop_reason": stop_reason(native.get("done_reason"), self._tool_calls, native.get("stop_sequence")),
+                                  "stop_sequence": native.get("stop_sequence")},
                         "usage": {"input_tokens": prompt, "output_tokens": completion},
                     },
                 )

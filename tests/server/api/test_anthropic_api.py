@@ -102,9 +102,13 @@ def test_stream_helper_accumulates_final_message(client: anthropic.Anthropic) ->
 def test_stop_sequences_top_k_top_p(client: anthropic.Anthropic) -> None:
     free = text_of(client.messages.create(model="tiny", messages=MESSAGES, max_tokens=30, extra_body=ZERO))
     stop = free[3:6]
-    cut = client.messages.create(model="tiny", messages=MESSAGES, max_tokens=30, stop_sequences=[stop], extra_body=ZERO)
+    cut = client.messages.create(model="tiny", messages=MESSAGES, max_tokens=30, stop_sequences=["never seen", stop], extra_body=ZERO)
     assert text_of(cut) == free[: free.index(stop)]
-    assert cut.stop_reason == "end_turn"  # Ollama's mapping: the native done_reason "stop" does not say which stop matched
+    # Anthropic's own answer; Ollama says end_turn and null here
+    assert (cut.stop_reason, cut.stop_sequence) == ("stop_sequence", stop)
+    with client.messages.stream(model="tiny", messages=MESSAGES, max_tokens=30, stop_sequences=[stop], extra_body=ZERO) as stream:
+        streamed = stream.get_final_message()
+    assert (streamed.stop_reason, streamed.stop_sequence, text_of(streamed)) == ("stop_sequence", stop, text_of(cut))
     a = client.messages.create(model="tiny", messages=MESSAGES, max_tokens=16, extra_body={"temperature": 1.0, "top_k": 1, "top_p": 0.5})
     assert text_of(a) == text_of(client.messages.create(model="tiny", messages=MESSAGES, max_tokens=16, extra_body=ZERO)), "top_k=1 is greedy"
 

@@ -71,3 +71,12 @@ def test_logprobs_follow_their_text() -> None:
     assert b.text == " " and b.logprobs == [{"token": " ST"}]
     c = stream.push(b"OP", {"token": "OP"})
     assert c.stopped and c.text == "" and c.logprobs == []
+
+
+def test_the_earliest_stop_is_the_one_reported() -> None:
+    stream = TextStream(("world", "lo w"))
+    assert stream.matched is None
+    out = stream.push(b"hello world")
+    assert out.stopped and out.text == "hel"
+    assert stream.matched == "lo w"
+    assert TextStream(("x",)).finish().stopped is False
