@@ -28,6 +28,12 @@ ALLOW_HEADERS = ",".join(
         "Accept",
         "X-Requested-With",
         "Openai-Beta",
+        # what Anthropic's SDK sends from a browser; Ollama serves /v1/messages but its
+        # preflight refuses these, so browser apps cannot call it
+        "Anthropic-Version",
+        "Anthropic-Beta",
+        "Anthropic-Dangerous-Direct-Browser-Access",
+        "X-Api-Key",
         *(
             "X-Stainless-" + h
             for h in (

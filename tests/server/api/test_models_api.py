@@ -245,6 +245,13 @@ def test_cors_and_host_checks(live_server: LiveServer) -> None:
     assert r.status_code == 204
     assert "X-Stainless-Os" in r.headers["access-control-allow-headers"]
     assert r.headers["access-control-max-age"] == "43200"
+    r = httpx.options(
+        url + "/v1/messages",
+        headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "anthropic-version,x-api-key,anthropic-dangerous-direct-browser-access"},
+    )
+    allowed = {h.lower() for h in r.headers["access-control-allow-headers"].split(",")}
+    assert r.status_code == 204 and {"anthropic-version", "x-api-key", "anthropic-dangerous-direct-browser-access"} <= allowed
     assert r.headers["access-control-allow-methods"] == "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS"
     # same-host origin is not CORS
     assert httpx.get(url + "/api/tags", headers={"Origin": url}).status_code == 200
