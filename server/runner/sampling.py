@@ -19,28 +19,6 @@ import llama_cpp as L
 from server.runner.messages import CompletionRequest
 
 
-def _penalties_prototype() -> Callable[..., Any]:
-    """`llama_sampler_init_penalties` as the C library really declares it.
-
-    llama-cpp-python 0.3.36's binding still lists a leading `n_vocab`
-    argument that llama.cpp removed (its own header comment shows four
-    parameters), and calling it crashes. A fresh function pointer from the
-    library (`CDLL[...]` does not share the binding's cached prototype) gets
-    the right one.
-    """
-    import ctypes
-
-    from llama_cpp import llama_cpp as low
-
-    fn = low._lib["llama_sampler_init_penalties"]
-    fn.argtypes = [ctypes.c_int32, ctypes.c_float, ctypes.c_float, ctypes.c_float]
-    fn.restype = low.llama_sampler_p_ctypes
-    return fn  # type: ignore[no-any-return]
-
-
-_init_penalties = _penalties_prototype()
-
-
 class SamplerError(ValueError):
     pass
 
@@ -60,8 +38,10 @@ class SamplerChain:
                 L.llama_sampler_chain_add(self.ptr, grammar)
             last_n = n_ctx if req.repeat_last_n < 0 else req.repeat_last_n
             if last_n and (req.repeat_penalty != 1.0 or req.frequency_penalty or req.presence_penalty):
-                self._penalties = _init_penalties(
-                    last_n, req.repeat_penalty, req.frequency_penalty, req.presence_penalty)
+                # llama.cpp 0.3.36's prototype leads with n_vocab (the backend sampler sizes
+                # its buffers by it); leaving it out shifts penalty_last_n into garbage
+                self._penalties = L.llama_sampler_init_penalties(
+                    n_vocab, last_n, req.repeat_penalty, req.frequency_penalty, req.presence_penalty)
                 L.llama_sampler_chain_add(self.ptr, self._penalties)
             self.penalty_window = last_n
             if req.temperature <= 0:

@@ -205,7 +205,8 @@ async def test_truncate_long_prompt(small_ctx_runner: RunnerClient) -> None:
 
 
 async def test_penalties_change_greedy_output_and_keep_the_runner_alive(runner: RunnerClient) -> None:
-    """Repeat/presence/frequency penalties reach llama.cpp (a wrong prototype used to kill the runner)."""
+    """Repeat/presence/frequency penalties reach llama.cpp with their window (the call's n_vocab
+    argument once went missing, which shifted repeat_last_n into garbage)."""
     plain = await generate(runner, "hello world", num_predict=48)
     tokens = await runner.tokenize(plain.text, add_special=False)
     assert len(set(tokens)) < len(tokens), "greedy output on random weights repeats itself"
@@ -214,5 +215,9 @@ async def test_penalties_change_greedy_output_and_keep_the_runner_alive(runner: 
         assert penalized.text != plain.text, options
         assert penalized.last.done_reason == "length"
         assert runner.alive
+    # the window is honoured: penalizing only the previous token is not penalizing 64
+    last_1 = await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=1)
+    last_64 = await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=64)
+    assert plain.text != last_1.text != last_64.text
     again = await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=64)
     assert again.text == (await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=64)).text
