@@ -129,3 +129,22 @@ def test_image_paths_in_a_prompt_are_attached(tmp_path: Path, capsys: pytest.Cap
     (tmp_path / "fake.jpg").write_bytes(b"not an image")
     with pytest.raises(ClientError, match="invalid image type"):
         extract_images(f"look {tmp_path}/fake.jpg")
+
+
+def test_vision_model_from_two_from_lines(cli: CLI, tiny_model_path: Path, tiny_projector_path: Path) -> None:
+    """A Modelfile with the model and its projector; `run` attaches an image path from the prompt."""
+    from tests.fixtures.images import checkerboard, gradient
+
+    folder = cli.cwd / "seer"
+    folder.mkdir(exist_ok=True)
+    (folder / "Modelfile").write_text(
+        f"FROM {tiny_model_path}\nFROM {tiny_projector_path}\nPARAMETER num_predict 6\nPARAMETER temperature 0\n")
+    cli.ok("create", "seer", "-f", str(folder / "Modelfile"))
+    shown = cli.ok("show", "seer").stdout
+    assert "Projector" in shown and "vision" in shown
+    (cli.cwd / "a.png").write_bytes(gradient())
+    (cli.cwd / "b.png").write_bytes(checkerboard())
+    first = cli.ok("run", "seer", "what is in ./a.png")
+    assert "Added image './a.png'" in first.stderr and first.stdout.strip()
+    assert cli.ok("run", "seer", "what is in ./a.png").stdout == first.stdout
+    assert cli.ok("run", "seer", "what is in ./b.png").stdout != first.stdout
