@@ -9,6 +9,7 @@ real Ollama. Failures become two exception types a command can print as
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -157,7 +158,7 @@ class Client:
     def list(self) -> list[dict[str, Any]]:
         return list(self.json("GET", "/api/tags").get("models") or [])
 
-    def ps(self) -> list[dict[str, Any]]:
+    def ps(self) -> builtins.list[dict[str, Any]]:
         return list(self.json("GET", "/api/ps").get("models") or [])
 
     def show(self, model: str, *, verbose: bool = False, system: str | None = None,

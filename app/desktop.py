@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import httpx
 
@@ -180,7 +180,8 @@ def launch(argv: list[str]) -> Launched | int:
     from ui.desktop import DesktopApp
     from ui.single_instance import SingleInstance
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # The stubs type `instance()` as QCoreApplication; the app only ever creates a QApplication.
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     app.setApplicationName("pollama")
     app.setQuitOnLastWindowClosed(False)
     instance = SingleInstance()

@@ -138,8 +138,8 @@ def table(rows: Sequence[Sequence[str]], headers: Sequence[str] | None = None, p
     if headers:
         cells = [_pad(h, widths[i]) for i, h in enumerate(headers)]
         out.append(padding.join(cells) + " ")
-    for r in rows:
-        out.append("".join(_pad(cell, widths[i]) + padding for i, cell in enumerate(r)))
+    for row in rows:
+        out.append("".join(_pad(cell, widths[i]) + padding for i, cell in enumerate(row)))
     return "\n".join(out) + "\n"
 
 

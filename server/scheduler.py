@@ -275,7 +275,7 @@ class Scheduler:
                 await self._unload(loaded)
 
     def ps(self) -> list[dict[str, Any]]:
-        entries = []
+        entries: list[dict[str, Any]] = []
         for loaded in self._loaded.values():
             if loaded.closing:
                 continue

@@ -185,7 +185,9 @@ class Devices:
             for d in body.get("devices") or []
             if isinstance(d, dict)
         )
-        mem = body.get("system_memory") if isinstance(body.get("system_memory"), dict) else {}
+        mem = body.get("system_memory")
+        if not isinstance(mem, dict):
+            mem = {}
         return cls(gpus=gpus, system_total=_int(mem.get("total")), system_free=_int(mem.get("free")))
 
 
@@ -233,7 +235,9 @@ class ShowInfo:
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> "ShowInfo":
-        info = body.get("model_info") if isinstance(body.get("model_info"), dict) else {}
+        info = body.get("model_info")
+        if not isinstance(info, dict):
+            info = {}
         caps = body.get("capabilities") or ()
         lic = body.get("license")
         return cls(

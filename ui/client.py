@@ -2,7 +2,7 @@
 
 Requests go through one `QNetworkAccessManager`, which runs them inside Qt's
 event loop; streamed answers (pull and create progress, NDJSON) arrive as
-`event` signals line by line. Hashing a dropped `.gguf` runs on the thread
+`received` signals line by line. Hashing a dropped `.gguf` runs on the thread
 pool. The UI is a client of the HTTP API like any other program: it works
 the same against the embedded server and against one already running.
 """
@@ -27,14 +27,14 @@ _STATUS = QNetworkRequest.Attribute.HttpStatusCodeAttribute
 
 
 class Call(QObject):
-    """One request in flight. Emits `event` per NDJSON line when streaming, then `succeeded` or `failed`.
+    """One request in flight. Emits `received` per NDJSON line when streaming, then `succeeded` or `failed`.
 
     `succeeded` carries the parsed JSON body (None when empty); for a stream, the last event.
     """
 
     succeeded = Signal(object)
     failed = Signal(object)
-    event = Signal(object)
+    received = Signal(object)
     ended = Signal()
 
     def __init__(self, parent: QObject | None = None, *, streaming: bool = False) -> None:
@@ -109,7 +109,7 @@ class Call(QObject):
                 self.fail(ApiError(self._status or 200, str(obj["error"])))
                 return
             self._last = obj
-            self.event.emit(obj)
+            self.received.emit(obj)
 
     def _on_finished(self) -> None:
         reply = self._reply

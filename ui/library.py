@@ -307,7 +307,12 @@ class LibraryWindow(QWidget):
             self._show_call.abort()
         self._show_call = call = self.client.show(model.name)
         call.succeeded.connect(lambda body, m=model: self._got_show(m, body))
-        call.failed.connect(lambda e: e.network != "cancelled" and self.details.clear_info(friendly(e)))
+
+        def failed(error: ApiError) -> None:
+            if error.network != "cancelled":
+                self.details.clear_info(friendly(error))
+
+        call.failed.connect(failed)
 
     def _got_show(self, model: LocalModel, body: Any) -> None:
         if isinstance(body, dict) and self.selected_name() == model.name:
@@ -394,7 +399,7 @@ class LibraryWindow(QWidget):
         name = body["model"]
         self.status.busy(f"Creating {name}…")
         call = self.client.create(body)
-        call.event.connect(lambda ev: self.status.busy(f"Creating {name}: {ev.get('status', '')}"))
+        call.received.connect(lambda ev: self.status.busy(f"Creating {name}: {ev.get('status', '')}"))
         self._then_refresh(call, f"Created {name}.")
 
     def _create_failed(self, text: str) -> None:

@@ -79,7 +79,7 @@ class PullManager(QObject):
         self.pending.add(model, insecure=insecure)
         call = self.client.pull(model, insecure=insecure)
         job.call = call
-        call.event.connect(lambda event, j=job: self._on_event(j, event))
+        call.received.connect(lambda event, j=job: self._on_event(j, event))
         call.succeeded.connect(lambda _, j=job: self._on_success(j))
         call.failed.connect(lambda error, j=job: self._on_failure(j, error))
         if is_new:

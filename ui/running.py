@@ -200,8 +200,9 @@ class RunningWindow(QWidget):
         self.devices = devices
         while self.devices_layout.count():
             item = self.devices_layout.takeAt(0)
-            if item.widget():
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget:
+                widget.deleteLater()
         for d in devices.gpus:
             self.devices_layout.addWidget(QLabel(f"{d.name} ({d.kind.upper() or 'GPU'})"))
             self.devices_layout.addWidget(memory_bar(d.used_memory, d.total_memory))

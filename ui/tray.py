@@ -7,7 +7,7 @@ ordinary `QMenu` that exists (and is tested) whether or not a tray does.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, SignalInstance
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
@@ -48,7 +48,7 @@ class Tray(QObject):
             self.icon.activated.connect(self._activated)
             self.icon.show()
 
-    def _add(self, text: str, signal: Signal) -> QAction:
+    def _add(self, text: str, signal: SignalInstance) -> QAction:
         action = self.menu.addAction(text)
         action.triggered.connect(lambda: signal.emit())
         return action

@@ -285,12 +285,12 @@ def _convert(hint: Any, value: Any) -> Any:
         for arm in get_args(hint):
             if arm is type(None):
                 continue
-            if dataclasses.is_dataclass(arm) and isinstance(value, dict):
+            if isinstance(arm, type) and dataclasses.is_dataclass(arm) and isinstance(value, dict):
                 return _build(arm, value)
             if get_origin(arm) is tuple and isinstance(value, list):
                 return _convert(arm, value)
         return value
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
         return _build(hint, value)
     if origin is tuple and isinstance(value, (list, tuple)):
         args = get_args(hint)

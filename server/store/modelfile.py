@@ -101,9 +101,9 @@ class Modelfile:
                 raise ModelfileError(f"adapter {value!r} not found")
             adapter_paths[path.name] = path
         for key in ("template", "system", "renderer", "parser"):
-            value = self.last(key)
-            if value is not None:
-                req[key] = value
+            text = self.last(key)
+            if text is not None:
+                req[key] = text
         licenses = self.all("license")
         if licenses:
             req["license"] = licenses

@@ -342,7 +342,7 @@ class MessagesStream:
 
     def start(self) -> list[tuple[str, dict[str, Any]]]:
         self._started = True
-        message = {
+        message: dict[str, Any] = {
             "id": self.id,
             "type": "message",
             "role": "assistant",
