@@ -106,10 +106,12 @@ def render_chat(
     Messages and tools may be typed values or request dicts (validated here:
     a malformed tool is `InvalidTool`, 400). Any template failure is a
     `TemplateRenderError` (500). A `JinjaTemplate` is rendered with
-    `render_jinja` (it places images itself, so no markers are added).
+    `render_jinja`; its messages get the same `[img-n]` markers, since GGUF
+    templates see content as text and the runner finds images by marker.
     """
     if isinstance(template, JinjaTemplate):
-        return template.render(messages, tools=tools, think=think)
+        typed = to_messages(messages)
+        return template.render(add_image_markers(typed) if image_markers else typed, tools=tools, think=think)
     tpl = _as_template(template)
     msgs = to_messages(messages)
     typed_tools = to_tools(tools)

@@ -148,3 +148,12 @@ def test_thinking_in_history() -> None:
     template = "{{ range .Messages }}{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}|{{ end }}"
     messages = [{"role": "assistant", "content": "A", "thinking": "hmm"}, {"role": "user", "content": "U"}]
     assert render_chat(template, messages) == "<think>hmm</think>A|U|"
+
+
+def test_jinja_templates_get_image_markers_too() -> None:
+    """The runner finds images by marker; a GGUF Jinja template sees content as text."""
+    from server.prompt.jinja import JinjaTemplate
+
+    jinja = JinjaTemplate("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}")
+    messages = [{"role": "user", "content": "what is this?", "images": [b"a"]}]
+    assert render_chat(jinja, messages) == "user: [img-0]what is this?\n"
