@@ -531,7 +531,7 @@ class ScriptedInference:
         finally:
             self.closed += 1
 
-    def chat(self, req: Any, *, strict_think: bool = True) -> AsyncIterator[dict[str, Any]]:
+    def chat(self, req: Any, *, strict_think: bool = True, report_stop: bool = False) -> AsyncIterator[dict[str, Any]]:
         return self._run()
 
     def generate(self, req: Any) -> AsyncIterator[dict[str, Any]]:
