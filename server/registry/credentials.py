@@ -62,9 +62,9 @@ def from_docker_config(config: object, host: str) -> Credentials | None:
                 continue
             if sep:
                 return Credentials(user, password)
-        user, password = entry.get("username"), entry.get("password")
-        if isinstance(user, str) and isinstance(password, str) and user:
-            return Credentials(user, password)
+        name, secret = entry.get("username"), entry.get("password")
+        if isinstance(name, str) and isinstance(secret, str) and name:
+            return Credentials(name, secret)
     return None
 
 

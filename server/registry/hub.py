@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -48,7 +49,7 @@ class DownloadHub:
         task = asyncio.create_task(self._run(download, previous), name=f"download {digest[7:19]}")
         entry = Entry(download, task, waiters=1)
         self._entries[digest] = entry
-        task.add_done_callback(lambda _t, d=digest, e=entry: self._finished(d, e))
+        task.add_done_callback(functools.partial(self._task_done, digest, entry))
         return entry
 
     async def _run(self, download: BlobDownload, previous: "asyncio.Task[None] | None") -> None:
@@ -56,6 +57,9 @@ class DownloadHub:
             with contextlib.suppress(BaseException):
                 await previous
         await download.run()
+
+    def _task_done(self, digest: str, entry: Entry, _task: "asyncio.Task[None]") -> None:
+        self._finished(digest, entry)
 
     def _finished(self, digest: str, entry: Entry) -> None:
         if self._entries.get(digest) is entry:

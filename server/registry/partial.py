@@ -11,12 +11,38 @@ The store's start-up cleanup keeps names containing `-partial` and removes
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
+import sys
 from pathlib import Path
+from typing import Callable
 
 from server.registry.parts import Part, records_from_files
 from server.store.blobs import fsync_dir, parse_digest
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _sync_file_range() -> Callable[[int, int, int], None] | None:
+    """Linux's `sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)`: start writing a range back, don't wait."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+
+    def start(fd: int, offset: int, size: int) -> None:
+        fn(fd, offset, size, _SYNC_FILE_RANGE_WRITE)  # a failure only means the fsync does the work later
+
+    return start
+
+
+_start_writeback = _sync_file_range()
 
 
 class PartialFile:
@@ -66,12 +92,27 @@ class PartialFile:
             view = view[n:]
             offset += n
 
-    def read_at(self, size: int, offset: int) -> bytes:
+    def read_into(self, view: memoryview, offset: int) -> int:
+        """Read into `view` (the hasher's one buffer, so no allocation per read)."""
         assert self.fd is not None
-        return os.pread(self.fd, size, offset)
+        if hasattr(os, "preadv"):
+            return os.preadv(self.fd, [view], offset)
+        data = os.pread(self.fd, len(view), offset)
+        view[: len(data)] = data
+        return len(data)
+
+    def start_writeback(self, offset: int, size: int) -> None:
+        """Have the kernel start writing a range to disk now, without waiting (Linux; elsewhere nothing).
+
+        A fast download otherwise leaves the whole blob dirty in the page
+        cache, and the fsync before publishing writes all of it while the
+        pull waits; started early, the writing overlaps the download.
+        """
+        if _start_writeback is not None and self.fd is not None:
+            _start_writeback(self.fd, offset, size)
 
     def checkpoint(self, parts: list[Part]) -> None:
-        """Make written data durable, then record how far each part got."""
+        """Make written data durable, then record how far each of `parts` got (the others' records stand)."""
         assert self.fd is not None
         os.fdatasync(self.fd)
         for part in parts:

@@ -19,11 +19,22 @@ MB = 1000 * 1000
 
 @dataclass(frozen=True)
 class PartSizing:
-    """How a blob is cut (§7.1): total/max_parts clamped to [min_size, max_size]."""
+    """How a blob is cut: total/max_parts clamped to [min_size, max_size].
 
-    min_size: int = 100 * MB
+    Ollama (§7.1) cuts at most 16 parts of at least 100 MB and fetches all
+    of them at once. pollama fetches parts in order, a few at a time
+    (`LanePolicy`), and hashes behind the contiguous frontier; with parts
+    that large the frontier stands still until a whole part is in, and most
+    of the blob is left to hash after the last byte. Parts of 32 MB keep it
+    moving while a part still costs only one request per 32 MB. The
+    records are Ollama's format either way, and a download resumes from any
+    tiling of the blob, so partial downloads still move between the two
+    programs.
+    """
+
+    min_size: int = 32 * MB
     max_size: int = 1000 * MB
-    max_parts: int = 16
+    max_parts: int = 64
     #: A fixed size overrides the computed one (tests, slow links).
     fixed_size: int = 0
 
@@ -146,6 +157,30 @@ def frontier(parts: Sequence[Part]) -> int:
         if not part.done:
             return cursor
     return cursor
+
+
+@dataclass(frozen=True)
+class LanePolicy:
+    """How many parts of one blob are fetched at once (up to the configured parallelism).
+
+    Ollama opens 16 connections per blob, which a CDN path needs: one TCP
+    stream over a long path carries a few tens of MB/s. Against a registry
+    on this machine or the LAN two connections already bring bytes as fast
+    as they can be written and hashed; more only contend for the same cores,
+    and spread the bytes in flight so far apart that the hasher, which needs
+    them in order, falls behind. So a download starts with `first` lanes and
+    doubles them while each lane moves less than `fast_lane` bytes a second:
+    a lane that slow is limited by its path, and another one adds to it.
+    """
+
+    first: int = 2
+    fast_lane: float = 64 * MB
+
+    def next_width(self, width: int, limit: int, rate: float) -> int:
+        """Lanes for the next interval, given the bytes per second of the last one."""
+        if width >= limit or rate >= width * self.fast_lane:
+            return width
+        return min(limit, width * 2)
 
 
 @dataclass(frozen=True)

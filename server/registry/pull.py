@@ -10,6 +10,7 @@ collect one between its download and the manifest write.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import AsyncIterator
 
@@ -86,8 +87,8 @@ async def pull(ctx: RegistryContext, name: Name, *, insecure: bool = False) -> A
                 else:
                     entries[layer.digest] = ctx.hub.join(
                         layer.digest,
-                        lambda layer=layer: BlobDownload(
-                            ctx.transport, repo, layer.digest, layer.size, store.blobs.root, ctx.settings, ctx.executor
+                        functools.partial(
+                            BlobDownload, ctx.transport, repo, layer.digest, layer.size, store.blobs.root, ctx.settings, ctx.executor
                         ),
                     )
                     line = reporter.update(layer.digest, layer.size, entries[layer.digest].completed)

@@ -5,10 +5,12 @@ The client is synchronous on purpose: blob bytes move in worker threads
 two to three times faster than httpx's asyncio path with parallel parts.
 The async layer above calls into it through a dedicated thread pool.
 Proxies come from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (`trust_env`).
+Blob parts on a direct route skip httpx's body handling (`ranges.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import ssl
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import httpx
 from server import __version__
 from server.registry.auth import Authenticator
 from server.registry.errors import NotOnRegistry, RegistryError, Unauthorized
+from server.registry.ranges import BodyStalled, ConnectionPool, FillingBody, RangeBody
 from server.registry.settings import TransferSettings
 from server.registry.tls import client_context
 from server.store.names import Name
@@ -105,11 +108,13 @@ class Transport:
     ) -> None:
         self.settings = settings
         self.auth = authenticator
+        tls = client_context(environ)
+        self._user_agent = user_agent()
         self.client = httpx.Client(
-            verify=client_context(environ),
+            verify=tls,
             trust_env=True,
             follow_redirects=False,
-            headers={"User-Agent": user_agent()},
+            headers={"User-Agent": self._user_agent},
             timeout=httpx.Timeout(
                 connect=settings.connect_timeout,
                 read=settings.retry.stall_timeout,
@@ -118,9 +123,39 @@ class Transport:
             ),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
+        self.parts = ConnectionPool(tls, connect_timeout=settings.connect_timeout, read_timeout=settings.retry.stall_timeout)
 
     def close(self) -> None:
         self.client.close()
+        self.parts.close()
+
+    def open_range(self, url: str, byte_range: str, *, authenticate: bool) -> RangeBody:
+        """A ranged GET of blob bytes, ready to `readinto`; the caller closes it.
+
+        Direct routes take the http.client fast path. A route through a proxy
+        stays on httpx (which owns the proxy rules), and so does a part the
+        registry answers with 401: httpx's path answers the challenge, and
+        the fresh token serves the fast path from then on.
+        """
+        headers = {"Range": byte_range}
+        if self._direct(url):
+            sent = {"User-Agent": self._user_agent, **headers}
+            current = self.auth.header_for(urlsplit(url).netloc) if authenticate else None
+            if current:
+                sent["Authorization"] = current
+            body = self.parts.get(url, sent)
+            if body.status != 401 or not authenticate:
+                return body
+            body.text()
+            body.close()
+        return StreamedBody(self.request("GET", url, headers=headers, stream=True, authenticate=authenticate))
+
+    def _direct(self, url: str) -> bool:
+        """Whether httpx would connect to `url` itself rather than through a proxy."""
+        try:
+            return self.client._transport_for_url(httpx.URL(url)) is self.client._transport
+        except AttributeError:  # httpx internals moved: let httpx route every part
+            return False
 
     def request(
         self,
@@ -182,13 +217,18 @@ def check_status(response: httpx.Response, *, allow: Iterable[int] = (200,)) -> 
         pass
     finally:
         response.close()
+    raise status_error(code, _snippet(response))
+
+
+def status_error(code: int, text: str) -> RegistryError:
+    """The error for a registry's answer `code` with body `text` (see `check_status`)."""
     if code == 404:
-        raise NotOnRegistry()
+        return NotOnRegistry()
     if code == 401:
-        raise Unauthorized(f"unauthorized: {_snippet(response)}")
+        return Unauthorized(f"unauthorized: {text}")
     if code == 403:
-        raise Unauthorized(f"access denied: {_snippet(response)}")
-    raise RegistryError(f"{code}: {_snippet(response)}")
+        return Unauthorized(f"access denied: {text}")
+    return RegistryError(f"{code}: {text}")
 
 
 def _snippet(response: httpx.Response) -> str:
@@ -196,3 +236,44 @@ def _snippet(response: httpx.Response) -> str:
         return response.text.strip()[:500]
     except Exception:
         return ""
+
+
+class StreamedBody(FillingBody):
+    """An httpx streamed response behind the `RangeBody` interface (proxied parts, re-authenticated ones)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._chunks = response.iter_raw()
+        self._left = memoryview(b"")
+        self.status = response.status_code
+
+    def header(self, name: str) -> str | None:
+        return self._response.headers.get(name)
+
+    def _read_some(self, view: memoryview) -> int:
+        if not self._left:
+            self._left = memoryview(self._next_chunk())
+        n = min(len(view), len(self._left))
+        view[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+    def _next_chunk(self) -> bytes:
+        try:
+            return next(self._chunks, b"")
+        except httpx.ReadTimeout as exc:
+            raise BodyStalled("no data within the read timeout") from exc
+        except httpx.HTTPError as exc:
+            raise RegistryError(describe(exc, str(self._response.request.url))) from exc
+
+    def text(self) -> str:
+        with contextlib.suppress(Exception):  # only words for a message: never worth a second error
+            self._response.read()
+            return self._response.text.strip()[:500]
+        return ""
+
+    def close(self) -> None:
+        self._response.close()
+
+    def abort(self) -> None:
+        """Nothing safe to do from another thread; the read timeout bounds the wait."""

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.live_server import LiveServer
 from tests.support.registry import FaultProxy, Faults, RegistryServer, upload_model
+from server.registry.parts import PartSizing
 from server.store.manifest import MODEL
 
 
@@ -150,7 +151,7 @@ def test_pull_resumes_after_sigkill(models_dir: Path, registry: RegistryServer, 
     """SIGKILL partway through a ~260 MB blob; after restart only the rest (plus at most one part) is fetched."""
     upload_model(registry_client, registry.url, "library/bench", "latest", [(MODEL, bench_q8_model_path)])
     total = bench_q8_model_path.stat().st_size
-    part_size = 100_000_000  # §7.1 sizing for this blob: 100 MB, 100 MB, 62 MB
+    part_size = PartSizing().part_size(total)  # 32 MB (Ollama's sizing would make it 100 MB)
     proxy = FaultProxy(("127.0.0.1", registry.port), Faults(rate=40_000_000)).start()
     name = f"{proxy.host}/library/bench"
     server = LiveServer(models_dir).start()

@@ -15,14 +15,19 @@ from server.registry.parts import MB, Part, PartAttempts, PartSizing, RetryPolic
 @pytest.mark.parametrize(
     ("total", "size"),
     [
-        (1, 100 * MB),  # tiny blobs: one part
-        (262 * MB, 100 * MB),  # total/16 < 100 MB: clamped up
-        (16 * 200 * MB, 200 * MB),  # in range: total/16
-        (16 * 2000 * MB, 1000 * MB),  # clamped down
+        (1, 32 * MB),  # tiny blobs: one part
+        (262 * MB, 32 * MB),  # total/64 < 32 MB: clamped up
+        (64 * 200 * MB, 200 * MB),  # in range: total/64
+        (64 * 2000 * MB, 1000 * MB),  # clamped down
     ],
 )
-def test_part_size_follows_ollama(total: int, size: int) -> None:
+def test_part_size(total: int, size: int) -> None:
     assert PartSizing().part_size(total) == size
+
+
+def test_ollamas_sizing_is_one_setting_away() -> None:
+    ollama = PartSizing(min_size=100 * MB, max_parts=16)
+    assert [ollama.part_size(t) for t in (262 * MB, 16 * 200 * MB, 16 * 2000 * MB)] == [100 * MB, 200 * MB, 1000 * MB]
 
 
 def test_fixed_size_overrides() -> None:
@@ -41,9 +46,23 @@ def test_plan_tiles_the_blob(total: int, divisor: int) -> None:
     assert pp.resume(total, parts) == (parts or None)
 
 
-def test_plan_of_bench_blob_has_three_parts() -> None:
+def test_plan_of_bench_blob() -> None:
     parts = pp.plan(262_059_552, PartSizing())
-    assert [p.size for p in parts] == [100 * MB, 100 * MB, 62_059_552]
+    assert [p.size for p in parts] == [32 * MB] * 8 + [6_059_552]
+
+
+@pytest.mark.parametrize(
+    ("width", "limit", "rate", "after"),
+    [
+        (2, 16, 2 * 200 * MB, 2),  # each lane fast: the machine is the limit, not the path
+        (2, 16, 2 * 20 * MB, 4),  # slow lanes: double
+        (8, 16, 8 * 20 * MB, 16),
+        (16, 16, 0.0, 16),  # never past the configured parallelism
+        (2, 3, 0.0, 3),
+    ],
+)
+def test_lanes_widen_only_while_each_is_slow(width: int, limit: int, rate: float, after: int) -> None:
+    assert pp.LanePolicy().next_width(width, limit, rate) == after
 
 
 def test_part_json_is_ollamas_shape() -> None:
