@@ -8,7 +8,8 @@ machine's speed drifts; see shared/reference/benchmarking.md):
 * single-stream decode tok/s through `/api/generate` ÷ raw llama-cpp-python
   in-process (in a worker process of its own, all calls from one thread);
 * 4 concurrent clients, aggregate tok/s: pollama (OLLAMA_NUM_PARALLEL=4) ÷
-  `llama_cpp.server` (started with --n_threads and --interrupt_requests False);
+  `llama_cpp.server` (started with --n_threads and --interrupt_requests False),
+  in a second phase after the in-process worker has exited;
 * second chat turn TTFT ÷ first turn TTFT with a ~1,000-token history (prefix reuse);
 * time to first token, and RSS of the server and its runner.
 """
@@ -155,6 +156,27 @@ def main() -> None:
 
             client = ollama.Client(host=server.url)
             client.create(model="bench", files={"bench.gguf": client.create_blob(args.model)}, template="{{ .Prompt }}", stream=False)
+            pollama_stream(server.url, 8)  # load + warm up both
+            assert worker.stdin and worker.stdout
+            worker.stdin.write(json.dumps({"prompt": PROMPT, "tokens": 8}) + "\n")
+            worker.stdin.flush()
+            worker.stdout.readline()
+
+            # Phase 1: single stream, pollama and the in-process worker alternating.
+            singles, raws, conc, peers = [], [], [], []
+            for _ in range(args.rounds):
+                singles.append(pollama_stream(server.url, args.tokens))
+                worker.stdin.write(json.dumps({"prompt": PROMPT, "tokens": args.tokens}) + "\n")
+                worker.stdin.flush()
+                raws.append(json.loads(worker.stdout.readline()))
+            worker_rss = rss_mb(worker.pid)
+            # Each phase has only its own contenders loaded: with the worker's copy of the
+            # model still resident, pollama's 4-stream rounds ran 25-45 % slower on this VM
+            # while a runner started from here did not (see README, Performance).
+            worker.kill()
+            worker.wait()
+
+            # Phase 2: 4 concurrent clients, pollama and llama_cpp.server alternating.
             if not args.no_llama_server:
                 port = free_port()
                 peer_url = f"http://127.0.0.1:{port}"
@@ -169,18 +191,8 @@ def main() -> None:
                             break
                     except httpx.HTTPError:
                         time.sleep(0.2)
-            pollama_stream(server.url, 8)  # load + warm up both
-            assert worker.stdin and worker.stdout
-            worker.stdin.write(json.dumps({"prompt": PROMPT, "tokens": 8}) + "\n")
-            worker.stdin.flush()
-            worker.stdout.readline()
-
-            singles, raws, conc, peers = [], [], [], []
+                asyncio.run(concurrent_llama_server(peer_url, 8, 1))  # warm up
             for _ in range(args.rounds):
-                singles.append(pollama_stream(server.url, args.tokens))
-                worker.stdin.write(json.dumps({"prompt": PROMPT, "tokens": args.tokens}) + "\n")
-                worker.stdin.flush()
-                raws.append(json.loads(worker.stdout.readline()))
                 conc.append(asyncio.run(concurrent_pollama(server.url, args.tokens, 4)))
                 if peer is not None:
                     peers.append(asyncio.run(concurrent_llama_server(peer_url, args.tokens, 4)))
@@ -227,7 +239,7 @@ def main() -> None:
             results["rss_mb"] = {
                 "server": round(rss_mb(server.proc.pid), 1),
                 "runners": [round(rss_mb(p), 1) for p in runner],
-                "llama_cpp_in_process_worker": round(rss_mb(worker.pid), 1),
+                "llama_cpp_in_process_worker": round(worker_rss, 1),
             }
         finally:
             worker.kill()
