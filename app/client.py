@@ -152,7 +152,7 @@ class Client:
         """pollama's version; a server without `/api/pollama/version` (Ollama) gives its own."""
         try:
             return str(self.json("GET", "/api/pollama/version").get("version", ""))
-        except ClientError:
+        except APIError:  # it answered, without the route: not pollama
             return str(self.json("GET", "/api/version").get("version", ""))
 
     def list(self) -> list[dict[str, Any]]:

@@ -68,10 +68,9 @@ class TextStream:
         text = self._pending
         if self._stops:
             found = [(i, s) for s in self._stops if (i := text.find(s)) >= 0]
-            cut = min(found)[0] if found else -1
-            if cut >= 0:
+            if found:
+                cut, self.matched = min(found)
                 self.stopped = True
-                self.matched = min(found)[1]
                 self._pending = ""
                 # tokens still pending made up the stop string (and maybe some text before it);
                 # their logprobs go only if text before the stop goes with them
