@@ -42,7 +42,7 @@ WORKER = textwrap.dedent(
     """
     import json, sys, time
     from llama_cpp import Llama
-    llm = Llama(model_path=sys.argv[1], n_ctx=2048, n_threads=int(sys.argv[2]), n_batch=512, verbose=False)
+    llm = Llama(model_path=sys.argv[1], n_ctx=2048, n_threads=int(sys.argv[2]), n_batch=512, n_gpu_layers=int(sys.argv[3]), verbose=False)
     for line in sys.stdin:
         req = json.loads(line)
         t0 = time.perf_counter(); times = []
@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--no-llama-server", action="store_true", help="skip the llama_cpp.server peer")
+    parser.add_argument("--gpu-layers", type=int, default=-1,
+                        help="layers the baselines offload (default all, as pollama's num_gpu; no effect on CPU-only builds)")
     args = parser.parse_args()
     if args.model is None:
         from tests.fixtures.gguf_models import cached_model
@@ -148,7 +150,7 @@ def main() -> None:
     results: dict[str, Any] = {"benchmark": "inference", "model": args.model.name, "threads": THREADS, "tokens": args.tokens}
     with tempfile.TemporaryDirectory() as tmp:
         server = LiveServer(Path(tmp) / "models", env={"OLLAMA_NUM_PARALLEL": "4", "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": "2048"}).start()
-        worker = subprocess.Popen([sys.executable, "-c", WORKER, str(args.model), str(THREADS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        worker = subprocess.Popen([sys.executable, "-c", WORKER, str(args.model), str(THREADS), str(args.gpu_layers)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         peer = None
         peer_url = ""
         try:
@@ -181,7 +183,7 @@ def main() -> None:
                 port = free_port()
                 peer_url = f"http://127.0.0.1:{port}"
                 peer = subprocess.Popen(
-                    [sys.executable, "-m", "llama_cpp.server", "--model", str(args.model), "--n_threads", str(THREADS), "--n_ctx", "2048", "--interrupt_requests", "False", "--port", str(port)],
+                    [sys.executable, "-m", "llama_cpp.server", "--model", str(args.model), "--n_threads", str(THREADS), "--n_ctx", "2048", "--n_gpu_layers", str(args.gpu_layers), "--interrupt_requests", "False", "--port", str(port)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
                 deadline = time.time() + 120

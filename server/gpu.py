@@ -9,10 +9,13 @@ or failing that `nvidia-smi` in a short subprocess. System memory comes from
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,30 @@ def visible(devices: list[Device]) -> list[Device]:
     return [d for d in devices if d.id in wanted]
 
 
+@cache
+def llama_backends() -> frozenset[str] | None:
+    """The ggml GPU backends the installed llama-cpp-python was built with ("cuda", ...), read
+    from the library files beside it without loading them (loading would start CUDA here).
+    None when the package cannot be located, e.g. in an unusual bundle: then assume any."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return backends_in(Path(next(iter(spec.submodule_search_locations))) / "lib")
+
+
+def backends_in(lib: Path) -> frozenset[str] | None:
+    if not lib.is_dir():
+        return None
+    names = " ".join(p.name.lower() for p in lib.iterdir())
+    return frozenset(kind for kind in ("cuda", "hip", "vulkan", "sycl") if f"ggml-{kind}" in names)
+
+
 def gpu_devices() -> list[Device]:
+    """NVIDIA GPUs the runners can use: none when llama.cpp was built without CUDA (the plain
+    `pip install`), so a CPU-only build never plans, reports or estimates for VRAM it cannot use."""
+    backends = llama_backends()
+    if backends is not None and "cuda" not in backends:
+        return []
     for probe in (_nvml_devices, _nvidia_smi_devices):
         found = probe()
         if found is not None:

@@ -25,6 +25,7 @@ _GGML_LOG_INFO = 2
 _GGML_LOG_CONT = 5
 
 _BUFFER_RE = re.compile(r"(\S+)\s+(model|KV|RS|compute|output)\s+buffer size\s*=\s*([\d.]+)\s*MiB")
+_OFFLOADED_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 
 POOLING_NAMES = {
     L.LLAMA_POOLING_TYPE_UNSPECIFIED: "unspecified",
@@ -49,6 +50,8 @@ class BufferSizes:
 
     ram: dict[str, int] = field(default_factory=lambda: {"weights": 0, "kv": 0, "compute": 0})
     vram: dict[str, int] = field(default_factory=lambda: {"weights": 0, "kv": 0, "compute": 0})
+    layers_offloaded: int = 0
+    layers_total: int = 0
 
     def add(self, device: str, kind: str, mib: float) -> None:
         bucket = "weights" if kind == "model" else "kv" if kind in ("KV", "RS") else "compute"
@@ -56,8 +59,25 @@ class BufferSizes:
         target = self.ram if on_host else self.vram
         target[bucket] += int(mib * 1024 * 1024)
 
+    def feed(self, line: str) -> None:
+        """Take what a line of llama.cpp's loading log says about buffers and offloaded layers."""
+        if match := _BUFFER_RE.search(line):
+            self.add(match.group(1), match.group(2), float(match.group(3)))
+        elif match := _OFFLOADED_RE.search(line):
+            self.layers_offloaded, self.layers_total = int(match[1]), int(match[2])
+
     def total(self, kind: str) -> int:
         return self.ram[kind] + self.vram[kind]
+
+    @property
+    def fully_offloaded(self) -> bool:
+        return self.layers_total > 0 and self.layers_offloaded >= self.layers_total
+
+    def size_vram(self, size: int) -> int:
+        """Bytes of `size` to report as on the GPU. With every layer offloaded that is all of
+        it, as in Ollama ("100% GPU"): what stays in RAM then (the token-embedding table, which
+        llama.cpp always keeps on the host, and pinned staging buffers) serves the GPU."""
+        return size if self.fully_offloaded else min(size, sum(self.vram.values()))
 
 
 class LogSink:
@@ -100,9 +120,7 @@ class LogSink:
         if level >= _GGML_LOG_WARN and level != _GGML_LOG_CONT:
             self.errors.append(line)
         if self.sizes is not None:
-            match = _BUFFER_RE.search(line)
-            if match:
-                self.sizes.add(match.group(1), match.group(2), float(match.group(3)))
+            self.sizes.feed(line)
         if level >= self._quiet_below:
             self._write(line + "\n")
 
@@ -123,6 +141,13 @@ class Model:
         params = L.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.main_gpu = main_gpu
+        # num_gpu 0 means CPU only, as in Ollama: an empty device list keeps llama.cpp off the
+        # GPU entirely, where zero layers alone would still put compute buffers (and a CUDA
+        # context of several hundred MB) there.
+        self.cpu_only = n_gpu_layers == 0
+        no_devices = (ctypes.c_void_p * 1)()
+        if self.cpu_only:
+            params.devices = ctypes.cast(no_devices, ctypes.c_void_p)
         if use_mmap is not None:
             params.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE
         ptr = L.llama_model_load_from_file(path.encode(), params)
@@ -229,6 +254,9 @@ class Context:
         params.pooling_type = spec.pooling
         params.kv_unified = spec.kv_unified
         params.no_perf = True
+        if model.cpu_only:
+            params.offload_kqv = False
+            params.op_offload = False
         if spec.flash_attention is not None:
             params.flash_attn_type = 1 if spec.flash_attention else 0
         kv_type = KV_TYPES.get((spec.kv_cache_type or "f16").lower())

@@ -165,7 +165,7 @@ class Engine:
             kv_bytes=kv,
             compute_bytes=compute,
             size=weights + kv + compute,
-            size_vram=sum(sizes.vram.values()),
+            size_vram=sizes.size_vram(weights + kv + compute),
             load_duration=time.perf_counter_ns() - started,
             pid=os.getpid(),
         )

@@ -299,16 +299,17 @@ def test_embeddings_float_and_base64(client: openai.OpenAI, server: LiveServer) 
     assert floats.object == "list" and floats.model == "bert" and [d.index for d in floats.data] == [0, 1]
     assert floats.usage.prompt_tokens > 0 and floats.usage.total_tokens == floats.usage.prompt_tokens
     decoded = client.embeddings.create(model="bert", input=["hello world", "goodbye"])  # the SDK asks for base64 and decodes it
+    # Separate requests batch differently; on a GPU that moves the last digits (about 1e-5).
     for a, b in zip(floats.data, decoded.data):
-        assert np.allclose(a.embedding, b.embedding, atol=1e-6)
+        assert np.allclose(a.embedding, b.embedding, atol=1e-4)
         assert abs(float(np.linalg.norm(a.embedding)) - 1.0) < 1e-3
     raw = httpx.post(server.url + "/v1/embeddings", json={"model": "bert", "input": "hello world", "encoding_format": "base64"}).json()
     vector = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
-    assert np.allclose(vector, floats.data[0].embedding, atol=1e-6)
+    assert np.allclose(vector, floats.data[0].embedding, atol=1e-4)
     short = client.embeddings.create(model="bert", input="hello world", dimensions=8, encoding_format="float")
     assert len(short.data[0].embedding) == 8
     native = ollama.Client(host=server.url).embed(model="bert", input="hello world")
-    assert np.allclose(native.embeddings[0], floats.data[0].embedding, atol=1e-6)
+    assert np.allclose(native.embeddings[0], floats.data[0].embedding, atol=1e-4)
     with pytest.raises(openai.BadRequestError, match="encoding_format"):
         client.embeddings.create(model="bert", input="x", encoding_format="hex")  # type: ignore[arg-type]
     with pytest.raises(openai.BadRequestError, match="invalid input"):

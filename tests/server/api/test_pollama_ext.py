@@ -5,6 +5,7 @@ from pathlib import Path
 import httpx
 import ollama
 
+from server.gpu import gpu_devices
 from tests.support.live_server import LiveServer
 
 TEMPLATE = "{{ .Prompt }}"
@@ -25,6 +26,6 @@ def test_estimate_grows_with_context(live_server: LiveServer, small_model_path: 
     assert small["weights"] == big["weights"] == small_model_path.stat().st_size
     assert big["kv_cache"] == 8 * small["kv_cache"] > 0
     assert small["total"] == small["weights"] + small["kv_cache"] + small["compute"]
-    assert small["fits"] is True and small["device"] == "cpu"
+    assert small["fits"] is True and small["device"] == ("gpu" if gpu_devices() else "cpu")
     r = httpx.post(live_server.url + "/api/pollama/estimate", json={"model": "ghost"})
     assert r.status_code == 404

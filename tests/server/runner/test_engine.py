@@ -26,7 +26,9 @@ PROMPTS = ["hello world", "the quick brown fox", "once upon a time there was", "
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def runner(tiny_model_path: Path) -> AsyncIterator[RunnerClient]:
-    client = await RunnerClient.start(LoadOptions(str(tiny_model_path), num_ctx=256, num_parallel=4),
+    # CPU only (num_gpu 0) everywhere: batched and solo decoding give identical tokens only
+    # there (GPU kernels differ per batch size), and it checks that 0 keeps the GPU out.
+    client = await RunnerClient.start(LoadOptions(str(tiny_model_path), num_ctx=256, num_parallel=4, num_gpu=0),
                                       load_timeout=60)
     yield client
     await client.close()
