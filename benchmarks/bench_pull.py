@@ -12,14 +12,20 @@ ratio; target ≥ 0.9). Requests go through one httpx client made before any
 timing (making one loads a CA bundle, tens of ms), as curl's `time_total`
 leaves out curl's own start-up. The server's peak RSS during each pull
 (`PeakRss`) above its idle RSS is reported for both blob sizes, to show
-memory does not grow with the blob. Prints JSON.
+memory does not grow with the blob. Also reported: the CPU seconds curl and the
+server spend per pull (the registry's are the same for both), and how fast one core
+computes SHA-256, which bounds any verifying download (the hash is
+sequential), and so the ratio's ceiling where curl is faster than that.
+Prints JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -85,14 +91,23 @@ class PeakRss:
             self._thread.join()
 
 
-def pull(client: httpx.Client, server: LiveServer, name: str) -> tuple[float, int]:
-    idle = rss_kib(server.proc.pid)  # type: ignore[union-attr]
-    with PeakRss(server.proc.pid) as sampler:  # type: ignore[union-attr]
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pull(client: httpx.Client, server: LiveServer, name: str) -> tuple[float, int, float]:
+    """Seconds, peak RSS above idle (KiB), and the server's CPU seconds for one pull."""
+    pid = server.proc.pid  # type: ignore[union-attr]
+    idle = rss_kib(pid)
+    cpu = cpu_seconds(pid)
+    with PeakRss(pid) as sampler:
         start = time.perf_counter()
         r = client.post(f"{server.url}/api/pull", json={"model": name, "insecure": True, "stream": False})
         elapsed = time.perf_counter() - start
     assert r.json() == {"status": "success"}, r.text
-    return elapsed, sampler.peak - idle
+    return elapsed, sampler.peak - idle, cpu_seconds(pid) - cpu
 
 
 def delete(client: httpx.Client, server: LiveServer, name: str) -> None:
@@ -100,12 +115,27 @@ def delete(client: httpx.Client, server: LiveServer, name: str) -> None:
     assert r.status_code == 200, r.text
 
 
-def curl(url: str, dest: Path) -> float:
+def sha256_rate(path: Path) -> float:
+    """Bytes per second one core hashes (median of 3, file in memory): no verifying download
+    can beat it, so where curl is faster the ratio's ceiling is this rate over curl's."""
+    data = path.read_bytes()
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        hashlib.sha256(data).digest()
+        times.append(time.perf_counter() - start)
+    return len(data) / statistics.median(times)
+
+
+def curl(url: str, dest: Path) -> tuple[float, float]:
+    """curl's own transfer time and the CPU seconds it used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["curl", "-s", "-f", "-o", str(dest), "-w", "%{time_total}", url], check=True, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     size = dest.stat().st_size
     dest.unlink()
     assert size > 0
-    return float(out.stdout)
+    return float(out.stdout), (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -127,16 +157,25 @@ def main() -> None:
             digest = json.loads(raw)["layers"][0]["digest"]
             blob_url = f"{registry.url}/v2/library/bench/blobs/{digest}"
             big, little = f"{registry.host}/library/bench", f"{registry.host}/library/small"
-            curl_times, pull_times, big_rss, small_rss = [], [], [], []
+            curl_times, pull_times, big_rss, small_rss, curl_cpu, pull_cpu = [], [], [], [], [], []
+            registry_pid = registry.proc.pid  # type: ignore[union-attr]
+            registry_cpu: dict[str, list[float]] = {"curl": [], "pull": []}
             curl(blob_url, root / "warm.bin")  # page cache warm for both
             with httpx.Client(trust_env=False, timeout=600) as client:
                 for _ in range(args.rounds):
-                    curl_times.append(curl(blob_url, root / "home" / ".ollama" / "models" / "curl.bin"))
-                    t, rss = pull(client, server, big)
+                    served = cpu_seconds(registry_pid)
+                    t, cpu = curl(blob_url, root / "home" / ".ollama" / "models" / "curl.bin")
+                    curl_times.append(t)
+                    curl_cpu.append(cpu)
+                    registry_cpu["curl"].append(cpu_seconds(registry_pid) - served)
+                    served = cpu_seconds(registry_pid)
+                    t, rss, cpu = pull(client, server, big)
                     pull_times.append(t)
                     big_rss.append(rss)
+                    pull_cpu.append(cpu)
+                    registry_cpu["pull"].append(cpu_seconds(registry_pid) - served)
                     delete(client, server, big)
-                    _, rss = pull(client, server, little)
+                    _, rss, _ = pull(client, server, little)
                     small_rss.append(rss)
                     delete(client, server, little)
         finally:
@@ -144,6 +183,7 @@ def main() -> None:
             registry.stop()
             shutil.rmtree(root, ignore_errors=True)
     curl_s, pull_s = statistics.median(curl_times), statistics.median(pull_times)
+    sha_rate = sha256_rate(bench)
     print(json.dumps({
         "blob_bytes": size,
         "rounds": args.rounds,
@@ -153,6 +193,12 @@ def main() -> None:
         "pull_MBps": round(size / pull_s / 1e6, 1),
         "throughput_ratio_pull_over_curl": round(curl_s / pull_s, 3),
         "target_ratio": 0.9,
+        "cpu_seconds_curl": round(statistics.median(curl_cpu), 3),
+        "cpu_seconds_pollama_server": round(statistics.median(pull_cpu), 3),
+        "cpu_seconds_registry": {k: round(statistics.median(v), 3) for k, v in registry_cpu.items()},
+        "cores": os.cpu_count(),
+        "sha256_one_core_MBps": round(sha_rate / 1e6, 1),
+        "ratio_ceiling_from_sha256": round(min(1.0, sha_rate * curl_s / size), 3),
         "peak_rss_above_idle_MiB_262MB_blob": round(max(big_rss) / 1024, 1),
         "peak_rss_above_idle_MiB_26MB_blob": round(max(small_rss) / 1024, 1),
     }, indent=2))
