@@ -15,6 +15,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from server.store.fileio import O_BINARY
+
 KEY_NAME = "id_ed25519"
 
 
@@ -77,7 +79,7 @@ def ensure(home: Path) -> KeyPair:
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     """Write atomically with the final permissions from the start (never a world-readable private key)."""
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | O_BINARY, mode)
     try:
         os.write(fd, data)
         os.fsync(fd)

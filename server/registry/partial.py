@@ -20,6 +20,7 @@ from typing import Callable
 
 from server.registry.parts import Part, records_from_files
 from server.store.blobs import fsync_dir, parse_digest
+from server.store.fileio import O_BINARY, PositionalIO, sync_data
 
 
 _SYNC_FILE_RANGE_WRITE = 2
@@ -51,6 +52,7 @@ class PartialFile:
         self.final = blobs_root / parse_digest(digest).replace(":", "-")
         self.data = self.final.with_name(self.final.name + "-partial")
         self.fd: int | None = None
+        self._io: PositionalIO | None = None
 
     def record_path(self, n: int) -> Path:
         return self.final.with_name(f"{self.final.name}-partial-{n}")
@@ -79,27 +81,20 @@ class PartialFile:
         if fresh:
             for path in self.record_paths():
                 path.unlink(missing_ok=True)
-        flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0)
+        flags = os.O_RDWR | os.O_CREAT | O_BINARY | (os.O_TRUNC if fresh else 0)
         self.fd = os.open(self.data, flags, 0o644)
+        self._io = PositionalIO(self.fd)
         if os.fstat(self.fd).st_size != total:
             os.ftruncate(self.fd, total)
 
     def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> None:
-        assert self.fd is not None
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(self.fd, view, offset)
-            view = view[n:]
-            offset += n
+        assert self._io is not None
+        self._io.write_at(data, offset)
 
     def read_into(self, view: memoryview, offset: int) -> int:
         """Read into `view` (the hasher's one buffer, so no allocation per read)."""
-        assert self.fd is not None
-        if hasattr(os, "preadv"):
-            return os.preadv(self.fd, [view], offset)
-        data = os.pread(self.fd, len(view), offset)
-        view[: len(data)] = data
-        return len(data)
+        assert self._io is not None
+        return self._io.read_into(view, offset)
 
     def start_writeback(self, offset: int, size: int) -> None:
         """Have the kernel start writing a range to disk now, without waiting (Linux; elsewhere nothing).
@@ -114,7 +109,7 @@ class PartialFile:
     def checkpoint(self, parts: list[Part]) -> None:
         """Make written data durable, then record how far each of `parts` got (the others' records stand)."""
         assert self.fd is not None
-        os.fdatasync(self.fd)
+        sync_data(self.fd)
         for part in parts:
             tmp = self.root / f".tmp-{secrets.token_hex(6)}"
             try:
@@ -128,6 +123,7 @@ class PartialFile:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+            self._io = None
 
     def discard(self) -> None:
         """Forget the download entirely (its bytes were wrong)."""
@@ -139,7 +135,7 @@ class PartialFile:
     def publish(self) -> None:
         """The verified data becomes the blob; the records go."""
         assert self.fd is not None
-        os.fsync(self.fd)
+        sync_data(self.fd)
         self.close()
         os.chmod(self.data, 0o644)
         os.replace(self.data, self.final)

@@ -10,7 +10,6 @@ Ollama's registry expects on the final PUT; others ignore it.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urljoin
@@ -93,9 +92,9 @@ class BlobUpload:
     def _body(self, part: pp.Part, md5: "hashlib._Hash") -> Iterator[bytes]:
         self.completed = self._sent_before_part
         with open(self.path, "rb") as f:
-            offset = part.offset
+            offset = f.seek(part.offset)
             while offset < part.end:
-                data = os.pread(f.fileno(), min(_READ, part.end - offset), offset)
+                data = f.read(min(_READ, part.end - offset))
                 if not data:
                     raise RegistryError(f"{self.path} is shorter than its manifest says")
                 md5.update(data)
