@@ -130,6 +130,16 @@ def choose_eviction(runners: list[RunnerState]) -> RunnerState | None:
     return ordered[0]
 
 
+def free_memory_for(spec: RunnerSpec, devices: list[Device], fresh: list[Device],
+                    memory: Callable[[], SystemMemory], gpu_overhead: int) -> int:
+    """Memory a model would load into: the GPUs' free VRAM (as `fresh` reads it now, less the
+    configured overhead per GPU), or system memory without GPUs or for a CPU-only model."""
+    if not devices or spec.num_gpu == 0:
+        return memory().free
+    now = {d.id: d for d in fresh}
+    return sum(now.get(d.id, d).free_memory for d in devices) - gpu_overhead * len(devices)
+
+
 def max_loaded(config: Config, devices: list[Device]) -> int:
     if config.max_loaded_models > 0:
         return config.max_loaded_models
@@ -389,7 +399,7 @@ class Scheduler:
         sizes = sum(Path(p).stat().st_size for p in (spec.model_path, *spec.projectors, *spec.adapters))
         estimate = estimate_memory(spec, info, sizes)
         while self._loaded:
-            free = self._free_memory()
+            free = self._free_memory(spec)
             if fits(estimate, free, others_loaded=True):
                 break
             log.info("evicting to fit %s (needs %d bytes, %d free)", model.name.display, estimate.total, free)
@@ -411,12 +421,10 @@ class Scheduler:
         client.on_exit(lambda: self._forget(loaded))
         self._loaded[spec.key] = loaded
 
-    def _free_memory(self) -> int:
+    def _free_memory(self, spec: RunnerSpec) -> int:
         devices = self.devices()
-        if devices:
-            fresh = {d.id: d for d in self._devices()}
-            return sum(fresh.get(d.id, d).free_memory for d in devices) - self.config.gpu_overhead * len(devices)
-        return self._memory().free
+        fresh = self._devices() if devices and spec.num_gpu != 0 else []
+        return free_memory_for(spec, devices, fresh, self._memory, self.config.gpu_overhead)
 
     async def _evict_one(self) -> None:
         victim_state = choose_eviction([l.state for l in self._loaded.values()])

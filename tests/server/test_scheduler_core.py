@@ -5,13 +5,14 @@ import math
 import pytest
 
 from server.config import load_config
-from server.gpu import Device
+from server.gpu import Device, SystemMemory
 from server.scheduler import (
     MemoryEstimate,
     RunnerSpec,
     RunnerState,
     choose_eviction,
     fits,
+    free_memory_for,
     max_loaded,
     needs_reload,
     resolve_num_ctx,
@@ -64,6 +65,17 @@ def test_fit_rules() -> None:
     assert fits(est, 100, others_loaded=False), "the first model always gets a try"
     assert not fits(est, 1000, others_loaded=True)
     assert fits(est, 1100, others_loaded=True)
+
+
+def test_free_memory_is_vram_unless_the_model_stays_on_the_cpu() -> None:
+    ram = SystemMemory(total=64 << 30, free=40 << 30)
+    gpus = [Device("0", "g", "cuda", 24 << 30, 20 << 30), Device("1", "g", "cuda", 24 << 30, 10 << 30)]
+    fresh = [Device("0", "g", "cuda", 24 << 30, 2 << 30)]  # GPU 0 filled since start-up; GPU 1 not re-read
+    on_gpu, on_cpu = spec(), spec(num_gpu=0)
+    assert free_memory_for(on_gpu, gpus, fresh, lambda: ram, 0) == (2 << 30) + (10 << 30)
+    assert free_memory_for(on_gpu, gpus, fresh, lambda: ram, 1 << 30) == (2 << 30) + (10 << 30) - (2 << 30)
+    assert free_memory_for(on_cpu, gpus, fresh, lambda: ram, 1 << 30) == 40 << 30
+    assert free_memory_for(on_gpu, [], [], lambda: ram, 0) == 40 << 30
 
 
 def test_max_loaded_models() -> None:
