@@ -429,8 +429,8 @@ class FaultProxy:
         sent = 0
         drop_at = stall_at = 0
         response = _Response()
-        while data := await reader.read(65536):
-            data = bytearray(data)
+        while chunk := await reader.read(65536):
+            data = bytearray(chunk)
             if not drop_at and not stall_at and sent + len(data) > min(x for x in (self.faults.drop_after or 1 << 62, self.faults.stall_after or 1 << 62)):
                 drop_at = self._take("drop")
                 if not drop_at:
