@@ -130,13 +130,13 @@ def choose_eviction(runners: list[RunnerState]) -> RunnerState | None:
     return ordered[0]
 
 
-def free_memory_for(spec: RunnerSpec, devices: list[Device], fresh: list[Device],
+def free_memory_for(spec: RunnerSpec, devices: list[Device], fresh: Callable[[], list[Device]],
                     memory: Callable[[], SystemMemory], gpu_overhead: int) -> int:
     """Memory a model would load into: the GPUs' free VRAM (as `fresh` reads it now, less the
     configured overhead per GPU), or system memory without GPUs or for a CPU-only model."""
     if not devices or spec.num_gpu == 0:
         return memory().free
-    now = {d.id: d for d in fresh}
+    now = {d.id: d for d in fresh()}
     return sum(now.get(d.id, d).free_memory for d in devices) - gpu_overhead * len(devices)
 
 
@@ -422,9 +422,7 @@ class Scheduler:
         self._loaded[spec.key] = loaded
 
     def _free_memory(self, spec: RunnerSpec) -> int:
-        devices = self.devices()
-        fresh = self._devices() if devices and spec.num_gpu != 0 else []
-        return free_memory_for(spec, devices, fresh, self._memory, self.config.gpu_overhead)
+        return free_memory_for(spec, self.devices(), self._devices, self._memory, self.config.gpu_overhead)
 
     async def _evict_one(self) -> None:
         victim_state = choose_eviction([l.state for l in self._loaded.values()])

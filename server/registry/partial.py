@@ -51,8 +51,12 @@ class PartialFile:
         self.root = blobs_root
         self.final = blobs_root / parse_digest(digest).replace(":", "-")
         self.data = self.final.with_name(self.final.name + "-partial")
-        self.fd: int | None = None
         self._io: PositionalIO | None = None
+
+    @property
+    def fd(self) -> int | None:
+        """The open data file's descriptor; None before `open` and after `close`."""
+        return self._io.fd if self._io is not None else None
 
     def record_path(self, n: int) -> Path:
         return self.final.with_name(f"{self.final.name}-partial-{n}")
@@ -82,10 +86,10 @@ class PartialFile:
             for path in self.record_paths():
                 path.unlink(missing_ok=True)
         flags = os.O_RDWR | os.O_CREAT | O_BINARY | (os.O_TRUNC if fresh else 0)
-        self.fd = os.open(self.data, flags, 0o644)
-        self._io = PositionalIO(self.fd)
-        if os.fstat(self.fd).st_size != total:
-            os.ftruncate(self.fd, total)
+        fd = os.open(self.data, flags, 0o644)
+        self._io = PositionalIO(fd)
+        if os.fstat(fd).st_size != total:
+            os.ftruncate(fd, total)
 
     def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         assert self._io is not None
@@ -103,13 +107,13 @@ class PartialFile:
         cache, and the fsync before publishing writes all of it while the
         pull waits; started early, the writing overlaps the download.
         """
-        if _start_writeback is not None and self.fd is not None:
-            _start_writeback(self.fd, offset, size)
+        if _start_writeback is not None and self._io is not None:
+            _start_writeback(self._io.fd, offset, size)
 
     def checkpoint(self, parts: list[Part]) -> None:
         """Make written data durable, then record how far each of `parts` got (the others' records stand)."""
-        assert self.fd is not None
-        sync_data(self.fd)
+        assert self._io is not None
+        sync_data(self._io.fd)
         for part in parts:
             tmp = self.root / f".tmp-{secrets.token_hex(6)}"
             try:
@@ -120,9 +124,8 @@ class PartialFile:
                 tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        if self._io is not None:
+            os.close(self._io.fd)
             self._io = None
 
     def discard(self) -> None:
@@ -134,8 +137,8 @@ class PartialFile:
 
     def publish(self) -> None:
         """The verified data becomes the blob; the records go."""
-        assert self.fd is not None
-        sync_data(self.fd)
+        assert self._io is not None
+        sync_data(self._io.fd)
         self.close()
         os.chmod(self.data, 0o644)
         os.replace(self.data, self.final)

@@ -145,8 +145,8 @@ class Model:
         # GPU entirely, where zero layers alone would still put compute buffers (and a CUDA
         # context of several hundred MB) there.
         self.cpu_only = n_gpu_layers == 0
-        no_devices = (ctypes.c_void_p * 1)()
         if self.cpu_only:
+            no_devices = (ctypes.c_void_p * 1)()  # NULL-terminated and empty; lives through the load
             params.devices = ctypes.cast(no_devices, ctypes.c_void_p)
         if use_mmap is not None:
             params.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE

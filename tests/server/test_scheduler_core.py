@@ -70,12 +70,17 @@ def test_fit_rules() -> None:
 def test_free_memory_is_vram_unless_the_model_stays_on_the_cpu() -> None:
     ram = SystemMemory(total=64 << 30, free=40 << 30)
     gpus = [Device("0", "g", "cuda", 24 << 30, 20 << 30), Device("1", "g", "cuda", 24 << 30, 10 << 30)]
-    fresh = [Device("0", "g", "cuda", 24 << 30, 2 << 30)]  # GPU 0 filled since start-up; GPU 1 not re-read
+    def fresh() -> list[Device]:  # GPU 0 filled since start-up; GPU 1 not re-read
+        return [Device("0", "g", "cuda", 24 << 30, 2 << 30)]
+
+    def unread() -> list[Device]:
+        raise AssertionError("a CPU-only model or machine needs no fresh GPU reading")
+
     on_gpu, on_cpu = spec(), spec(num_gpu=0)
     assert free_memory_for(on_gpu, gpus, fresh, lambda: ram, 0) == (2 << 30) + (10 << 30)
     assert free_memory_for(on_gpu, gpus, fresh, lambda: ram, 1 << 30) == (2 << 30) + (10 << 30) - (2 << 30)
-    assert free_memory_for(on_cpu, gpus, fresh, lambda: ram, 1 << 30) == 40 << 30
-    assert free_memory_for(on_gpu, [], [], lambda: ram, 0) == 40 << 30
+    assert free_memory_for(on_cpu, gpus, unread, lambda: ram, 1 << 30) == 40 << 30
+    assert free_memory_for(on_gpu, [], unread, lambda: ram, 0) == 40 << 30
 
 
 def test_max_loaded_models() -> None:
