@@ -29,7 +29,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.formatting import processor  # noqa: E402
-from benchmarks.bench_inference import PROMPT, children  # noqa: E402
+from benchmarks.bench_inference import PROMPT  # noqa: E402
 from tests.support.live_server import LiveServer  # noqa: E402
 
 IN_PROCESS = textwrap.dedent(
@@ -118,8 +118,7 @@ def main() -> None:
                     final = generate(server.url, args.tokens, num_gpu)
                     rates.append(final["eval_count"] / (final["eval_duration"] / 1e9))
                 ps = httpx.get(server.url + "/api/ps", timeout=10).json()["models"][0]
-                assert server.proc is not None
-                runners = children(server.proc.pid)
+                runners = server.runner_pids()
                 seen = driver_memory()
                 layers = -1 if num_gpu is None else num_gpu
                 results["runs"].append({

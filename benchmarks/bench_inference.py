@@ -61,18 +61,6 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
 def pollama_stream(url: str, tokens: int) -> dict[str, float]:
     body = {"model": "bench", "prompt": PROMPT, "raw": True, "options": {"temperature": 0, "num_predict": tokens, "seed": 1}}
     t0 = time.perf_counter()
@@ -237,7 +225,7 @@ def main() -> None:
                 "target": "<= 0.3",
             }
             assert server.proc is not None
-            runner = children(server.proc.pid)
+            runner = server.runner_pids()
             results["rss_mb"] = {
                 "server": round(rss_mb(server.proc.pid), 1),
                 "runners": [round(rss_mb(p), 1) for p in runner],

@@ -89,3 +89,19 @@ class LiveServer:
     def restart(self) -> "LiveServer":
         self.stop()
         return self.start()
+
+    def runner_pids(self) -> list[int]:
+        """The runner processes the server has started and not yet reaped (Linux /proc)."""
+        assert self.proc is not None
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.proc.pid and b"runner" in cmdline:
+                pids.append(int(entry.name))
+        return pids

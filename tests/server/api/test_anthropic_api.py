@@ -20,7 +20,7 @@ import httpx
 import ollama
 import pytest
 
-from tests.server.api.test_openai_api import CALL_SCHEMA, CHATML, THINK_TEMPLATE, TOOLS_TEMPLATE, create, runner_pids
+from tests.server.api.test_openai_api import CALL_SCHEMA, CHATML, THINK_TEMPLATE, TOOLS_TEMPLATE, create
 from tests.server.api.test_sse_framing import check_anthropic_stream
 from tests.support.live_server import LiveServer
 
@@ -200,7 +200,7 @@ def test_runner_killed_mid_stream_raises(client: anthropic.Anthropic, server: Li
     events = iter(stream)
     next(events)
     next(events)
-    for pid in runner_pids(server):
+    for pid in server.runner_pids():
         os.kill(pid, signal.SIGKILL)
     with pytest.raises(anthropic.APIStatusError) as info:
         for _ in events:

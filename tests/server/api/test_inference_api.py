@@ -149,27 +149,10 @@ def test_ps_and_keep_alive(client: ollama.Client, server: LiveServer) -> None:
     assert r.done_reason == "load"
 
 
-def runner_pids(server: LiveServer) -> list[int]:
-    assert server.proc is not None
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == server.proc.pid and b"runner" in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_runner_killed_mid_stream(client: ollama.Client, server: LiveServer) -> None:
     stream = client.generate(model="tiny", prompt="long", options={"temperature": 0, "num_predict": 100000}, stream=True)
     next(iter(stream))
-    pids = runner_pids(server)
+    pids = server.runner_pids()
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -179,7 +162,7 @@ def test_runner_killed_mid_stream(client: ollama.Client, server: LiveServer) -> 
     assert "tiny" in str(info.value) or "runner" in str(info.value)
     r = client.generate(model="tiny", prompt="again", options=GREEDY)
     assert r.done and r.response
-    assert set(runner_pids(server)).isdisjoint(pids)
+    assert set(server.runner_pids()).isdisjoint(pids)
 
 
 def test_disconnected_client_frees_its_slot(server: LiveServer, client: ollama.Client) -> None:

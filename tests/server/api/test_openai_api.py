@@ -421,22 +421,6 @@ def test_cors_preflight_for_browser_sdk(server: LiveServer) -> None:
 # ----------------------------------------------------------------------------- streams and runners
 
 
-def runner_pids(server: LiveServer) -> list[int]:
-    assert server.proc is not None
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == server.proc.pid and b"runner" in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_disconnect_frees_the_slot(server: LiveServer, client: openai.OpenAI) -> None:
     with httpx.stream("POST", server.url + "/v1/chat/completions", json={"model": "tiny", "messages": MESSAGES, "stream": True, "max_tokens": 10_000_000}, timeout=60) as r:
         for _ in r.iter_lines():
@@ -453,7 +437,7 @@ def test_disconnect_frees_the_slot(server: LiveServer, client: openai.OpenAI) ->
 def test_runner_killed_mid_stream_raises_api_error(server: LiveServer, client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(model="tiny", messages=MESSAGES, stream=True, temperature=0, max_tokens=10_000_000)
     next(iter(stream))
-    pids = runner_pids(server)
+    pids = server.runner_pids()
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
