@@ -58,7 +58,11 @@ async def read_body(limit: int) -> bytes:
 async def read_json(*, allow_empty: bool = False) -> dict[str, Any]:
     """The request's JSON object. Empty → 400 `missing request body`; bad JSON → 400 with why."""
     limit = current_app.config["POLLAMA_MAX_JSON_BODY"]
-    raw = await read_body(limit)
+    return parse_json_object(await read_body(limit), allow_empty=allow_empty)
+
+
+def parse_json_object(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any]:
+    """`raw` as a JSON object, or the 400 `read_json` answers (also for decoded bodies)."""
     if not raw.strip():
         if allow_empty:
             return {}

@@ -11,7 +11,6 @@ official SDKs raise their typed exceptions (NotFoundError, BadRequestError…).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -21,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from server.api.compat import openai as oa
 from server.api.compat.responses import ResponsesStream, ResponseBuilder, responses_request
 from server.api.context import services
-from server.api.http import json_response, read_body, read_json
+from server.api.http import json_response, parse_json_object, read_body, read_json
 from server.api.inference import fold
 from server.api.sse import DONE, first_event, frame, named_event_stream, sse_stream
 from server.errors import BadRequest, NotFound, PollamaError
@@ -151,13 +150,7 @@ async def _responses_body() -> dict[str, Any]:
         raise BadRequest(f"invalid zstd body: {exc}") from None
     if len(data) > ZSTD_LIMIT:
         raise PollamaError("decompressed request body too large", 413)
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"invalid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    return body
+    return parse_json_object(data)
 
 
 @bp.route("/v1/responses", methods=["POST"])

@@ -344,6 +344,27 @@ async def test_models_empty_store_is_null(app_client: Any) -> None:
 # ----------------------------------------------------------------------------- responses
 
 
+async def test_responses_body_encodings(app_client: Any) -> None:
+    """Codex-style clients zstd-compress the body; it then gets the plain body's checks."""
+    zstandard = pytest.importorskip("zstandard")
+
+    async def post(body: bytes, encoding: str) -> tuple[int, Any]:
+        r = await app_client.post("/v1/responses", data=body, headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+        return r.status_code, await r.get_json()
+
+    packed = zstandard.ZstdCompressor().compress
+    status, body = await post(packed(json.dumps({"model": "ghost", "input": "x"}).encode()), "zstd")
+    assert status == 404 and "model 'ghost' not found" in body["error"]["message"]  # decoded and parsed
+    status, body = await post(packed(b"[1]"), "zstd")
+    assert status == 400 and body["error"]["message"] == "request body must be a JSON object, not list"
+    status, body = await post(packed(b"{nope"), "zstd")
+    assert status == 400 and body["error"]["message"].startswith("invalid JSON: ")
+    status, body = await post(b"not zstd at all", "zstd")
+    assert status == 400 and body["error"]["message"].startswith("invalid zstd body")
+    status, body = await post(b"{}", "br")
+    assert status == 415 and body["error"]["message"] == "unsupported Content-Encoding: br"
+
+
 def test_responses_api(client: openai.OpenAI, server: LiveServer) -> None:
     r = client.responses.create(model="tiny", input="Say something", instructions="Be brief.", temperature=0, max_output_tokens=12)
     assert r.object == "response" and r.status == "completed" and r.id.startswith("resp_")
