@@ -1,16 +1,17 @@
-"""One blob's download: ranged parts, in order, into the partial file, hashed as it fills.
+"""One blob's download: stretches of parts, each fetched with one ranged request, into the partial file, hashed as it fills.
 
-The asyncio side decides (which part, how many at once, retry or give up,
-when to checkpoint); the byte moving runs in worker threads, where socket
-reads, `pwrite`, `fdatasync` and SHA-256 all release the GIL.
+The asyncio side decides (how many lanes, retry or give up, when to
+checkpoint); the byte moving runs in worker threads, where socket reads,
+`pwrite`, `fdatasync` and SHA-256 all release the GIL.
 
-What keeps the end of a download cheap, so that the last byte in is nearly
-the blob published:
+What keeps a download cheap, and its end nearly the blob published:
 
-- Parts start in offset order, only a few at a time (`pp.LanePolicy`), so
-  the contiguous frontier of written bytes moves steadily and the hasher
-  that follows it (`FrontierHash`) has little left to read when the last
-  part lands.
+- One lane starts, fetching every missing part with one request
+  (`claims.py`), so the bytes arrive in order and the hasher that follows
+  the contiguous frontier (`FrontierHash`) reads them while they are fresh.
+  Lanes are added only while each moves too few bytes a second
+  (`pp.LanePolicy`, a long path); a new lane takes the back half of the
+  parts still ahead of a busy one.
 - Written ranges are handed to the kernel's writeback at once, and progress
   is checkpointed every `_CHECKPOINT_BYTES` as well as every interval, so
   the data reaches the disk while the download runs and the fsync before
@@ -37,6 +38,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 from server.registry import parts as pp
+from server.registry.claims import Claim, Claims
 from server.registry.errors import DigestMismatch, PartUnusable, Permanent, RegistryError, TransferFailed
 from server.registry.partial import PartialFile
 from server.registry.ranges import BodyStalled, RangeBody
@@ -66,20 +68,18 @@ class Stalled(Exception):
 
 
 class Lanes:
-    """How many parts move at once: a semaphore that only widens, as `policy` says."""
+    """How many lanes fetch at once: a count that only widens, as `policy` says."""
 
     def __init__(self, limit: int, policy: pp.LanePolicy) -> None:
         self.limit = max(1, limit)
         self.policy = policy
         self.width = min(self.limit, max(1, policy.first))
-        self.semaphore = asyncio.Semaphore(self.width)
 
-    def adjust(self, rate: float) -> None:
-        """Open more lanes if the last interval's byte rate says they would help."""
+    def widen(self, rate: float) -> int:
+        """How many lanes to add, given the last interval's byte rate."""
         width = self.policy.next_width(self.width, self.limit, rate)
-        for _ in range(width - self.width):
-            self.semaphore.release()
-        self.width = width
+        added, self.width = width - self.width, width
+        return added
 
 
 class FrontierHash:
@@ -160,12 +160,16 @@ class BlobDownload:
         self._lock = threading.Lock()
         #: Responses being read (what `_abort_bodies` wakes).
         self._bodies: set[RangeBody] = set()
-        #: Part number → a response `_resolve` opened for it, for its next try.
+        #: First byte asked for → a response `_resolve` opened, for that request's next try.
         self._opened: dict[int, RangeBody] = {}
-        #: Copy buffers of finished part fetches, reused: fresh ones are page faults on every first touch.
+        #: Copy buffers of finished fetches, reused: fresh ones are page faults on every first touch.
         self._buffers: list[bytearray] = []
         #: Part number → `completed` as its record on disk says (what a checkpoint need not rewrite).
         self._saved: dict[int, int] = {}
+        #: Where the bytes are fetched from, and whether with registry credentials (`_resolve`).
+        self._source: tuple[str, bool] = ("", True)
+        #: Set when a response ignored Range: each further lane would fetch the blob from byte 0.
+        self._ranges_ignored = False
 
     @property
     def completed(self) -> int:
@@ -225,20 +229,18 @@ class BlobDownload:
             await _stop(hashing)  # on failure; its thread ends once `cancel` is set
 
     async def _fetch_missing(self) -> None:
-        missing = [p for p in self.parts if not p.done]
-        if not missing:
+        claims = Claims(self.parts)
+        first = claims.take()
+        if first is None:
             return
         lanes = Lanes(self.settings.parallel, self.lane_policy)
-        pacing: asyncio.Task[None] | None = None
         try:
-            url, with_auth = await self._in_thread(self._resolve, missing[0])
-            pacing = asyncio.create_task(self._pace(lanes))
+            self._source = await self._in_thread(self._resolve, first)
             async with asyncio.TaskGroup() as group:
-                for part in missing:  # the semaphore is fair: parts start in offset order
-                    group.create_task(self._drive(part, url, with_auth, lanes.semaphore))
+                running = {group.create_task(self._lane(claims, first))}
+                running.update(group.create_task(self._lane(claims)) for _ in range(lanes.width - 1))
+                group.create_task(self._pace(lanes, claims, group, running))
         finally:
-            if pacing is not None:
-                await _stop(pacing)
             self._close_opened()
 
     async def _call_off(self, checkpoints: "asyncio.Task[None]") -> None:
@@ -260,38 +262,52 @@ class BlobDownload:
             await asyncio.wait(pending)
             self._running.difference_update(pending)
 
-    async def _drive(self, part: pp.Part, url: str, with_auth: bool, semaphore: asyncio.Semaphore) -> None:
-        attempts = pp.PartAttempts(self.settings.retry)
-        async with semaphore:
-            while not part.done:
-                before = part.completed
-                try:
-                    await self._in_thread(self._fetch_part, part, url, with_auth)
-                    continue
-                except Permanent:
-                    raise
-                except OSError as exc:
-                    raise storage_error(exc, "writing download") from exc
-                except (RegistryError, Stalled) as exc:
-                    wait = attempts.failed(progressed=part.completed > before, stalled=isinstance(exc, Stalled))
-                    reason = str(exc) or type(exc).__name__
-                    if wait is None:
-                        raise TransferFailed(
-                            f"download of {self.digest[7:19]} failed after {attempts.failures} tries: {reason}"
-                        ) from None
-                    log.info("part %d of %s: %s; retrying in %.1fs", part.n, self.digest[7:19], reason, wait)
-                await asyncio.sleep(wait)
-                if not with_auth:  # a CDN URL may have expired: ask the registry again
-                    url, with_auth = await self._in_thread(self._resolve, part)
+    async def _lane(self, claims: Claims, claim: Claim | None = None) -> None:
+        """One connection's worth of work: claims, one after another, until none is left."""
+        if claim is None:
+            claim = claims.take()
+        while claim is not None:
+            try:
+                await self._drive(claims, claim)
+            finally:
+                claims.release(claim)
+            claim = claims.take()
 
-    async def _pace(self, lanes: Lanes) -> None:
-        """Measure the byte rate now and then and let the lanes widen on it."""
+    async def _drive(self, claims: Claims, claim: Claim) -> None:
+        """Fetch `claim` to its end, retrying as the policy says."""
+        attempts = pp.PartAttempts(self.settings.retry)
+        while not claim.done:
+            before = claim.next_byte
+            try:
+                await self._in_thread(self._fetch_claim, claims, claim)
+                continue
+            except Permanent:
+                raise
+            except OSError as exc:
+                raise storage_error(exc, "writing download") from exc
+            except (RegistryError, Stalled) as exc:
+                wait = attempts.failed(progressed=claim.next_byte > before, stalled=isinstance(exc, Stalled))
+                reason = str(exc) or type(exc).__name__
+                if wait is None:
+                    raise TransferFailed(
+                        f"download of {self.digest[7:19]} failed after {attempts.failures} tries: {reason}"
+                    ) from None
+                log.info("bytes %d-%d of %s: %s; retrying in %.1fs", claim.next_byte, claim.end - 1, self.digest[7:19], reason, wait)
+            await asyncio.sleep(wait)
+            if not self._source[1]:  # a CDN URL may have expired: ask the registry again
+                self._source = await self._in_thread(self._resolve, claim)
+
+    async def _pace(self, lanes: Lanes, claims: Claims, group: asyncio.TaskGroup, running: set["asyncio.Task[None]"]) -> None:
+        """Measure the byte rate now and then, and add lanes while each is slow."""
         loop = asyncio.get_running_loop()
         before, since = self.completed, loop.time()
-        while lanes.width < lanes.limit:
-            await asyncio.sleep(_PACE_INTERVAL)
+        while lanes.width < lanes.limit and not self._ranges_ignored:
+            await asyncio.wait(running, timeout=_PACE_INTERVAL)  # at once when every lane is done
+            if all(task.done() for task in running):
+                return
             now, at = self.completed, loop.time()
-            lanes.adjust((now - before) / max(at - since, 1e-6))
+            for _ in range(lanes.widen((now - before) / max(at - since, 1e-6))):
+                running.add(group.create_task(self._lane(claims)))
             before, since = now, at
 
     async def _checkpoints(self) -> None:
@@ -338,12 +354,12 @@ class BlobDownload:
         finally:
             self.file.close()
 
-    def _resolve(self, part: pp.Part) -> tuple[str, bool]:
-        """The URL the parts are fetched from, and whether it takes registry credentials.
+    def _resolve(self, claim: Claim) -> tuple[str, bool]:
+        """The URL the blob is fetched from, and whether it takes registry credentials.
 
-        Asked with a GET of `part`'s range: where the registry serves the
-        blob itself that response is the part's first try (kept for
-        `_fetch_part`), so finding the URL costs no request of its own.
+        Asked with a GET of `claim`'s range: where the registry serves the
+        blob itself that response is the claim's first try (kept for
+        `_fetch_claim`), so finding the URL costs no request of its own.
         Redirects within the registry's host are followed; one to another
         host (a CDN) is where the bytes are, fetched without registry auth.
         """
@@ -351,10 +367,10 @@ class BlobDownload:
         origin = urlsplit(url).netloc
         for _ in range(10):
             with_auth = urlsplit(url).netloc == origin
-            body = self.transport.open_range(url, part.range_header(), authenticate=with_auth)
+            body = self.transport.open_range(url, claim.range_header(), authenticate=with_auth)
             if body.status in (200, 206):
                 with self._lock:
-                    self._opened[part.n] = body
+                    self._opened[claim.next_byte] = body
                 return url, with_auth
             if body.status not in _REDIRECTS:
                 error = status_error(body.status, body.text())
@@ -372,24 +388,29 @@ class BlobDownload:
             url = target
         raise Permanent("too many redirects")
 
-    def _fetch_part(self, part: pp.Part, url: str, with_auth: bool) -> None:
-        """One try at the rest of one part; updates `part.completed` as bytes hit the disk."""
+    def _fetch_claim(self, claims: Claims, claim: Claim) -> None:
+        """One try at the rest of one claim; counts bytes in its parts as they hit the disk."""
         if self.cancel.is_set():
             raise Cancelled()
+        start = claims.restart(claim)
         with self._lock:
-            body = self._opened.pop(part.n, None)
+            body = self._opened.pop(start, None)
         if body is None:
-            body = self.transport.open_range(url, part.range_header(), authenticate=with_auth)
+            url, with_auth = self._source
+            body = self.transport.open_range(url, claim.range_header(), authenticate=with_auth)
         with self._tracked(body):
-            skip = pp.skip_for(body.status, body.header("content-range"), part)
+            skip = pp.skip_for(body.status, body.header("content-range"), start)
             if skip is None:
                 raise _unusable(body)
-            self._copy(body, part, skip)
-        if not part.done:
-            raise PartUnusable("connection closed before the part was complete")
+            if body.status == 200:
+                self._ranges_ignored = True
+            with self._buffer() as buffer:
+                self._copy(body, claims, claim, start, skip, buffer)
+        if not claim.done:
+            raise PartUnusable("connection closed before the range was complete")
 
     def _close_opened(self) -> None:
-        """Close responses `_resolve` opened for parts that never got to read them."""
+        """Close responses `_resolve` opened for claims that never got to read them."""
         with self._lock:
             opened = list(self._opened.values())
             self._opened.clear()
@@ -428,24 +449,19 @@ class BlobDownload:
             with self._lock:
                 self._buffers.append(raw)
 
-    def _copy(self, body: RangeBody, part: pp.Part, skip: int) -> None:
-        with self._buffer() as buffer:
-            self._copy_through(body, part, skip, buffer)
-
-    def _copy_through(self, body: RangeBody, part: pp.Part, skip: int, buffer: memoryview) -> None:
-        """The body into the file from the part's next byte."""
+    def _copy(self, body: RangeBody, claims: Claims, claim: Claim, position: int, skip: int, buffer: memoryview) -> None:
+        """The body into the file from `position`, until it ends or the claim does (a split may end it early)."""
         while skip:  # a 200 sends the blob from byte 0
             n = self._read(body, buffer[: min(len(buffer), skip)])
             if not n:
                 return
             skip -= n
-        position = part.next_byte
-        while position < part.end:
-            view = buffer[: min(len(buffer), part.end - position)]
-            n = self._read(body, view)
+        while room := claims.room(claim, position):
+            view = buffer[: min(len(buffer), room)]
+            n = claims.reserve(claim, position, self._read(body, view))
             if not n:
                 return
-            self._write(part, view[:n], position)
+            self._write(claim, view[:n], position)
             position += n
 
     def _read(self, body: RangeBody, view: memoryview) -> int:
@@ -460,7 +476,7 @@ class BlobDownload:
                 raise Cancelled() from None
             raise
 
-    def _write(self, part: pp.Part, data: memoryview, position: int) -> None:
+    def _write(self, claim: Claim, data: memoryview, position: int) -> None:
         try:
             self.file.write_at(data, position)
         except OSError as exc:
@@ -468,7 +484,7 @@ class BlobDownload:
                 raise Permanent(str(storage_error(exc, "writing download"))) from None
             raise
         self.file.start_writeback(position, len(data))
-        part.completed = position + len(data) - part.offset
+        claim.record(position, len(data))
         assert self._hash is not None
         self._hash.wake()
 

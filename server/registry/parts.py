@@ -21,15 +21,14 @@ MB = 1000 * 1000
 class PartSizing:
     """How a blob is cut: total/max_parts clamped to [min_size, max_size].
 
-    Ollama (§7.1) cuts at most 16 parts of at least 100 MB and fetches all
-    of them at once. pollama fetches parts in order, a few at a time
-    (`LanePolicy`), and hashes behind the contiguous frontier; with parts
-    that large the frontier stands still until a whole part is in, and most
-    of the blob is left to hash after the last byte. Parts of 32 MB keep it
-    moving while a part still costs only one request per 32 MB. The
-    records are Ollama's format either way, and a download resumes from any
-    tiling of the blob, so partial downloads still move between the two
-    programs.
+    Ollama (§7.1) cuts at most 16 parts of at least 100 MB and fetches each
+    with its own request, all at once. In pollama a part is the unit of the
+    resume records and of handing work to another lane, not of requests: a
+    lane fetches a whole stretch of parts with one request (`claims.py`).
+    Parts of 32 MB let a slow link spread over more lanes, and let a lane
+    that is added take work close behind the hasher's frontier. The records
+    are Ollama's format either way, and a download resumes from any tiling
+    of the blob, so partial downloads still move between the two programs.
     """
 
     min_size: int = 32 * MB
@@ -70,10 +69,6 @@ class Part:
     @property
     def done(self) -> bool:
         return self.completed >= self.size
-
-    def range_header(self) -> str:
-        """The HTTP Range of what is still missing (inclusive end)."""
-        return f"bytes={self.next_byte}-{self.end - 1}"
 
     def to_json(self) -> bytes:
         """Ollama's part file: `{"N":..,"Offset":..,"Size":..,"Completed":..}`."""
@@ -165,15 +160,15 @@ class LanePolicy:
 
     Ollama opens 16 connections per blob, which a CDN path needs: one TCP
     stream over a long path carries a few tens of MB/s. Against a registry
-    on this machine or the LAN two connections already bring bytes as fast
-    as they can be written and hashed; more only contend for the same cores,
-    and spread the bytes in flight so far apart that the hasher, which needs
-    them in order, falls behind. So a download starts with `first` lanes and
-    doubles them while each lane moves less than `fast_lane` bytes a second:
-    a lane that slow is limited by its path, and another one adds to it.
+    on this machine or the LAN one connection already brings bytes as fast
+    as they can be written and hashed; more only cost CPU on both ends and
+    spread the bytes in flight, while the hasher needs them in order. So a
+    download starts with `first` lane and doubles them while each lane
+    moves less than `fast_lane` bytes a second: a lane that slow is limited
+    by its path, and another one adds to it.
     """
 
-    first: int = 2
+    first: int = 1
     fast_lane: float = 64 * MB
 
     def next_width(self, width: int, limit: int, rate: float) -> int:
@@ -239,20 +234,20 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
         return None
 
 
-def skip_for(status: int, content_range: str | None, part: Part) -> int | None:
-    """How many leading body bytes to discard before the part's next byte; None = unusable.
+def skip_for(status: int, content_range: str | None, next_byte: int) -> int | None:
+    """How many leading body bytes to discard before `next_byte`, the first one asked for; None = unusable.
 
     206 must start exactly at the requested byte. A 200 (a server that ignores
-    Range) sends the whole blob from byte 0, so the bytes before the part are
+    Range) sends the whole blob from byte 0, so the bytes before it are
     skipped: slower, but correct.
     """
     if status == 206:
         parsed = parse_content_range(content_range)
-        if parsed is None or parsed[0] != part.next_byte:
+        if parsed is None or parsed[0] != next_byte:
             return None
         return 0
     if status == 200:
-        return part.next_byte
+        return next_byte
     return None
 
 

@@ -6,7 +6,7 @@ variable, read once when the service is built:
 | variable | default | meaning |
 | --- | --- | --- |
 | `POLLAMA_PULL_PART_SIZE` | computed | fixed part size in bytes (else total/64 clamped to 32 MB…1000 MB) |
-| `POLLAMA_PULL_PARALLEL` | 16 | most parts of one blob fetched at once (starts at 2, widens on slow links) |
+| `POLLAMA_PULL_PARALLEL` | 16 | most connections for one blob (starts at 1, widens while each is slow) |
 | `POLLAMA_PULL_STALL_TIMEOUT` | 30 | seconds without a byte before a part is restarted |
 | `POLLAMA_PULL_RETRIES` | 6 | consecutive failed tries of a part before the pull fails |
 | `POLLAMA_PULL_BACKOFF` | 1 | first retry delay in seconds (doubles each try) |
