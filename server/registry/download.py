@@ -298,16 +298,23 @@ class BlobDownload:
                 self._source = await self._in_thread(self._resolve, claim)
 
     async def _pace(self, lanes: Lanes, claims: Claims, group: asyncio.TaskGroup, running: set["asyncio.Task[None]"]) -> None:
-        """Measure the byte rate now and then, and add lanes while each is slow."""
+        """Measure the byte rate now and then, and add lanes while each is slow.
+
+        Not before the first bytes have landed: a slow first response is
+        not a slow lane, and only the first response tells whether the
+        server honours Range at all.
+        """
         loop = asyncio.get_running_loop()
-        before, since = self.completed, loop.time()
-        while lanes.width < lanes.limit and not self._ranges_ignored:
+        start = before = self.completed
+        since = loop.time()
+        while lanes.width < lanes.limit:
             await asyncio.wait(running, timeout=_PACE_INTERVAL)  # at once when every lane is done
-            if all(task.done() for task in running):
+            if all(task.done() for task in running) or self._ranges_ignored:
                 return
             now, at = self.completed, loop.time()
-            for _ in range(lanes.widen((now - before) / max(at - since, 1e-6))):
-                running.add(group.create_task(self._lane(claims)))
+            if now > start:
+                for _ in range(lanes.widen((now - before) / max(at - since, 1e-6))):
+                    running.add(group.create_task(self._lane(claims)))
             before, since = now, at
 
     async def _checkpoints(self) -> None:

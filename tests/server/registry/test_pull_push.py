@@ -8,6 +8,7 @@ import asyncio
 import errno
 import gc
 import hashlib
+import time
 import json
 import logging
 from pathlib import Path
@@ -255,9 +256,13 @@ async def test_push_of_missing_model(make_service: MakeService) -> None:
 
 
 class RedirectingFront:
-    """A registry front that serves manifests from `registry` and sends every blob GET to a CDN on another host."""
+    """A registry front that serves manifests from `registry` and sends every blob GET to a CDN on another host.
 
-    def __init__(self, registry: RegistryServer, blobs: dict[str, bytes]) -> None:
+    With `ignore_range` the CDN answers every GET with 200 and the whole
+    blob, at about 8 MB/s (slow enough that a pull would add lanes).
+    """
+
+    def __init__(self, registry: RegistryServer, blobs: dict[str, bytes], *, ignore_range: bool = False) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         import threading
 
@@ -295,6 +300,14 @@ class RedirectingFront:
             def do_GET(self) -> None:  # noqa: N802
                 owner.cdn_requests.append(dict(self.headers))
                 data = blobs[self.path.split("/cdn/", 1)[1].split("?", 1)[0]]
+                if ignore_range:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    for start in range(0, len(data), 64 * 1024):
+                        self.wfile.write(data[start : start + 64 * 1024])
+                        time.sleep(0.008)
+                    return
                 first, _, last = self.headers["Range"].removeprefix("bytes=").partition("-")
                 start, end = int(first), int(last)
                 self.send_response(206)
@@ -336,3 +349,21 @@ async def test_blob_redirected_to_another_host_is_fetched_there_without_credenti
     assert (0, len(config) - 1) in ranges and (0, len(WEIGHTS) - 1) in ranges
     assert len(front.cdn_requests) <= 6 + 1
     assert not any("Authorization" in headers for headers in front.cdn_requests)
+
+
+async def test_a_server_that_ignores_range_gets_one_connection(
+    store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client
+) -> None:
+    seed(registry_client, registry.host)
+    config = b'{"model_format":"gguf"}'
+    blobs = {"sha256:" + hashlib.sha256(b).hexdigest(): b for b in (WEIGHTS, config)}
+    front = RedirectingFront(registry, blobs, ignore_range=True)
+    try:
+        lines = await run(make_service().pull(Name.parse(f"{front.host}/library/m"), insecure=True))
+    finally:
+        front.stop()
+    assert lines[-1] == {"status": "success"}
+    name = Name.parse(f"{front.host}/library/m")
+    assert store.blobs.path(store.require(name).manifest.layers[0].digest).read_bytes() == WEIGHTS
+    # a second lane would have fetched the whole blob again from byte 0 to use its back half
+    assert len(front.cdn_requests) == 2
