@@ -25,10 +25,11 @@ from tests.server.registry.conftest import FAST, MakeService, local_model, rando
 from tests.support.registry import FaultProxy, Faults, RegistryServer, upload_model
 
 WEIGHTS = random_bytes(5_300_000, seed=1)  # six parts of 1 MB with FAST settings
+CONFIG = b'{"model_format":"gguf"}'
 
 
 def seed(client: httpx.Client, host: str, repo: str = "library/m", tag: str = "latest", weights: bytes = WEIGHTS) -> bytes:
-    return upload_model(client, f"http://{host}", repo, tag, [(MODEL, weights)], config=b'{"model_format":"gguf"}')
+    return upload_model(client, f"http://{host}", repo, tag, [(MODEL, weights)], config=CONFIG)
 
 
 def blob_files(store: Store) -> list[str]:
@@ -329,24 +330,31 @@ class RedirectingFront:
             server.server_close()
 
 
-async def test_blob_redirected_to_another_host_is_fetched_there_without_credentials(
-    store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client
-) -> None:
+async def pull_through_front(
+    store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client, *, ignore_range: bool = False
+) -> RedirectingFront:
+    """Pull the test model through a `RedirectingFront`; checks it arrived whole, returns the front to look at."""
     seed(registry_client, registry.host)
-    config = b'{"model_format":"gguf"}'
-    blobs = {"sha256:" + hashlib.sha256(b).hexdigest(): b for b in (WEIGHTS, config)}
-    front = RedirectingFront(registry, blobs)
+    blobs = {"sha256:" + hashlib.sha256(b).hexdigest(): b for b in (WEIGHTS, CONFIG)}
+    front = RedirectingFront(registry, blobs, ignore_range=ignore_range)
+    name = Name.parse(f"{front.host}/library/m")
     try:
-        lines = await run(make_service().pull(Name.parse(f"{front.host}/library/m"), insecure=True))
+        lines = await run(make_service().pull(name, insecure=True))
     finally:
         front.stop()
     assert lines[-1] == {"status": "success"}
-    name = Name.parse(f"{front.host}/library/m")
     assert store.blobs.path(store.require(name).manifest.layers[0].digest).read_bytes() == WEIGHTS
+    return front
+
+
+async def test_blob_redirected_to_another_host_is_fetched_there_without_credentials(
+    store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client
+) -> None:
+    front = await pull_through_front(store, make_service, registry, registry_client)
     assert front.front_blob_gets == 2  # one per blob: where is it?
     # every byte of the weights and the config from the CDN: one request per lane, never more than one per part
     ranges = [tuple(int(x) for x in h["Range"].removeprefix("bytes=").split("-")) for h in front.cdn_requests]
-    assert (0, len(config) - 1) in ranges and (0, len(WEIGHTS) - 1) in ranges
+    assert (0, len(CONFIG) - 1) in ranges and (0, len(WEIGHTS) - 1) in ranges
     assert len(front.cdn_requests) <= 6 + 1
     assert not any("Authorization" in headers for headers in front.cdn_requests)
 
@@ -354,16 +362,6 @@ async def test_blob_redirected_to_another_host_is_fetched_there_without_credenti
 async def test_a_server_that_ignores_range_gets_one_connection(
     store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client
 ) -> None:
-    seed(registry_client, registry.host)
-    config = b'{"model_format":"gguf"}'
-    blobs = {"sha256:" + hashlib.sha256(b).hexdigest(): b for b in (WEIGHTS, config)}
-    front = RedirectingFront(registry, blobs, ignore_range=True)
-    try:
-        lines = await run(make_service().pull(Name.parse(f"{front.host}/library/m"), insecure=True))
-    finally:
-        front.stop()
-    assert lines[-1] == {"status": "success"}
-    name = Name.parse(f"{front.host}/library/m")
-    assert store.blobs.path(store.require(name).manifest.layers[0].digest).read_bytes() == WEIGHTS
+    front = await pull_through_front(store, make_service, registry, registry_client, ignore_range=True)
     # a second lane would have fetched the whole blob again from byte 0 to use its back half
     assert len(front.cdn_requests) == 2
