@@ -64,7 +64,7 @@ class Cancelled(Exception):
 
 
 class Stalled(Exception):
-    """No bytes for the stall timeout: the part is restarted, not counted as a failure."""
+    """No bytes for the stall timeout: the request is restarted, not counted as a failure."""
 
 
 class Lanes:
@@ -447,7 +447,7 @@ class BlobDownload:
 
     @contextmanager
     def _buffer(self) -> Iterator[memoryview]:
-        """A copy buffer for one part fetch."""
+        """A copy buffer for one fetch."""
         with self._lock:
             raw = self._buffers.pop() if self._buffers else bytearray(self.settings.chunk_size)
         try:
@@ -497,7 +497,7 @@ class BlobDownload:
 
 
 def _unusable(body: RangeBody) -> RegistryError:
-    """Why a part cannot use this response (the wrong range, or an error status)."""
+    """Why a claim cannot use this response (the wrong range, or an error status)."""
     if body.status in (200, 206):
         return PartUnusable(f"registry sent the wrong range ({body.header('content-range')})")
     return status_error(body.status, body.text())

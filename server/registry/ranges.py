@@ -3,15 +3,15 @@
 httpx hands a streamed body out as a new 64 KiB `bytes` object per read; at
 loopback speed allocating, joining and copying those cost more CPU than the
 socket itself (measured on a 262 MB blob: 0.35 s of CPU through httpx, 0.13 s
-through http.client `readinto`). Blob parts are therefore fetched with
-http.client into one buffer per part that the caller reuses, over
+through http.client `readinto`). Blob bytes are therefore fetched with
+http.client into one buffer per request that the caller reuses, over
 connections kept alive in a small pool.
 
 This is the fast path only. httpx still does everything else (manifests,
-auth challenges, redirects, uploads) and any part that it must route (a
+auth challenges, redirects, uploads) and any ranged GET that it must route (a
 proxy from the environment) or that needs a fresh token;
 `transport.StreamedBody` gives such a response the same `RangeBody` interface,
-so the download code does not care which path a part took.
+so the download code does not care which path a request took.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _STEP = 256 * 1024
 
 
 class BodyStalled(RegistryError):
-    """No byte arrived within the read timeout (the part is restarted, not counted as a failure)."""
+    """No byte arrived within the read timeout (the request is restarted, not counted as a failure)."""
 
 
 class RangeBody(Protocol):

@@ -7,8 +7,8 @@ variable, read once when the service is built:
 | --- | --- | --- |
 | `POLLAMA_PULL_PART_SIZE` | computed | fixed part size in bytes (else total/64 clamped to 32 MB…1000 MB) |
 | `POLLAMA_PULL_PARALLEL` | 16 | most connections for one blob (starts at 1, widens while each is slow) |
-| `POLLAMA_PULL_STALL_TIMEOUT` | 30 | seconds without a byte before a part is restarted |
-| `POLLAMA_PULL_RETRIES` | 6 | consecutive failed tries of a part before the pull fails |
+| `POLLAMA_PULL_STALL_TIMEOUT` | 30 | seconds without a byte before a request is restarted |
+| `POLLAMA_PULL_RETRIES` | 6 | consecutive failed tries of one request before the pull fails |
 | `POLLAMA_PULL_BACKOFF` | 1 | first retry delay in seconds (doubles each try) |
 | `POLLAMA_PULL_CHECKPOINT` | 0.5 | seconds between persisted progress checkpoints |
 """
@@ -28,7 +28,7 @@ class TransferSettings:
     parallel: int = 16
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     checkpoint_interval: float = 0.5
-    #: Bytes per socket read and per disk write of a part.
+    #: Bytes per socket read and per disk write.
     chunk_size: int = 1024 * 1024
     #: Seconds between progress lines (Ollama ticks every ~60 ms).
     tick: float = 0.06
