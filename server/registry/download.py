@@ -12,8 +12,9 @@ What keeps a download cheap, and its end nearly the blob published:
   Lanes are added only while each moves too few bytes a second
   (`pp.LanePolicy`, a long path); a new lane takes the back half of the
   parts still ahead of a busy one.
-- Written ranges are handed to the kernel's writeback at once, and progress
-  is checkpointed every `_CHECKPOINT_BYTES` as well as every interval, so
+- Another thread that follows the frontier (`FrontierWriteback`) hands
+  the bytes to the kernel's writeback as they arrive, and progress is
+  checkpointed every `_CHECKPOINT_BYTES` as well as every interval, so
   the data reaches the disk while the download runs and the fsync before
   publishing has little left to do.
 - Bytes go from the socket into one reused buffer and from there to the
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 _REDIRECTS = (301, 302, 303, 307, 308)
 #: Bytes the hasher reads back from the file at a time, into one buffer.
 _HASH_STEP = 1024 * 1024
+#: Bytes a lane writes between waking the threads that follow the frontier.
+_WAKE_BYTES = 4 * 1024 * 1024
 #: Written bytes that make a checkpoint due before its interval is up.
 _CHECKPOINT_BYTES = 64 * 1024 * 1024
 #: How often the asyncio side looks at the byte counts (checkpoints, lanes).
@@ -82,28 +85,22 @@ class Lanes:
         return added
 
 
-class FrontierHash:
-    """SHA-256 of a blob written out of order, fed in order as its contiguous frontier advances.
+class FrontierFollower:
+    """A thread that follows the contiguous frontier of a blob written out of order.
 
-    One thread (`run`) follows the frontier, reading the bytes back from the
-    file as soon as everything before them is there too. Writers only wake
-    it. (Writers that hashed in place, or that lent a hand when it lagged,
-    measured slower: the reads, writes and hashing spread over more threads
-    keep both cores busier.)
+    Writers only wake it; `run` does `_step` for what lies below the
+    frontier until the whole blob is behind it.
     """
 
-    def __init__(self, file: PartialFile, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
-        self.file = file
+    def __init__(self, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
         self.parts = parts
         self.total = total
         self.cancel = cancel
         self.position = 0
-        self._sha = hashlib.sha256()
         self._moved = threading.Condition()
-        self._buffer = memoryview(bytearray(_HASH_STEP))
 
-    def run(self) -> str:
-        """Hash up to the frontier until the end; returns the digest."""
+    def follow(self) -> None:
+        """Step up to the frontier until the end."""
         while self.position < self.total:
             if self.cancel.is_set():
                 raise Cancelled()
@@ -111,12 +108,35 @@ class FrontierHash:
             with self._moved:  # writers notify under it: a move after this check ends the wait
                 if pp.frontier(self.parts) <= self.position < self.total and not self.cancel.is_set():
                     self._moved.wait(0.2)
-        return "sha256:" + self._sha.hexdigest()
 
     def wake(self) -> None:
         """Bytes now count in their part (or the download was called off)."""
         with self._moved:
             self._moved.notify()
+
+    def _step(self, frontier: int) -> None:
+        """Deal with (some of) the bytes from `position` to `frontier`, and move `position` past them."""
+        raise NotImplementedError
+
+
+class FrontierHash(FrontierFollower):
+    """SHA-256 of the blob, fed in order, reading the bytes back from the file while they are fresh.
+
+    (Writers that hashed in place, or that lent a hand when it lagged,
+    measured slower: the reads, writes and hashing spread over more threads
+    keep both cores busier.)
+    """
+
+    def __init__(self, file: PartialFile, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
+        super().__init__(parts, total, cancel)
+        self.file = file
+        self._sha = hashlib.sha256()
+        self._buffer = memoryview(bytearray(_HASH_STEP))
+
+    def run(self) -> str:
+        """Hash the whole blob; returns its digest."""
+        self.follow()
+        return "sha256:" + self._sha.hexdigest()
 
     def _step(self, frontier: int) -> None:
         """Hash the next buffer's worth below `frontier`."""
@@ -128,6 +148,30 @@ class FrontierHash:
             raise RegistryError("partial file shrank while downloading")
         self._sha.update(self._buffer[:n])
         self.position += n
+
+
+class FrontierWriteback(FrontierFollower):
+    """Hands the bytes below the frontier to the kernel's writeback as they arrive.
+
+    Started early, writing to disk overlaps the download, and the fsync
+    before publishing has little left to do. It is a thread of its own
+    because starting writeback blocks while the disk's queue is full:
+    measured, 250 MB handed over 1 MB at a time cost the writer 0.07 to
+    0.11 s of waiting (0.015 s of CPU), which the lane that wrote them
+    should not wait out.
+    """
+
+    def __init__(self, file: PartialFile, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
+        super().__init__(parts, total, cancel)
+        self.file = file
+
+    def run(self) -> None:
+        self.follow()
+
+    def _step(self, frontier: int) -> None:
+        if frontier > self.position:
+            self.file.start_writeback(self.position, frontier - self.position)
+            self.position = frontier
 
 
 class BlobDownload:
@@ -155,6 +199,7 @@ class BlobDownload:
         self.resumed_from = 0
         self.cancel = threading.Event()
         self._hash: FrontierHash | None = None
+        self._writeback: FrontierWriteback | None = None
         self._running: set[asyncio.Future[Any]] = set()
         #: Guards the three collections below, which worker threads share.
         self._lock = threading.Lock()
@@ -220,13 +265,17 @@ class BlobDownload:
 
     async def _transfer(self) -> str:
         """Fetch every missing part while hashing behind them; returns the blob's digest."""
-        assert self._hash is not None
+        assert self._hash is not None and self._writeback is not None
         hashing = asyncio.ensure_future(self._in_thread(self._hash.run))
+        writeback = asyncio.ensure_future(self._in_thread(self._writeback.run))
         try:
             await self._fetch_missing()
+            self._wake_followers()
+            await writeback
             return str(await hashing)
         finally:
-            await _stop(hashing)  # on failure; its thread ends once `cancel` is set
+            await _stop(hashing)  # on failure; their threads end once `cancel` is set
+            await _stop(writeback)
 
     async def _fetch_missing(self) -> None:
         claims = Claims(self.parts)
@@ -246,8 +295,7 @@ class BlobDownload:
     async def _call_off(self, checkpoints: "asyncio.Task[None]") -> None:
         """Stop every thread, then save how far each part got, for the next pull."""
         self.cancel.set()
-        if self._hash is not None:
-            self._hash.wake()  # the hasher sees `cancel`
+        self._wake_followers()  # they see `cancel`
         self._abort_bodies()
         await self._settle()
         self._close_opened()  # a `_resolve` that was still running has finished now
@@ -342,6 +390,7 @@ class BlobDownload:
         self.file.open(self.total, fresh=not resumed)
         self.resumed_from = pp.completed(self.parts)
         self._hash = FrontierHash(self.file, self.parts, self.total, self.cancel)
+        self._writeback = FrontierWriteback(self.file, self.parts, self.total, self.cancel)
         # A fresh download has no records yet: its first checkpoint writes them all.
         self._saved = {p.n: p.completed for p in self.parts} if resumed else {}
 
@@ -490,10 +539,14 @@ class BlobDownload:
             if exc.errno == errno.ENOSPC:
                 raise Permanent(str(storage_error(exc, "writing download"))) from None
             raise
-        self.file.start_writeback(position, len(data))
         claim.record(position, len(data))
-        assert self._hash is not None
-        self._hash.wake()
+        if (position + len(data)) // _WAKE_BYTES != position // _WAKE_BYTES or claim.done:
+            self._wake_followers()
+
+    def _wake_followers(self) -> None:
+        for follower in (self._hash, self._writeback):
+            if follower is not None:
+                follower.wake()
 
 
 def _unusable(body: RangeBody) -> RegistryError:
