@@ -23,13 +23,15 @@ On a virtual machine whose kernel hands freed memory back to its host
 output), a transfer that writes into pages the host took back runs two to
 three times slower: the first touch of each costs a fault in the host.
 Linux sizes page-cache folios by the write, and large folios come from the
-high-order free blocks that are reported, so it is the side writing in
-large pieces that gets them: pollama's 1 MB writes right after curl's
-16 KiB ones (measured: 1 MB writes after a curl run took 0.06 to 0.48 s
-for 250 MB, 16 KiB writes 0.11 to 0.12 s). Such rounds stand out by
-several tenths of a second; the order swaps every round so they cannot
-all fall on one side. With reporting switched off (`page_reporting_order`
-set above 10, for a test only) two runs gave ratios of 0.90 and 0.91.
+high-order free blocks that are reported, so the larger the writes the
+more often a pull pays. Measured here: 250 MB written a few seconds after
+another file was deleted took 0.2 to 0.4 s in 1 MB writes, 0.06 to 0.08 s
+in 256 KiB ones, which is why pollama writes 256 KiB at a time; even so
+about a third of the rounds are hit (half with 1 MB writes). Such rounds stand out by several tenths of
+a second; the order swaps every round so they cannot all fall on one
+side. With reporting off (`page_reporting_order` set above 10, for a test
+only) and all free memory touched once, three runs gave 0.92, 0.98 and
+1.01.
 """
 
 from __future__ import annotations
