@@ -25,6 +25,9 @@ import numpy as np
 import ollama
 import openai
 import pytest
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
+from openai.types.responses import FunctionToolParam
+from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel
 
 from tests.server.api.test_sse_framing import check_openai_stream, check_responses_stream
@@ -43,8 +46,8 @@ THINK_TEMPLATE = (
 )
 FIM_TEMPLATE = "{{ if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>{{ else }}{{ .Prompt }}{{ end }}"
 GREEDY: dict[str, Any] = {"temperature": 0, "seed": 7, "max_tokens": 12}
-MESSAGES = [{"role": "user", "content": "Say something"}]
-WEATHER_TOOL = {
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say something"}]
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -53,7 +56,7 @@ WEATHER_TOOL = {
     },
 }
 # Forces the random model to write `{"name":"get_weather","arguments":{"city":…}}`.
-CALL_SCHEMA = {
+CALL_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "name": {"const": "get_weather"},
@@ -62,7 +65,7 @@ CALL_SCHEMA = {
     "required": ["name", "arguments"],
     "additionalProperties": False,
 }
-FORCE_CALL = {"type": "json_schema", "json_schema": {"name": "call", "schema": CALL_SCHEMA}}
+FORCE_CALL: ResponseFormatJSONSchema = {"type": "json_schema", "json_schema": {"name": "call", "schema": CALL_SCHEMA}}
 
 
 _UPLOADED: dict[tuple[str, Path], str] = {}
@@ -114,7 +117,7 @@ def sse(server: LiveServer, path: str, body: dict[str, Any]) -> bytes:
 
 
 def test_chat_stream_and_not_agree_with_each_other_and_native(client: openai.OpenAI, server: LiveServer) -> None:
-    whole = client.chat.completions.create(model="tiny", messages=MESSAGES, **GREEDY)  # type: ignore[arg-type]
+    whole = client.chat.completions.create(model="tiny", messages=MESSAGES, **GREEDY)
     assert whole.object == "chat.completion" and whole.id.startswith("chatcmpl-")
     assert whole.system_fingerprint == "fp_ollama" and whole.model == "tiny"
     choice = whole.choices[0]
@@ -123,7 +126,7 @@ def test_chat_stream_and_not_agree_with_each_other_and_native(client: openai.Ope
     assert whole.usage is not None and whole.usage.completion_tokens == 12 and whole.usage.prompt_tokens > 0
     assert whole.usage.total_tokens == whole.usage.prompt_tokens + 12
 
-    parts = list(client.chat.completions.create(model="tiny", messages=MESSAGES, stream=True, stream_options={"include_usage": True}, **GREEDY))  # type: ignore[arg-type]
+    parts = list(client.chat.completions.create(model="tiny", messages=MESSAGES, stream=True, stream_options={"include_usage": True}, **GREEDY))
     assert "".join(p.choices[0].delta.content or "" for p in parts if p.choices) == choice.message.content
     assert parts[-1].usage is not None and parts[-1].usage.completion_tokens == 12
 
@@ -141,11 +144,11 @@ def test_chat_sse_framing_line_by_line(server: LiveServer) -> None:
 
 
 def test_stop_string_and_list(client: openai.OpenAI) -> None:
-    free = client.chat.completions.create(model="tiny", messages=MESSAGES, **{**GREEDY, "max_tokens": 30}).choices[0].message.content  # type: ignore[arg-type]
+    free = client.chat.completions.create(model="tiny", messages=MESSAGES, **{**GREEDY, "max_tokens": 30}).choices[0].message.content
     assert free and len(free) > 6
     stop = free[3:6]
     for value in (stop, [stop, "never-appears"]):
-        cut = client.chat.completions.create(model="tiny", messages=MESSAGES, stop=value, **{**GREEDY, "max_tokens": 30})  # type: ignore[arg-type]
+        cut = client.chat.completions.create(model="tiny", messages=MESSAGES, stop=value, **{**GREEDY, "max_tokens": 30})
         assert cut.choices[0].finish_reason == "stop"
         assert cut.choices[0].message.content == free[: free.index(stop)]
 
@@ -169,11 +172,11 @@ def test_penalties_pass_through(client: openai.OpenAI) -> None:
 
 async def test_async_client(server: LiveServer) -> None:
     aclient = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="pollama", max_retries=0)
-    whole = await aclient.chat.completions.create(model="tiny", messages=MESSAGES, **GREEDY)  # type: ignore[arg-type]
-    stream = await aclient.chat.completions.create(model="tiny", messages=MESSAGES, stream=True, **GREEDY)  # type: ignore[arg-type]
+    whole = await aclient.chat.completions.create(model="tiny", messages=MESSAGES, **GREEDY)
+    stream = await aclient.chat.completions.create(model="tiny", messages=MESSAGES, stream=True, **GREEDY)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == whole.choices[0].message.content
-    both = await asyncio.gather(*(aclient.chat.completions.create(model="tiny", messages=[{"role": "user", "content": p}], **GREEDY) for p in ("one", "two")))  # type: ignore[arg-type]
+    both = await asyncio.gather(*(aclient.chat.completions.create(model="tiny", messages=[{"role": "user", "content": p}], **GREEDY) for p in ("one", "two")))
     assert all(r.choices[0].finish_reason == "length" for r in both)
     emb = await aclient.embeddings.create(model="bert", input="hello")
     assert len(emb.data[0].embedding) > 0
@@ -184,19 +187,19 @@ async def test_async_client(server: LiveServer) -> None:
 
 
 def test_reasoning(client: openai.OpenAI, server: LiveServer) -> None:
-    thinking = client.chat.completions.create(model="tiny-think", messages=MESSAGES, **GREEDY)  # type: ignore[arg-type]
+    thinking = client.chat.completions.create(model="tiny-think", messages=MESSAGES, **GREEDY)
     message = thinking.choices[0].message
     assert getattr(message, "reasoning", None), "a thinking model thinks by default; exposed as `reasoning`"
     assert message.content == ""
-    plain = client.chat.completions.create(model="tiny-think", messages=MESSAGES, reasoning_effort="none", **GREEDY)  # type: ignore[arg-type]
+    plain = client.chat.completions.create(model="tiny-think", messages=MESSAGES, reasoning_effort="none", **GREEDY)
     assert plain.choices[0].message.content and getattr(plain.choices[0].message, "reasoning", None) is None
     chunks = check_openai_stream(
         sse(server, "/v1/chat/completions", {"model": "tiny-think", "messages": MESSAGES, "stream": True, "reasoning_effort": "high", **GREEDY}),
         object_type="chat.completion.chunk",
     )
-    assert "".join(c["choices"][0]["delta"].get("reasoning", "") for c in chunks) == message.reasoning  # type: ignore[attr-defined]
+    assert "".join(c["choices"][0]["delta"].get("reasoning", "") for c in chunks) == message.reasoning
     with pytest.raises(openai.BadRequestError, match="does not support thinking"):
-        client.chat.completions.create(model="tiny", messages=MESSAGES, reasoning_effort="low", **GREEDY)  # type: ignore[arg-type]
+        client.chat.completions.create(model="tiny", messages=MESSAGES, reasoning_effort="low", **GREEDY)
 
 
 class Weather(BaseModel):
@@ -216,7 +219,7 @@ def test_structured_output_parse_with_pydantic(client: openai.OpenAI) -> None:
 
 def test_tool_call_round_trip(client: openai.OpenAI, server: LiveServer) -> None:
     messages: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
-    first = client.chat.completions.create(model="tiny-tools", messages=messages, tools=[WEATHER_TOOL], response_format=FORCE_CALL, temperature=0, max_tokens=200)  # type: ignore[list-item,arg-type]
+    first = client.chat.completions.create(model="tiny-tools", messages=messages, tools=[WEATHER_TOOL], response_format=FORCE_CALL, temperature=0, max_tokens=200)
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content == ""
@@ -224,13 +227,13 @@ def test_tool_call_round_trip(client: openai.OpenAI, server: LiveServer) -> None
     assert calls and len(calls) == 1
     call = calls[0]
     assert call.type == "function" and call.id.startswith("call_")
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
-    city = json.loads(call.function.arguments)["city"]  # type: ignore[union-attr]
+    assert call.function.name == "get_weather"
+    city = json.loads(call.function.arguments)["city"]
     assert city in ("Paris", "Lyon")
 
     messages.append(choice.message)  # the SDK's own message object, as its docs show
     messages.append({"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21}'})
-    second = client.chat.completions.create(model="tiny-tools", messages=messages, tools=[WEATHER_TOOL], **GREEDY)  # type: ignore[list-item,arg-type]
+    second = client.chat.completions.create(model="tiny-tools", messages=messages, tools=[WEATHER_TOOL], **GREEDY)
     assert second.choices[0].finish_reason == "length"
     assert second.choices[0].message.content and not second.choices[0].message.tool_calls
 
@@ -255,7 +258,7 @@ def test_tool_call_streamed(server: LiveServer, client: openai.OpenAI) -> None:
         for _ in stream:
             pass
         final = stream.get_final_completion()
-    assert final.choices[0].message.tool_calls[0].function.name == "get_weather"  # type: ignore[index,union-attr]
+    assert final.choices[0].message.tool_calls[0].function.name == "get_weather"  # type: ignore[index]
 
 
 # ----------------------------------------------------------------------------- completions
@@ -376,14 +379,14 @@ def test_responses_api(client: openai.OpenAI, server: LiveServer) -> None:
         final = stream.get_final_response()
     assert "".join(deltas) == final.output_text == r.output_text
     check_responses_stream(sse(server, "/v1/responses", {"model": "tiny", "input": "x", "max_output_tokens": 5, "stream": True}))
-    tool = {"type": "function", "name": "get_weather", "parameters": WEATHER_TOOL["function"]["parameters"]}  # type: ignore[index]
-    called = client.responses.create(model="tiny-tools", input="Weather?", tools=[tool], text={"format": {"type": "json_schema", "name": "call", "schema": CALL_SCHEMA}}, temperature=0, max_output_tokens=200)  # type: ignore[list-item,typeddict-item]
+    tool: FunctionToolParam = {"type": "function", "name": "get_weather", "parameters": WEATHER_TOOL["function"]["parameters"]}  # type: ignore[typeddict-item]  # deliberately without `strict`, which the SDK types as required
+    called = client.responses.create(model="tiny-tools", input="Weather?", tools=[tool], text={"format": {"type": "json_schema", "name": "call", "schema": CALL_SCHEMA}}, temperature=0, max_output_tokens=200)
     calls = [item for item in called.output if item.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather"
     answer = client.responses.create(
         model="tiny-tools",
         input=[{"role": "user", "content": "Weather?"}, {"type": "function_call", "call_id": calls[0].call_id, "name": "get_weather", "arguments": calls[0].arguments}, {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"}],
-        tools=[tool],  # type: ignore[list-item]
+        tools=[tool],
         temperature=0,
         max_output_tokens=8,
     )
@@ -408,16 +411,16 @@ def test_errors_raise_typed_sdk_exceptions(client: openai.OpenAI, server: LiveSe
         client.chat.completions.create(model="tiny", messages=[])
     assert info.value.body == {"message": "[] is too short - 'messages'", "type": "invalid_request_error", "param": None, "code": None}
     with pytest.raises(openai.BadRequestError, match="does not support tools"):
-        client.chat.completions.create(model="tiny", messages=MESSAGES, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+        client.chat.completions.create(model="tiny", messages=MESSAGES, tools=[WEATHER_TOOL])
     image = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
     with pytest.raises(openai.BadRequestError, match="does not support vision"):
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": image}])  # type: ignore[misc,list-item]
     with pytest.raises(openai.BadRequestError, match="image URLs are not currently supported"):
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}])
     with pytest.raises(openai.BadRequestError, match="invalid type for 'temperature'"):
-        client.chat.completions.create(model="tiny", messages=MESSAGES, temperature="hot")  # type: ignore[arg-type]
+        client.chat.completions.create(model="tiny", messages=MESSAGES, temperature="hot")  # type: ignore[call-overload]  # deliberately the wrong type
     with pytest.raises(openai.BadRequestError, match="invalid message content type: float64"):
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": 2}])  # type: ignore[list-item,typeddict-item]
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": 2}])  # type: ignore[list-item,misc]  # deliberately the wrong type
     r = httpx.post(server.url + "/v1/chat/completions", content=b'{"model": "tiny", "messages": [', headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error" and "invalid JSON" in r.json()["error"]["message"]
     r = httpx.post(server.url + "/v1/chat/completions", content=b"")
@@ -449,7 +452,7 @@ def test_disconnect_frees_the_slot(server: LiveServer, client: openai.OpenAI) ->
     aclient = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="pollama", max_retries=0)
 
     async def both() -> list[str | None]:
-        rs = await asyncio.gather(*(aclient.chat.completions.create(model="tiny", messages=[{"role": "user", "content": str(i)}], **GREEDY) for i in range(2)))  # type: ignore[arg-type]
+        rs = await asyncio.gather(*(aclient.chat.completions.create(model="tiny", messages=[{"role": "user", "content": str(i)}], **GREEDY) for i in range(2)))
         return [r.choices[0].finish_reason for r in rs]
 
     assert asyncio.run(asyncio.wait_for(both(), 60)) == ["length", "length"], "both parallel slots are free again"
@@ -465,7 +468,7 @@ def test_runner_killed_mid_stream_raises_api_error(server: LiveServer, client: o
     with pytest.raises(openai.APIError):
         for _ in stream:
             pass
-    assert client.chat.completions.create(model="tiny", messages=MESSAGES, **GREEDY).choices[0].finish_reason == "length"  # type: ignore[arg-type]
+    assert client.chat.completions.create(model="tiny", messages=MESSAGES, **GREEDY).choices[0].finish_reason == "length"
 
 
 # ----------------------------------------------------------------------------- the npm package
