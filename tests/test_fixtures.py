@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import gguf
 import numpy as np
@@ -24,6 +25,9 @@ import pytest
 from tests.fixtures import gguf_models as gm
 
 llama_cpp = pytest.importorskip("llama_cpp")
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateChatCompletionResponse, CreateCompletionResponse
 
 
 # ---------------------------------------------------------------------------
@@ -43,19 +47,19 @@ def _printable(text: str) -> bool:
     return all(c == "\n" or " " <= c <= "~" for c in text)
 
 
-def _open(path: Path, **kw: object) -> "llama_cpp.Llama":
+def _open(path: Path, **kw: object) -> Llama:
     return llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=1, verbose=False, **kw)
 
 
 @pytest.fixture(scope="module")
-def tiny_llm(tiny_model_path: Path) -> Iterator["llama_cpp.Llama"]:
+def tiny_llm(tiny_model_path: Path) -> Iterator[Llama]:
     llm = _open(tiny_model_path)
     yield llm
     llm.close()
 
 
 @pytest.fixture(scope="module")
-def small_llm(small_model_path: Path) -> Iterator["llama_cpp.Llama"]:
+def small_llm(small_model_path: Path) -> Iterator[Llama]:
     llm = _open(small_model_path)
     yield llm
     llm.close()
@@ -209,7 +213,7 @@ def test_greedy_output_is_full_length_printable_and_deterministic(
     assert runs[0]["choices"][0]["text"] == runs[1]["choices"][0]["text"]
 
 
-def test_greedy_output_is_the_same_in_a_fresh_process(tiny_llm: "llama_cpp.Llama", tiny_model_path: Path) -> None:
+def test_greedy_output_is_the_same_in_a_fresh_process(tiny_llm: Llama, tiny_model_path: Path) -> None:
     """Same file, new process: tests may hard-code expected completions."""
     code = (
         "import json, sys, llama_cpp\n"
@@ -218,12 +222,14 @@ def test_greedy_output_is_the_same_in_a_fresh_process(tiny_llm: "llama_cpp.Llama
     )
     out = subprocess.run([sys.executable, "-c", code, str(tiny_model_path)], capture_output=True, text=True,
                          timeout=60, check=True).stdout
-    here = tiny_llm.create_completion("Hello", max_tokens=16, temperature=0)["choices"][0]["text"]
+    # without stream=True the result is one response, not an iterator of chunks
+    done = cast("CreateCompletionResponse", tiny_llm.create_completion("Hello", max_tokens=16, temperature=0))
+    here = done["choices"][0]["text"]
     assert json.loads(out.strip().splitlines()[-1]) == here
 
 
 @pytest.mark.parametrize("text", ["hello world", "Why is the sky blue?\nBecause.", "héllo wörld ✓ 日本語 🦙"])
-def test_tokenize_detokenize_round_trip(tiny_llm: "llama_cpp.Llama", text: str) -> None:
+def test_tokenize_detokenize_round_trip(tiny_llm: Llama, text: str) -> None:
     tokens = tiny_llm.tokenize(text.encode(), add_bos=False)
     # add_space_prefix: the tokenizer adds "▁" in front, detokenize gives it back
     assert tiny_llm.detokenize(tokens) == b" " + text.encode()
@@ -232,14 +238,16 @@ def test_tokenize_detokenize_round_trip(tiny_llm: "llama_cpp.Llama", text: str) 
     assert tiny_llm.tokenize(text.encode())[0] == 1  # add_bos
 
 
-def test_special_tokens_parse(tiny_llm: "llama_cpp.Llama") -> None:
+def test_special_tokens_parse(tiny_llm: Llama) -> None:
     tokens = tiny_llm.tokenize(b"<|im_start|>user\nhi<|im_end|>", add_bos=False, special=True)
     assert tokens[0] == 3 and tokens[-1] == 4
 
 
-def test_chat_completion_uses_the_chatml_template(tiny_llm: "llama_cpp.Llama") -> None:
-    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
-    r = tiny_llm.create_chat_completion(messages=msgs, max_tokens=12, temperature=0)
+def test_chat_completion_uses_the_chatml_template(tiny_llm: Llama) -> None:
+    msgs: list[ChatCompletionRequestMessage] = [{"role": "system", "content": "Be brief."},
+                                                {"role": "user", "content": "Hello"}]
+    # without stream=True the result is one response, not an iterator of chunks
+    r = cast("CreateChatCompletionResponse", tiny_llm.create_chat_completion(messages=msgs, max_tokens=12, temperature=0))
     prompt = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
     prompt += "<|im_start|>assistant\n"
     # llama-cpp-python renders GGUF Jinja templates and adds no BOS of its own
@@ -248,7 +256,8 @@ def test_chat_completion_uses_the_chatml_template(tiny_llm: "llama_cpp.Llama") -
     assert r["usage"]["prompt_tokens"] == len(expected)
     assert r["usage"]["completion_tokens"] == 12
     assert r["choices"][0]["finish_reason"] == "length"
-    assert _printable(r["choices"][0]["message"]["content"])
+    content = r["choices"][0]["message"]["content"]
+    assert content is not None and _printable(content)
 
 
 def test_bert_embeds(bert_model_path: Path) -> None:

@@ -112,6 +112,6 @@ def require_generation(server: LiveServer) -> None:
     require_endpoint(server, "/api/generate")
     require_endpoint(server, "/api/chat")
     try:
-        import server.runner.main  # noqa: F401
+        import server.runner.main as _runner_main  # noqa: F401  (a plain import would rebind the `server` parameter)
     except ModuleNotFoundError as exc:
         pytest.skip(f"the runner is not built yet ({exc.name})")

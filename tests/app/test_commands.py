@@ -232,8 +232,13 @@ def test_runner_gets_its_arguments_verbatim(monkeypatch: pytest.MonkeyPatch) -> 
     import types
 
     seen: list[list[str]] = []
+
+    def fake_main(argv: list[str]) -> int:
+        seen.append(list(argv))
+        return 0
+
     fake = types.ModuleType("server.runner.main")
-    fake.main = lambda argv: seen.append(list(argv)) or 0  # type: ignore[attr-defined]
+    fake.main = fake_main  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "server.runner.main", fake)
     assert main(["runner", "--model", "x", "--port", "1"]) == 0
     assert seen == [["--model", "x", "--port", "1"]]

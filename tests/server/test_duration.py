@@ -31,7 +31,8 @@ def test_keep_alive_forms() -> None:
     assert parse_keep_alive(-1) == math.inf
     assert parse_keep_alive("-1m") == math.inf
     assert parse_keep_alive(0) == 0
-    for bad in (True, [], {}, "300", float("nan")):
+    bads: tuple[object, ...] = (True, [], {}, "300", float("nan"))
+    for bad in bads:
         with pytest.raises(DurationError):
             parse_keep_alive(bad)
 

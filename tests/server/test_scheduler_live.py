@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import cast
 
 import httpx
 import ollama
@@ -42,7 +43,8 @@ def test_three_models_fit_by_default(models_dir: Path, tiny_model_path: Path, ti
         for name, path in (("a", tiny_model_path), ("b", tiny_model_eos_path), ("c", small_model_path)):
             create(client, name, path)
             client.generate(model=name, prompt="x", options=GREEDY)
-        assert sorted(m.model for m in client.ps().models) == ["a:latest", "b:latest", "c:latest"]
+        # the ollama client types every response field Optional
+        assert sorted(cast(str, m.model) for m in client.ps().models) == ["a:latest", "b:latest", "c:latest"]
     finally:
         server.stop()
 

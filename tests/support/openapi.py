@@ -498,6 +498,7 @@ def _explain(error: ValidationError) -> list[str]:
 
 def parse_sse(text: str) -> Iterator[tuple[str, str]]:
     """(event name, data) for each event of a `text/event-stream` body."""
+    data: list[str]
     event, data, seen = "", [], False
     for line in re.split(r"\r\n|\r|\n", text):
         if not line:

@@ -57,8 +57,9 @@ def test_tray_menu_carries_every_action(qtbot) -> None:
     assert opened == ["pulls", "quit"]
     tray.set_running([RunningModel("m:latest", size=2_000_000_000, size_vram=1_000_000_000)])
     sub = tray.running_menu.actions()[0].menu()
+    assert isinstance(sub, QMenu)  # PySide6 types QAction.menu() as QObject
     assert tray.running_menu.actions()[0].text() == "m:latest — 2.0 GB (50%/50% CPU/GPU)"
-    unloaded = []
+    unloaded: list[str] = []
     tray.unload_requested.connect(unloaded.append)
     sub.actions()[0].trigger()
     assert unloaded == ["m:latest"]
@@ -107,7 +108,12 @@ def test_embedded_server_starts_restarts_and_stops(models_dir: Path, monkeypatch
 
         done = threading.Event()
         result: list[str | None] = []
-        server.restart(lambda e: (result.append(e), done.set()))
+
+        def restarted(e: str | None) -> None:
+            result.append(e)
+            done.set()
+
+        server.restart(restarted)
         assert done.wait(60) and result == [None]
         assert server_answers(server.url)
     finally:
@@ -132,7 +138,8 @@ def test_curated_suggestions_ship_in_resources() -> None:
 def test_running_model_countdown() -> None:
     now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     m = RunningModel("m", expires_at=now + dt.timedelta(seconds=299.6))
-    assert round(m.seconds_left(now)) == 300
+    left = m.seconds_left(now)
+    assert left is not None and round(left) == 300
     forever = RunningModel("m", expires_at=now + dt.timedelta(days=365 * 292))
     assert forever.seconds_left(now) is None
 

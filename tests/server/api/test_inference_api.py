@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 import httpx
 import jsonschema
@@ -24,7 +24,7 @@ CHATML = (
 GREEDY = {"temperature": 0, "seed": 7, "num_predict": 12}
 
 
-def create(client: ollama.Client, name: str, path: Path, **kwargs: object) -> None:
+def create(client: ollama.Client, name: str, path: Path, **kwargs: Any) -> None:
     digest = client.create_blob(path)
     client.create(model=name, files={"model.gguf": digest}, stream=False, **kwargs)
 
@@ -53,13 +53,15 @@ def test_generate_stream_and_not_agree(client: ollama.Client) -> None:
     again = client.generate(model="tiny", prompt="Hello there", options=GREEDY)
     parts = list(client.generate(model="tiny", prompt="Hello there", options=GREEDY, stream=True))
     assert whole.response and whole.response == again.response
-    assert "".join(p.response for p in parts) == whole.response
+    assert "".join(cast(str, p.response) for p in parts) == whole.response  # ollama types every field Optional
     final = parts[-1]
     assert final.done and final.done_reason == "length"
     assert final.eval_count == 12
     assert final.prompt_eval_count and final.prompt_eval_count > 0
+    assert final.total_duration is not None and final.eval_duration is not None
     assert final.total_duration >= final.eval_duration > 0
     assert final.load_duration is not None
+    assert whole.prompt_eval_count is not None
     assert whole.context and len(whole.context) >= whole.prompt_eval_count + 12 - 1
     assert all(not p.done for p in parts[:-1])
 
@@ -69,16 +71,18 @@ def test_chat_stream_and_not_agree(client: ollama.Client) -> None:
     whole = client.chat(model="tiny", messages=messages, options=GREEDY)
     parts = list(client.chat(model="tiny", messages=messages, options=GREEDY, stream=True))
     assert whole.message.role == "assistant" and whole.message.content
-    assert "".join(p.message.content for p in parts) == whole.message.content
+    assert "".join(cast(str, p.message.content) for p in parts) == whole.message.content
     assert parts[-1].done_reason == "length" and parts[-1].eval_count == 12
 
 
 def test_stop_sequences_and_num_predict(client: ollama.Client) -> None:
     free = client.generate(model="tiny", prompt="abc", options={**GREEDY, "num_predict": 30}).response
+    assert free is not None
     assert len(free) > 4
     stop = free[3:6]
     cut = client.generate(model="tiny", prompt="abc", options={**GREEDY, "num_predict": 30, "stop": [stop]})
     assert cut.done_reason == "stop"
+    assert cut.response is not None
     assert cut.response == free[: free.index(stop)]
     assert stop not in cut.response
 
@@ -87,7 +91,7 @@ def test_eos_ends_with_stop(client: ollama.Client) -> None:
     for seed in range(40):
         r = client.generate(model="tiny-eos", prompt="x", options={"temperature": 1.0, "seed": seed, "num_predict": 200})
         if r.done_reason == "stop":
-            assert r.eval_count < 200
+            assert r.eval_count is not None and r.eval_count < 200
             return
     pytest.fail("EOS was never sampled")
 
@@ -98,12 +102,14 @@ def test_format_json_and_schema(client: ollama.Client) -> None:
     for seed in range(12):
         r = client.generate(model="tiny", prompt="data", format="json", options={"temperature": 1, "seed": seed, "num_predict": 120})
         if r.done_reason == "stop":
+            assert r.response is not None
             json.loads(r.response)
             finished += 1
     assert finished > 0
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 8}, "n": {"type": "integer"}}, "required": ["name", "n"]}
-    r = client.chat(model="tiny", messages=[{"role": "user", "content": "x"}], format=schema, options={"temperature": 0, "num_predict": 80})
-    jsonschema.validate(json.loads(r.message.content), schema)
+    chat = client.chat(model="tiny", messages=[{"role": "user", "content": "x"}], format=schema, options={"temperature": 0, "num_predict": 80})
+    assert chat.message.content is not None
+    jsonschema.validate(json.loads(chat.message.content), schema)
 
 
 def test_four_concurrent_streams_match_each_alone(server: LiveServer) -> None:
@@ -113,6 +119,7 @@ def test_four_concurrent_streams_match_each_alone(server: LiveServer) -> None:
     async def run(prompt: str) -> str:
         out = []
         async for part in await aclient.generate(model="tiny", prompt=prompt, options={**GREEDY, "num_predict": 24}, stream=True):
+            assert part.response is not None
             out.append(part.response)
         return "".join(out)
 
@@ -131,6 +138,7 @@ def test_ps_and_keep_alive(client: ollama.Client, server: LiveServer) -> None:
     ps = {m.model: m for m in client.ps().models}
     assert "tiny:latest" in ps
     entry = ps["tiny:latest"]
+    assert entry.size is not None and entry.expires_at is not None
     assert entry.size > 0 and entry.context_length
     assert entry.size_vram == (entry.size if gpu_offload() else 0)  # the tiny model fits any GPU
     assert entry.expires_at.year > 2200, "keep_alive -1 never expires"
@@ -145,8 +153,8 @@ def test_ps_and_keep_alive(client: ollama.Client, server: LiveServer) -> None:
     assert any(m.model == "tiny:latest" for m in client.ps().models)
     time.sleep(2.5)
     assert not any(m.model == "tiny:latest" for m in client.ps().models)
-    r = client.chat(model="tiny", messages=[])
-    assert r.done_reason == "load"
+    chat = client.chat(model="tiny", messages=[])
+    assert chat.done_reason == "load"
 
 
 def test_runner_killed_mid_stream(client: ollama.Client, server: LiveServer) -> None:
@@ -172,7 +180,7 @@ def test_disconnected_client_frees_its_slot(server: LiveServer, client: ollama.C
     # All four slots must be free again: four parallel requests finish promptly.
     aclient = ollama.AsyncClient(host=server.url)
 
-    async def main() -> list[str]:
+    async def main() -> list[str | None]:
         rs = await asyncio.gather(*(aclient.generate(model="tiny", prompt=str(i), options=GREEDY) for i in range(4)))
         return [r.done_reason for r in rs]
 
@@ -269,6 +277,7 @@ def test_prompt_eval_count_is_the_prompt_size_even_when_cached(client: ollama.Cl
     prompt = "a fairly long prompt that will be cached by the second request " * 4
     first = client.generate(model="tiny", prompt=prompt, options=GREEDY)
     second = client.generate(model="tiny", prompt=prompt, options=GREEDY)
+    assert second.prompt_eval_count is not None
     assert first.prompt_eval_count == second.prompt_eval_count > 20
     usage = httpx.post(server.url + "/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4}).json()["usage"]
     again = httpx.post(server.url + "/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4}).json()["usage"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import ollama
@@ -20,7 +21,7 @@ def upload(client: ollama.Client, path: Path) -> str:
     return client.create_blob(path)
 
 
-def create_tiny(client: ollama.Client, name: str, model_path: Path, **kwargs: object) -> list[str]:
+def create_tiny(client: ollama.Client, name: str, model_path: Path, **kwargs: Any) -> list[str | None]:
     digest = upload(client, model_path)
     statuses = [p.status for p in client.create(model=name, files={"model.gguf": digest}, stream=True, **kwargs)]
     assert statuses[-1] == "success"
@@ -33,7 +34,7 @@ def test_full_lifecycle(live_server: LiveServer, tiny_model_path: Path) -> None:
     assert digest == "sha256:" + hashlib.sha256(tiny_model_path.read_bytes()).hexdigest()
 
     statuses = [
-        p.status
+        cast(str, p.status)  # the ollama client types every response field Optional
         for p in client.create(
             model="tiny",
             files={"model.gguf": digest},
@@ -52,6 +53,7 @@ def test_full_lifecycle(live_server: LiveServer, tiny_model_path: Path) -> None:
     models = client.list().models
     assert [m.model for m in models] == ["tiny:latest"]
     entry = models[0]
+    assert entry.details is not None and entry.size is not None
     assert entry.details.format == "gguf"
     assert entry.details.family == "llama"
     assert entry.details.quantization_level == "F32"
@@ -61,6 +63,8 @@ def test_full_lifecycle(live_server: LiveServer, tiny_model_path: Path) -> None:
 
     shown = client.show("tiny")
     assert shown.template == TEMPLATE
+    assert shown.details is not None and shown.modelinfo is not None and shown.parameters is not None
+    assert shown.capabilities is not None and shown.modelfile is not None
     assert shown.details.family == "llama"
     assert shown.modelinfo["general.architecture"] == "llama"
     assert isinstance(shown.modelinfo["general.parameter_count"], int)
@@ -112,6 +116,7 @@ def test_create_from_existing_model_merges(live_server: LiveServer, tiny_model_p
     shown = client.show("derived")
     assert httpx.post(live_server.url + "/api/show", json={"model": "derived"}).json()["system"] == "New system."
     assert shown.template == TEMPLATE
+    assert shown.parameters is not None and shown.details is not None
     params = {" ".join(line.split()) for line in shown.parameters.splitlines()}
     assert params == {"top_k 7", "seed 42"}
     assert shown.details.parent_model == "base:latest"
@@ -122,6 +127,7 @@ def test_create_autodetects_bundled_template(live_server: LiveServer, tiny_model
     statuses = create_tiny(client, "auto", tiny_model_path)
     assert "using autodetected template chatml" in statuses
     shown = client.show("auto")
+    assert shown.template is not None and shown.parameters is not None
     assert "<|im_start|>" in shown.template
     assert "<|im_end|>" in shown.parameters
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import httpx
 import ollama
@@ -232,7 +232,7 @@ def test_checker_streams(spec: OpenAPISpec) -> None:
     # a mid-stream error line is allowed
     spec.validate_response("POST", "/api/create", 200, b'{"status":"parsing GGUF"}\n{"error":"disk full"}\n', "application/x-ndjson")
 
-    chunk = {
+    chunk: dict[str, Any] = {
         "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m", "system_fingerprint": "fp_ollama",
         "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}],
     }
@@ -280,9 +280,9 @@ def test_marker_validates_every_client(request: pytest.FixtureRequest) -> None:
 class _RecordingRule(QuartRule):
     """Remembers the methods a route was registered with, before HEAD is added to GET routes."""
 
-    def __init__(self, string: str, *args: Any, methods: Any = None, **kwargs: Any) -> None:
+    def __init__(self, string: str, *, methods: Iterable[str] | None = None, **kwargs: Any) -> None:
         self.explicit_methods = frozenset(m.upper() for m in methods or ())
-        super().__init__(string, *args, methods=methods, **kwargs)
+        super().__init__(string, methods=methods, **kwargs)
 
 
 def _build_app(monkeypatch: pytest.MonkeyPatch) -> Quart:

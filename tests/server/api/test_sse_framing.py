@@ -36,7 +36,7 @@ def split_frames(raw: bytes) -> list[tuple[str | None, str]]:
     text = raw.decode("utf-8")
     assert "\r" not in text
     assert text.endswith("\n\n"), text[-200:]
-    frames = []
+    frames: list[tuple[str | None, str]] = []
     for block in text[:-2].split("\n\n"):
         lines = block.split("\n")
         if len(lines) == 1:

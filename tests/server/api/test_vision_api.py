@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, cast
 
 import anthropic
 import httpx
@@ -68,7 +68,7 @@ def test_chat_sees_the_image(client: ollama.Client) -> None:
 def test_generate_streams_what_it_returns(client: ollama.Client) -> None:
     whole = client.generate(model="seer", prompt="describe", images=[checkerboard()], options=GREEDY)
     parts = list(client.generate(model="seer", prompt="describe", images=[checkerboard()], options=GREEDY, stream=True))
-    assert whole.response and "".join(p.response for p in parts) == whole.response
+    assert whole.response and "".join(cast(str, p.response) for p in parts) == whole.response
     assert parts[-1].done and parts[-1].eval_count == GREEDY["num_predict"]
 
 

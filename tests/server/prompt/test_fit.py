@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from server.prompt import Message, fit_messages, render_chat
 
@@ -45,7 +46,7 @@ def test_last_message_always_kept() -> None:
 
 
 def test_tool_results_stay_with_their_call() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "a b c d e f"},
         {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
         {"role": "tool", "content": "r1"},
@@ -58,7 +59,7 @@ def test_tool_results_stay_with_their_call() -> None:
 
 
 def test_images_cost_tokens_and_truncate_false() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "look", "images": [b"x"]},
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": "and now?"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -128,7 +129,7 @@ def test_properties_range_sorted_and_typescript_types() -> None:
 
 
 def test_arguments_print_as_sorted_escaped_json() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "weather?"},
         {
             "role": "assistant",

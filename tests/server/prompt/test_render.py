@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from server.prompt import Message, collate, render_chat, render_generate
 
 CHAT = "{{- range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}"
@@ -108,7 +110,7 @@ def test_generate_image_markers() -> None:
 
 
 def test_chat_image_markers() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "compare [img] and", "images": [b"a", b"b"]},
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": "and this", "images": [b"c"]},
@@ -128,7 +130,7 @@ def test_tools_and_tool_calls_render() -> None:
         "{{- end }}"
     )
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "Weather in SF?"},
         {
             "role": "assistant",

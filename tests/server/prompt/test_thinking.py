@@ -20,6 +20,11 @@ def run(pieces: list[str], *, start_in_thinking: bool = False) -> tuple[str, str
     return thinking + t, content + c, parser
 
 
+def logged(parser: ThinkingParser) -> list[tuple[str, str]]:
+    assert parser.log is not None  # run() builds its parser with record=True
+    return parser.log
+
+
 @pytest.mark.parametrize(
     ("output", "thinking", "content"),
     [
@@ -36,7 +41,7 @@ def run(pieces: list[str], *, start_in_thinking: bool = False) -> tuple[str, str
 def test_cases(output: str, thinking: str, content: str) -> None:
     got_thinking, got_content, parser = run([output])
     assert (got_thinking, got_content) == (thinking, content)
-    assert "".join(t for _, t in parser.log) == output
+    assert "".join(t for _, t in logged(parser)) == output
 
 
 def test_streamed_partial_closing_tag_is_held() -> None:
@@ -78,4 +83,4 @@ def test_split_invariant_and_lossless(text: str, cuts: list[int], inside: bool) 
     chars = run(list(text), start_in_thinking=inside)
     assert split[:2] == whole[:2] == chars[:2]
     for result in (whole, split, chars):
-        assert "".join(t for _, t in result[2].log) == text
+        assert "".join(t for _, t in logged(result[2])) == text

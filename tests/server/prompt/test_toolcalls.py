@@ -37,6 +37,11 @@ def run(tag: str, pieces: list[str], tools: list = TOOLS) -> tuple[str, list[tup
     return content, [(call.function.name, dict(call.function.arguments)) for call in calls], parser
 
 
+def logged(parser: ToolCallParser) -> list[tuple[str, str]]:
+    assert parser.log is not None  # run() builds its parser with record=True
+    return parser.log
+
+
 @pytest.mark.parametrize(
     ("tag", "output", "calls", "content"),
     [
@@ -62,7 +67,7 @@ def test_cases(tag: str, output: str, calls: list, content: str) -> None:
     got_content, got_calls, parser = run(tag, [output])
     assert got_calls == calls
     assert got_content == content
-    assert "".join(text for _, text in parser.log) == output
+    assert "".join(text for _, text in logged(parser)) == output
 
 
 def test_longest_name_wins_and_partial_names_wait() -> None:
@@ -141,9 +146,9 @@ def test_split_invariant_and_lossless(tag: str, text: str, cuts: list[int]) -> N
     assert split[:2] == whole[:2]
     assert chars[:2] == whole[:2]
     for result in (whole, split, chars):
-        assert "".join(t for _, t in result[2].log) == text
+        assert "".join(t for _, t in logged(result[2])) == text
     # Content is exactly the logged content, in order.
-    assert whole[0] == "".join(t for kind, t in whole[2].log if kind == "content")
+    assert whole[0] == "".join(t for kind, t in logged(whole[2]) if kind == "content")
 
 
 @settings(max_examples=40, deadline=None)

@@ -43,7 +43,8 @@ def test_push_delete_pull_with_the_ollama_client(live_server: LiveServer, regist
     assert [p.status for p in progress[-3:]] == ["verifying sha256 digest", "writing manifest", "success"]
     assert model_files(live_server.models, registry.host, "library/tiny", "latest") == before
     assert next(m.digest for m in client.list().models if m.model == name) == model_id
-    assert client.show(name).details.format == "gguf"
+    details = client.show(name).details
+    assert details is not None and details.format == "gguf"
 
 
 def test_pull_errors_through_the_api(live_server: LiveServer, registry: RegistryServer) -> None:

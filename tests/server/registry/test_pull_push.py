@@ -11,6 +11,7 @@ import hashlib
 import time
 import json
 import logging
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import httpx
@@ -198,6 +199,7 @@ async def test_cancelled_pull_resumes_where_it_stopped(
             seen = line.get("completed", 0)
             if seen > 1_500_000:
                 break
+    assert isinstance(events, AsyncGenerator)  # pull() is an async generator
     with caplog.at_level(logging.INFO):
         await events.aclose()  # the client went away
         await asyncio.sleep(0.3)

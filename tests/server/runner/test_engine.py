@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -160,6 +161,7 @@ async def test_cancel_frees_the_slot(runner: RunnerClient) -> None:
             chunk = await stream.__anext__()
             assert not chunk.done
     for stream in streams:
+        assert isinstance(stream, AsyncGenerator)  # completion() is an async generator
         await stream.aclose()
     # all four slots were busy; a new request can only finish if cancelling freed them
     r = await asyncio.wait_for(generate(runner, "after cancel", num_predict=3), 20)

@@ -10,7 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import AbstractSet, Iterator
 
 import httpx
 import ollama
@@ -21,7 +21,7 @@ from tests.support.live_server import LiveServer
 TEMPLATE = "{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}"
 
 
-def assert_consistent(models: Path, *, allow_orphans: set[str] = frozenset()) -> None:
+def assert_consistent(models: Path, *, allow_orphans: AbstractSet[str] = frozenset()) -> None:
     """Every manifest's blobs exist; no temp files; no unreferenced blobs."""
     blobs = models / "blobs"
     referenced: set[str] = set()
@@ -86,9 +86,11 @@ def test_reads_a_store_written_by_ollama(models_dir: Path, tiny_model_path: Path
         listed = {m.model: m for m in client.list().models}
         assert set(listed) == {"llama3.2:1b", "jmorgan/tiny:latest"}
         assert listed["llama3.2:1b"].digest == hashlib.sha256(manifest).hexdigest()
-        assert listed["llama3.2:1b"].details.parameter_size == "1.2M"
+        details = listed["llama3.2:1b"].details
+        assert details is not None and details.parameter_size == "1.2M"
         shown = client.show("llama3.2:1b")
         assert shown.template == "{{ .Prompt }}"
+        assert shown.modelinfo is not None
         assert shown.modelinfo["general.architecture"] == "llama"
         assert (blobs / template.replace(":", "-")).exists()
         assert path.read_bytes() == manifest, "manifests are never rewritten"
@@ -151,6 +153,7 @@ def test_sigkill_during_upload_and_create_leaves_nothing_half_written(models_dir
         server.start()
         assert_consistent(models_dir, allow_orphans={model_digest} | _recent_blobs(models_dir))
         for m in client.list().models:
+            assert m.model is not None
             assert client.show(m.model).template == TEMPLATE
     server.stop()
 
@@ -213,4 +216,5 @@ def test_fifty_concurrent_mutations_leave_the_store_consistent(live_server: Live
     assert len(results) == 50
     assert_consistent(live_server.models)
     for m in client.list().models:
+        assert m.model is not None
         client.show(m.model)
