@@ -88,11 +88,12 @@ class Lanes:
 class FrontierFollower:
     """A thread that follows the contiguous frontier of a blob written out of order.
 
-    Writers only wake it; `run` does `_step` for what lies below the
+    Writers only wake it; `follow` does `_step` for what lies below the
     frontier until the whole blob is behind it.
     """
 
-    def __init__(self, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
+    def __init__(self, file: PartialFile, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
+        self.file = file
         self.parts = parts
         self.total = total
         self.cancel = cancel
@@ -128,8 +129,7 @@ class FrontierHash(FrontierFollower):
     """
 
     def __init__(self, file: PartialFile, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
-        super().__init__(parts, total, cancel)
-        self.file = file
+        super().__init__(file, parts, total, cancel)
         self._sha = hashlib.sha256()
         self._buffer = memoryview(bytearray(_HASH_STEP))
 
@@ -160,13 +160,6 @@ class FrontierWriteback(FrontierFollower):
     0.11 s of waiting (0.015 s of CPU), which the lane that wrote them
     should not wait out.
     """
-
-    def __init__(self, file: PartialFile, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
-        super().__init__(parts, total, cancel)
-        self.file = file
-
-    def run(self) -> None:
-        self.follow()
 
     def _step(self, frontier: int) -> None:
         if frontier > self.position:
@@ -267,7 +260,7 @@ class BlobDownload:
         """Fetch every missing part while hashing behind them; returns the blob's digest."""
         assert self._hash is not None and self._writeback is not None
         hashing = asyncio.ensure_future(self._in_thread(self._hash.run))
-        writeback = asyncio.ensure_future(self._in_thread(self._writeback.run))
+        writeback = asyncio.ensure_future(self._in_thread(self._writeback.follow))
         try:
             await self._fetch_missing()
             self._wake_followers()

@@ -234,7 +234,7 @@ def test_frontier_writeback_hands_over_each_byte_once_and_only_below_the_frontie
     handed: list[tuple[int, int, int]] = []  # offset, size, frontier at the time
     monkeypatch.setattr(file, "start_writeback", lambda offset, size: handed.append((offset, size, pp.frontier(parts))))
     follower = FrontierWriteback(file, parts, len(DATA), threading.Event())
-    thread = threading.Thread(target=follower.run)
+    thread = threading.Thread(target=follower.follow)
     thread.start()
     write_halves(file, parts, follower, [(2, 0), (2, 1), (0, 0), (1, 0), (0, 1), (1, 1)])  # the frontier stays at 0 until part 0 starts
     thread.join(30)
