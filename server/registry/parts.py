@@ -156,7 +156,7 @@ def frontier(parts: Sequence[Part]) -> int:
 
 @dataclass(frozen=True)
 class LanePolicy:
-    """How many parts of one blob are fetched at once (up to the configured parallelism).
+    """How many lanes (connections) fetch one blob at once, up to the configured parallelism.
 
     Ollama opens 16 connections per blob, which a CDN path needs: one TCP
     stream over a long path carries a few tens of MB/s. Against a registry

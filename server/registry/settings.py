@@ -28,7 +28,8 @@ class TransferSettings:
     parallel: int = 16
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     checkpoint_interval: float = 0.5
-    #: Bytes per socket read and per disk write.
+    #: Bytes of one lane's copy buffer: filled from the response, then written out (`PartialFile.write_at`
+    #: splits the write into smaller pieces).
     chunk_size: int = 1024 * 1024
     #: Seconds between progress lines (Ollama ticks every ~60 ms).
     tick: float = 0.06
