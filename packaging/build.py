@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,43 +66,23 @@ def freeze(dist: Path, work: Path) -> Path:
     return exe
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_up(url: str, server: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the frozen server exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/api/version", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.25)
-    raise SystemExit("the frozen server did not answer within a minute")
-
-
 def check(exe: Path) -> None:
     """Serve, create, run and list a tiny model with the frozen executable only."""
     sys.path.insert(0, str(ROOT))
     from tests.fixtures.gguf_models import cached_model
+    from tests.support.live_server import LiveServer
 
+    os.environ.pop("PYTHONPATH", None)  # nothing may come from the checkout
     model = cached_model("tiny")
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="pollama-bundle-") as tmp:
-        env = dict(os.environ, OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(Path(tmp) / "models"), HOME=tmp)
-        env.pop("PYTHONPATH", None)  # nothing may come from the checkout
-        server = subprocess.Popen([str(exe), "serve"], env=env, cwd=tmp)
+        home = {"HOME": tmp}
+        server = LiveServer(Path(tmp) / "models", command=[str(exe), "serve"], env=home).start(timeout=60)
         try:
-            wait_until_up(f"http://127.0.0.1:{port}", server)
             modelfile = Path(tmp) / "Modelfile"
             modelfile.write_text(f"FROM {model}\nPARAMETER num_predict 8\n")
 
             def cli(*args: str) -> str:
-                done = subprocess.run([str(exe), *args], env=env, cwd=tmp, capture_output=True, text=True, timeout=300)
+                done = subprocess.run([str(exe), *args], env=server.env(), cwd=tmp, capture_output=True, text=True, timeout=300)
                 print(f"$ pollama {' '.join(args)}\n{done.stdout}{done.stderr}", flush=True)
                 if done.returncode != 0:
                     raise SystemExit(f"`pollama {' '.join(args)}` exited with {done.returncode}")
@@ -118,25 +95,13 @@ def check(exe: Path) -> None:
                 raise SystemExit("`pollama ps` does not list the model that just ran")
             cli("stop", "bundle-check")
         finally:
-            server.terminate()
-            server.wait(30)
-        check_tray_app(exe, env)
-    print("bundle check passed", flush=True)
-
-
-def check_tray_app(exe: Path, env: dict[str, str]) -> None:
-    """`pollama app` (Qt from the bundle; offscreen where no display is set) starts its embedded server."""
-    port = free_port()
-    env = dict(env, OLLAMA_HOST=f"127.0.0.1:{port}")
-    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY") and sys.platform.startswith("linux"):
-        env["QT_QPA_PLATFORM"] = "offscreen"
-    app = subprocess.Popen([str(exe), "app"], env=env)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", app)
+            server.stop()
+        # `pollama app` (Qt from the bundle; offscreen where no display is set) starts its embedded server.
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and sys.platform.startswith("linux"):
+            home["QT_QPA_PLATFORM"] = "offscreen"
+        LiveServer(Path(tmp) / "models", command=[str(exe), "app"], env=home).start(timeout=60).stop()
         print("$ pollama app: the tray app's server answers", flush=True)
-    finally:
-        app.terminate()
-        app.wait(30)
+    print("bundle check passed", flush=True)
 
 
 def main() -> None:

@@ -26,8 +26,14 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, models: Path, *, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    """`command` (default: `python -m app serve` from this checkout; a frozen `pollama serve` or
+    `pollama app` also serves) on a free port, with `models` as its model folder."""
+
+    def __init__(
+        self, models: Path, *, env: dict[str, str] | None = None, port: int | None = None, command: list[str] | None = None
+    ) -> None:
         self.models = models
+        self.command = command or [sys.executable, "-m", "app", "serve"]
         self.port = port or free_port()
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -51,7 +57,7 @@ class LiveServer:
         self.models.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"], cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            self.command, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
