@@ -117,7 +117,10 @@ class PartialFile:
         return self._io.read_into(view, offset)
 
     def start_writeback(self, offset: int, size: int) -> None:
-        """Have the kernel start writing a range to disk now, without waiting (Linux; elsewhere nothing).
+        """Have the kernel start writing a range to disk now, without waiting for it to land (Linux; elsewhere nothing).
+
+        The call itself may block while the disk's queue is full, which is
+        why a thread of its own makes it (`download.FrontierWriteback`).
 
         A fast download otherwise leaves the whole blob dirty in the page
         cache, and the fsync before publishing writes all of it while the
