@@ -8,17 +8,19 @@ What keeps a download cheap, and its end nearly the blob published:
 
 - One lane starts, fetching every missing part with one request
   (`claims.py`), so the bytes arrive in order and the hasher that follows
-  the contiguous frontier (`FrontierHash`) reads them while they are fresh.
-  Lanes are added only while each moves too few bytes a second
-  (`pp.LanePolicy`, a long path); a new lane takes the back half of the
-  parts still ahead of a busy one.
+  the contiguous frontier (`frontier.FrontierHash`) hashes them from the
+  lane's buffers. Lanes are added only while each moves too few bytes a
+  second (`pp.LanePolicy`, a long path); a new lane takes the back half of
+  the parts still ahead of a busy one.
+- Bytes go from the socket into a few reused buffers (`ranges.py`,
+  `chunks.py`); a writer thread per fetch writes each filled one, whole
+  blocks past the page cache where possible (`PartialFile.write_at`),
+  while the lane reads into the next.
 - Another thread that follows the frontier (`FrontierWriteback`) hands
-  the bytes to the kernel's writeback as they arrive, and progress is
-  checkpointed every `_CHECKPOINT_BYTES` as well as every interval, so
-  the data reaches the disk while the download runs and the fsync before
-  publishing has little left to do.
-- Bytes go from the socket into one reused buffer and from there to the
-  file (`ranges.py`), with no allocation per read.
+  what went through the page cache to the kernel's writeback as it
+  arrives, and progress is checkpointed every `_CHECKPOINT_BYTES` as well
+  as every interval, so the data reaches the disk while the download runs
+  and the fsync before publishing has little left to do.
 
 A blob becomes visible only under its final name, only after its digest
 matched; a wrong blob leaves nothing behind, an interrupted one leaves its
@@ -30,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
-import hashlib
 import logging
 import threading
 from contextlib import contextmanager
@@ -39,9 +40,11 @@ from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 from server.registry import parts as pp
+from server.registry.chunks import BufferPool, Chunk, ChunkWriter, LaneBuffers
 from server.registry.claims import Claim, Claims
-from server.registry.errors import DigestMismatch, PartUnusable, Permanent, RegistryError, TransferFailed
-from server.registry.partial import PartialFile
+from server.registry.errors import Cancelled, DigestMismatch, PartUnusable, Permanent, RegistryError, TransferFailed
+from server.registry.frontier import FrontierHash, FrontierWriteback
+from server.registry.partial import DIRECT_ALIGN, PartialFile
 from server.registry.ranges import BodyStalled, RangeBody
 from server.registry.settings import TransferSettings
 from server.registry.transport import Repository, Transport, status_error
@@ -50,8 +53,6 @@ from server.store.blobs import storage_error
 log = logging.getLogger(__name__)
 
 _REDIRECTS = (301, 302, 303, 307, 308)
-#: Bytes the hasher reads back from the file at a time, into one buffer.
-_HASH_STEP = 1024 * 1024
 #: Bytes a lane writes between waking the threads that follow the frontier.
 _WAKE_BYTES = 4 * 1024 * 1024
 #: Written bytes that make a checkpoint due before its interval is up.
@@ -60,10 +61,6 @@ _CHECKPOINT_BYTES = 64 * 1024 * 1024
 _POLL = 0.05
 #: How often the byte rate is measured to decide on more lanes.
 _PACE_INTERVAL = 0.25
-
-
-class Cancelled(Exception):
-    """The download was called off (every waiting pull went away)."""
 
 
 class Stalled(Exception):
@@ -83,88 +80,6 @@ class Lanes:
         width = self.policy.next_width(self.width, self.limit, rate)
         added, self.width = width - self.width, width
         return added
-
-
-class FrontierFollower:
-    """A thread that follows the contiguous frontier of a blob written out of order.
-
-    Writers only wake it; `follow` does `_step` for what lies below the
-    frontier until the whole blob is behind it.
-    """
-
-    def __init__(self, file: PartialFile, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
-        self.file = file
-        self.parts = parts
-        self.total = total
-        self.cancel = cancel
-        self.position = 0
-        self._moved = threading.Condition()
-
-    def follow(self) -> None:
-        """Step up to the frontier until the end."""
-        while self.position < self.total:
-            if self.cancel.is_set():
-                raise Cancelled()
-            self._step(pp.frontier(self.parts))
-            with self._moved:  # writers notify under it: a move after this check ends the wait
-                if pp.frontier(self.parts) <= self.position < self.total and not self.cancel.is_set():
-                    self._moved.wait(0.2)
-
-    def wake(self) -> None:
-        """Bytes now count in their part (or the download was called off)."""
-        with self._moved:
-            self._moved.notify()
-
-    def _step(self, frontier: int) -> None:
-        """Deal with (some of) the bytes from `position` to `frontier`, and move `position` past them."""
-        raise NotImplementedError
-
-
-class FrontierHash(FrontierFollower):
-    """SHA-256 of the blob, fed in order, reading the bytes back from the file while they are fresh.
-
-    (Writers that hashed in place, or that lent a hand when it lagged,
-    measured slower: the reads, writes and hashing spread over more threads
-    keep both cores busier.)
-    """
-
-    def __init__(self, file: PartialFile, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
-        super().__init__(file, parts, total, cancel)
-        self._sha = hashlib.sha256()
-        self._buffer = memoryview(bytearray(_HASH_STEP))
-
-    def run(self) -> str:
-        """Hash the whole blob; returns its digest."""
-        self.follow()
-        return "sha256:" + self._sha.hexdigest()
-
-    def _step(self, frontier: int) -> None:
-        """Hash the next buffer's worth below `frontier`."""
-        n = min(len(self._buffer), frontier - self.position)
-        if n <= 0:
-            return
-        n = self.file.read_into(self._buffer[:n], self.position)
-        if not n:
-            raise RegistryError("partial file shrank while downloading")
-        self._sha.update(self._buffer[:n])
-        self.position += n
-
-
-class FrontierWriteback(FrontierFollower):
-    """Hands the bytes below the frontier to the kernel's writeback as they arrive.
-
-    Started early, writing to disk overlaps the download, and the fsync
-    before publishing has little left to do. It is a thread of its own
-    because starting writeback blocks while the disk's queue is full:
-    measured, 250 MB handed over 1 MB at a time cost the writer 0.07 to
-    0.11 s of waiting (0.015 s of CPU), which the lane that wrote them
-    should not wait out.
-    """
-
-    def _step(self, frontier: int) -> None:
-        if frontier > self.position:
-            self.file.start_writeback(self.position, frontier - self.position)
-            self.position = frontier
 
 
 class BlobDownload:
@@ -187,7 +102,7 @@ class BlobDownload:
         self.total = total
         self.settings = settings
         self.executor = executor
-        self.file = PartialFile(blobs_root, digest)
+        self.file = PartialFile(blobs_root, digest, direct=settings.direct_io)
         self.parts: list[pp.Part] = []
         self.resumed_from = 0
         self.cancel = threading.Event()
@@ -200,8 +115,8 @@ class BlobDownload:
         self._bodies: set[RangeBody] = set()
         #: First byte asked for → a response `_resolve` opened, for that request's next try.
         self._opened: dict[int, RangeBody] = {}
-        #: Copy buffers of finished fetches, reused: fresh ones are page faults on every first touch.
-        self._buffers: list[bytearray] = []
+        #: Copy buffers, reused by the fetches one after another.
+        self._pool = BufferPool(settings.chunk_size)
         #: Part number → `completed` as its record on disk says (what a checkpoint need not rewrite).
         self._saved: dict[int, int] = {}
         #: Where the bytes are fetched from, and whether with registry credentials (`_resolve`).
@@ -217,9 +132,9 @@ class BlobDownload:
 
     # ---- the asyncio side ------------------------------------------------------------------
 
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn` on the transfer pool; its thread outlives a cancelled caller, so `_settle` can wait for it."""
-        fut = asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any, executor: concurrent.futures.Executor | None = None) -> Any:
+        """Run `fn` on the transfer pool (or `executor`); its thread outlives a cancelled caller, so `_settle` can wait for it."""
+        fut = asyncio.get_running_loop().run_in_executor(executor or self.executor, fn, *args)
         fut.add_done_callback(_retrieve)
         self._running.add(fut)
         try:
@@ -257,10 +172,16 @@ class BlobDownload:
             raise storage_error(exc, "saving downloaded blob") from exc
 
     async def _transfer(self) -> str:
-        """Fetch every missing part while hashing behind them; returns the blob's digest."""
+        """Fetch every missing part while hashing behind them; returns the blob's digest.
+
+        The followers get threads of their own, not the shared transfer
+        pool's: lanes wait for the hasher to give their buffers back, so it
+        must be running whatever else the pool is busy with.
+        """
         assert self._hash is not None and self._writeback is not None
-        hashing = asyncio.ensure_future(self._in_thread(self._hash.run))
-        writeback = asyncio.ensure_future(self._in_thread(self._writeback.follow))
+        followers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="registry-follow")
+        hashing = asyncio.ensure_future(self._in_thread(self._hash.run, executor=followers))
+        writeback = asyncio.ensure_future(self._in_thread(self._writeback.follow, executor=followers))
         try:
             await self._fetch_missing()
             self._wake_followers()
@@ -269,6 +190,7 @@ class BlobDownload:
         finally:
             await _stop(hashing)  # on failure; their threads end once `cancel` is set
             await _stop(writeback)
+            followers.shutdown(wait=False)
 
     async def _fetch_missing(self) -> None:
         claims = Claims(self.parts)
@@ -453,8 +375,13 @@ class BlobDownload:
                 raise _unusable(body)
             if body.status == 200:
                 self._ranges_ignored = True
-            with self._buffer() as buffer:
-                self._copy(body, claims, claim, start, skip, buffer)
+            buffers = LaneBuffers(self._pool, DIRECT_ALIGN, self.cancel.is_set)
+            writer = ChunkWriter(self._write_chunk)
+            try:
+                self._copy(body, claims, claim, start, skip, buffers, writer)
+            finally:
+                writer.close()  # a next try starts from what is written
+            writer.check()
         if not claim.done:
             raise PartUnusable("connection closed before the range was complete")
 
@@ -487,30 +414,37 @@ class BlobDownload:
         for body in bodies:
             body.abort()
 
-    @contextmanager
-    def _buffer(self) -> Iterator[memoryview]:
-        """A copy buffer for one fetch."""
-        with self._lock:
-            raw = self._buffers.pop() if self._buffers else bytearray(self.settings.chunk_size)
-        try:
-            yield memoryview(raw)
-        finally:
-            with self._lock:
-                self._buffers.append(raw)
+    def _copy(
+        self, body: RangeBody, claims: Claims, claim: Claim, position: int, skip: int, buffers: LaneBuffers, writer: ChunkWriter
+    ) -> None:
+        """The body into the file from `position`, until it ends or the claim does (a split may end it early).
 
-    def _copy(self, body: RangeBody, claims: Claims, claim: Claim, position: int, skip: int, buffer: memoryview) -> None:
-        """The body into the file from `position`, until it ends or the claim does (a split may end it early)."""
+        Each filled buffer goes to the hasher (if its bytes are next) and to
+        the writer, and the lane reads on into another.
+        """
+        assert self._hash is not None
         while skip:  # a 200 sends the blob from byte 0
-            n = self._read(body, buffer[: min(len(buffer), skip)])
+            buffer, view = buffers.fill_view(0, skip)
+            try:
+                n = self._read(body, view)
+            finally:
+                buffers.put_back(buffer, view)
             if not n:
                 return
             skip -= n
         while room := claims.room(claim, position):
-            view = buffer[: min(len(buffer), room)]
-            n = claims.reserve(claim, position, self._read(body, view))
+            buffer, view = buffers.fill_view(position, room)
+            try:
+                n = claims.reserve(claim, position, self._read(body, view))
+            except BaseException:
+                buffers.put_back(buffer, view)
+                raise
             if not n:
+                buffers.put_back(buffer, view)
                 return
-            self._write(claim, view[:n], position)
+            chunk = buffers.chunk(buffer, view[:n], position, claim)
+            self._hash.offer(chunk)
+            writer.put(chunk)
             position += n
 
     def _read(self, body: RangeBody, view: memoryview) -> int:
@@ -525,15 +459,17 @@ class BlobDownload:
                 raise Cancelled() from None
             raise
 
-    def _write(self, claim: Claim, data: memoryview, position: int) -> None:
+    def _write_chunk(self, chunk: Chunk) -> None:
+        """On the fetch's writer thread: the chunk into the file, then counted in its parts."""
+        position, n = chunk.position, len(chunk.view)
         try:
-            self.file.write_at(data, position)
+            self.file.write_at(chunk.view, position)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise Permanent(str(storage_error(exc, "writing download"))) from None
             raise
-        claim.record(position, len(data))
-        if (position + len(data)) // _WAKE_BYTES != position // _WAKE_BYTES or claim.done:
+        chunk.claim.record(position, n)
+        if (position + n) // _WAKE_BYTES != position // _WAKE_BYTES or chunk.claim.done:
             self._wake_followers()
 
     def _wake_followers(self) -> None:

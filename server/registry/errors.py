@@ -41,3 +41,7 @@ class PartUnusable(RegistryError):
 
 class Permanent(RegistryError):
     """A failure that retrying cannot fix (no space left, a 404): the download stops at once."""
+
+
+class Cancelled(Exception):
+    """The download was called off (every waiting pull went away); not a failure to report."""

@@ -11,6 +11,7 @@ variable, read once when the service is built:
 | `POLLAMA_PULL_RETRIES` | 6 | consecutive failed tries of one request before the pull fails |
 | `POLLAMA_PULL_BACKOFF` | 1 | first retry delay in seconds (doubles each try) |
 | `POLLAMA_PULL_CHECKPOINT` | 0.5 | seconds between persisted progress checkpoints |
+| `POLLAMA_PULL_DIRECT_IO` | 1 | 0: write downloads through the page cache only (no `O_DIRECT`) |
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from server.config import ConfigError
+from server.config import ConfigError, parse_bool
 from server.registry.parts import PartSizing, RetryPolicy
 
 
@@ -34,6 +35,8 @@ class TransferSettings:
     #: Seconds between progress lines (Ollama ticks every ~60 ms).
     tick: float = 0.06
     connect_timeout: float = 30.0
+    #: Write whole aligned blocks of a download past the page cache where the OS allows (`partial.py`).
+    direct_io: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "TransferSettings":
@@ -49,6 +52,10 @@ class TransferSettings:
                 raise ConfigError(f"{name}: must be at least {minimum}")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            raw = environ.get(name, "").strip()
+            return parse_bool(raw) if raw else default
+
         base = cls()
         sizing = PartSizing(fixed_size=int(num("POLLAMA_PULL_PART_SIZE", 0, int, 0)))
         retry = RetryPolicy(
@@ -61,4 +68,5 @@ class TransferSettings:
             parallel=int(num("POLLAMA_PULL_PARALLEL", base.parallel, int, 1)),
             retry=retry,
             checkpoint_interval=num("POLLAMA_PULL_CHECKPOINT", base.checkpoint_interval, float, 0.01),
+            direct_io=flag("POLLAMA_PULL_DIRECT_IO", base.direct_io),
         )

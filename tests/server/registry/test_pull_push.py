@@ -107,12 +107,14 @@ def test_bad_manifests(body: bytes, content_type: str, message: str) -> None:
         parse_manifest(body, content_type)
 
 
-async def test_drops_and_stalls_still_complete(store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy) -> None:
+@pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "buffered"])
+async def test_drops_and_stalls_still_complete(store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy, direct_io: bool) -> None:
+    """Each restart resumes at whatever byte the cut left, so writes start and end off the block boundaries."""
     seed(registry_client, registry.host)
     fault_proxy.faults = Faults(drop_after=300_000, drops=4, stall_after=200_000, stalls=2)
     name = Name.parse(f"{fault_proxy.host}/library/m")
     # Faults go to whichever connection gets there first: one part may meet all six of them.
-    lines = await run(make_service(retry=replace(FAST.retry, max_tries=8)).pull(name, insecure=True))
+    lines = await run(make_service(retry=replace(FAST.retry, max_tries=8), direct_io=direct_io).pull(name, insecure=True))
     assert lines[-1] == {"status": "success"}
     assert fault_proxy.faults.drops == 0 and fault_proxy.faults.stalls == 0  # every fault was hit
     assert store.blobs.path(store.require(name).manifest.layers[0].digest).read_bytes() == WEIGHTS

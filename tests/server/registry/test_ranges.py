@@ -7,18 +7,12 @@ import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Iterator
 
 import httpx
 import pytest
 
-from server.registry import parts as pp
-from server.registry import partial
-from server.registry.download import Cancelled, FrontierFollower, FrontierHash, FrontierWriteback
 from server.registry.errors import RegistryError
-from server.registry.partial import PartialFile
-from server.store.fileio import PositionalIO
 from server.registry.ranges import ConnectionPool, RawBody
 from server.registry.transport import StreamedBody
 from server.store.manifest import MODEL
@@ -200,80 +194,3 @@ async def test_a_part_answered_401_gets_its_token_through_httpx(store: Store, ma
     second = transport.open_range(url, "bytes=10-19", authenticate=True)
     assert isinstance(second, RawBody) and second.status == 206 and read_all(second) == DATA[10:20]
     second.close()
-
-
-def write_halves(file: PartialFile, parts: list[pp.Part], follower: FrontierFollower, order: list[tuple[int, int]]) -> None:
-    """Write `DATA` half a (1 MB) part at a time in `order` (part, half), counting each in its part and waking `follower`."""
-    for n, half in order:
-        part = parts[n]
-        offset = part.offset + half * 500_000
-        file.write_at(memoryview(DATA[offset : offset + 500_000]), offset)
-        part.completed = offset + 500_000 - part.offset
-        follower.wake()
-
-
-def test_frontier_hash_of_out_of_order_writes(tmp_path: Path) -> None:
-    """Bytes are hashed in order whatever order they land in, the hasher running alongside the writers."""
-    file = PartialFile(tmp_path, DIGEST)
-    file.open(len(DATA), fresh=True)
-    parts = pp.plan(len(DATA), pp.PartSizing(fixed_size=1_000_000))
-    hasher = FrontierHash(file, parts, len(DATA), threading.Event())
-    result: list[str] = []
-    thread = threading.Thread(target=lambda: result.append(hasher.run()))
-    thread.start()
-    write_halves(file, parts, hasher, [(1, 0), (2, 0), (0, 0), (1, 1), (0, 1), (2, 1)])
-    thread.join(30)
-    assert result == [DIGEST]
-    file.close()
-
-
-def test_frontier_writeback_hands_over_each_byte_once_and_only_below_the_frontier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    file = PartialFile(tmp_path, DIGEST)
-    file.open(len(DATA), fresh=True)
-    parts = pp.plan(len(DATA), pp.PartSizing(fixed_size=1_000_000))
-    handed: list[tuple[int, int, int]] = []  # offset, size, frontier at the time
-    monkeypatch.setattr(file, "start_writeback", lambda offset, size: handed.append((offset, size, pp.frontier(parts))))
-    follower = FrontierWriteback(file, parts, len(DATA), threading.Event())
-    thread = threading.Thread(target=follower.follow)
-    thread.start()
-    write_halves(file, parts, follower, [(2, 0), (2, 1), (0, 0), (1, 0), (0, 1), (1, 1)])  # the frontier stays at 0 until part 0 starts
-    thread.join(30)
-    assert not thread.is_alive()
-    position = 0
-    for offset, size, frontier in handed:
-        assert offset == position and size > 0 and offset + size <= frontier
-        position += size
-    assert position == len(DATA)
-    file.close()
-
-
-def test_partial_file_writes_in_pieces_that_keep_page_cache_folios_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A write larger than a piece lands whole and in order, each system write at most `_WRITE_PIECE` bytes."""
-    sizes: list[int] = []
-    real = PositionalIO.write_at
-
-    def counted(io: PositionalIO, data: memoryview, offset: int) -> None:
-        sizes.append(len(data))
-        real(io, data, offset)
-
-    monkeypatch.setattr(PositionalIO, "write_at", counted)
-    file = PartialFile(tmp_path, DIGEST)
-    file.open(len(DATA), fresh=True)
-    odd = 3 * partial._WRITE_PIECE + 12_345
-    file.write_at(memoryview(DATA[7 : 7 + odd]), 7)
-    file.write_at(memoryview(DATA[:7]), 0)
-    file.write_at(memoryview(DATA[7 + odd :]), 7 + odd)
-    file.close()
-    assert file.data.read_bytes() == DATA
-    assert max(sizes) == partial._WRITE_PIECE and sizes[:4] == [partial._WRITE_PIECE] * 3 + [12_345]
-
-
-def test_frontier_hash_stops_when_called_off(tmp_path: Path) -> None:
-    file = PartialFile(tmp_path, DIGEST)
-    file.open(len(DATA), fresh=True)
-    cancel = threading.Event()
-    hasher = FrontierHash(file, pp.plan(len(DATA), pp.PartSizing(fixed_size=1_000_000)), len(DATA), cancel)
-    cancel.set()
-    with pytest.raises(Cancelled):
-        hasher.run()
-    file.close()

@@ -1,0 +1,35 @@
+"""Transfer settings from `POLLAMA_PULL_*` variables: defaults, values, and a clear error for a bad one."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import ConfigError
+from server.registry.settings import TransferSettings
+
+
+def test_defaults_are_ollamas() -> None:
+    settings = TransferSettings.from_env({})
+    assert settings == TransferSettings()
+    assert settings.parallel == 16 and settings.retry.max_tries == 6 and settings.direct_io
+
+
+def test_values_from_the_environment() -> None:
+    settings = TransferSettings.from_env({
+        "POLLAMA_PULL_PART_SIZE": "500000", "POLLAMA_PULL_PARALLEL": "2", "POLLAMA_PULL_STALL_TIMEOUT": "5",
+        "POLLAMA_PULL_RETRIES": "3", "POLLAMA_PULL_BACKOFF": "0.5", "POLLAMA_PULL_CHECKPOINT": "1", "POLLAMA_PULL_DIRECT_IO": "0",
+    })
+    assert settings.sizing.fixed_size == 500_000 and settings.parallel == 2 and settings.checkpoint_interval == 1
+    assert (settings.retry.stall_timeout, settings.retry.max_tries, settings.retry.backoff_base) == (5, 3, 0.5)
+    assert not settings.direct_io
+    assert TransferSettings.from_env({"POLLAMA_PULL_DIRECT_IO": "true"}).direct_io
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("POLLAMA_PULL_PARALLEL", "many", "POLLAMA_PULL_PARALLEL: 'many' is not a number"),
+    ("POLLAMA_PULL_PARALLEL", "0", "POLLAMA_PULL_PARALLEL: must be at least 1"),
+    ("POLLAMA_PULL_STALL_TIMEOUT", "0", "POLLAMA_PULL_STALL_TIMEOUT: must be at least 0.1"),
+])
+def test_a_bad_value_is_named(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TransferSettings.from_env({name: value})
