@@ -134,8 +134,9 @@ class PartialFile:
 
         Direct writes need the block's file offset and memory address both
         multiples of `DIRECT_ALIGN`, which the copy buffers arrange
-        (`chunks.py`); an unaligned head or tail, a read-only buffer, or a
-        file system that refuses `O_DIRECT` take the buffered path, in
+        (`chunks.py`); an unaligned head or tail, a read-only buffer, a
+        file system not on a local disk (`_open_direct`), or one that
+        refuses `O_DIRECT` take the buffered path, in
         writes of at most `_WRITE_PIECE` bytes (Linux sizes page-cache
         folios by the write, and large ones come from the high-order free
         blocks the host has taken back: 1 MB writes measured three to five
@@ -240,10 +241,34 @@ class PartialFile:
         fsync_dir(self.root)
 
 
+#: File systems on a local disk, where a direct write costs what the disk takes. On a network file
+#: system (NFS, SMB) each direct write is a synchronous round trip, far slower than cached writes.
+_LOCAL_DISK_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "bcachefs", "jfs", "nilfs2"})
+
+
+def _file_system(path: Path) -> str | None:
+    """The type of the file system `path` is on, from the longest mount point above it (Linux)."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text()
+        target = os.path.realpath(path)
+    except OSError:
+        return None
+    best, kind = "", None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
 def _open_direct(path: Path) -> int | None:
-    """`path` opened for direct writes, where the OS and file system allow it (Linux; not tmpfs)."""
+    """`path` opened for direct writes, where the OS allows them and the file system is on a local disk."""
     flag = getattr(os, "O_DIRECT", 0)
-    if not flag:
+    if not flag or _file_system(path) not in _LOCAL_DISK_FILE_SYSTEMS:
         return None
     try:
         return os.open(path, os.O_WRONLY | O_BINARY | flag)

@@ -135,3 +135,22 @@ def test_direct_io_can_be_turned_off(tmp_path: Path) -> None:
     file.open(len(DATA), fresh=True)
     assert not file.direct
     file.close()
+
+
+def test_direct_writes_only_on_a_local_disk_file_system(tmp_path: Path) -> None:
+    """A RAM or network file system gets cached writes (on NFS each direct write would be a synchronous round trip)."""
+    assert partial._file_system(Path("/proc/self")) == "proc"  # the longest mount point above a path wins over "/"
+    shm = Path("/dev/shm")
+    if partial._file_system(shm) != "tmpfs" or not os.access(shm, os.W_OK):
+        pytest.skip("no writable tmpfs at /dev/shm")
+    folder = shm / f"pollama-test-{os.getpid()}-{tmp_path.name}"
+    folder.mkdir()
+    try:
+        file = PartialFile(folder, DIGEST)
+        file.open(len(DATA), fresh=True)
+        assert not file.direct
+        file.close()
+    finally:
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
