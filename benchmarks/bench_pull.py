@@ -106,23 +106,36 @@ class PeakRss:
             self._thread.join()
 
 
+def page_cache_kib() -> int:
+    """The page cache's size now (Linux `Cached:`; 0 elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("Cached:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def pull(client: httpx.Client, server: LiveServer, name: str) -> tuple[float, int, float]:
-    """Seconds, peak RSS above idle (KiB), and the server's CPU seconds for one pull."""
+def pull(client: httpx.Client, server: LiveServer, name: str) -> tuple[float, int, float, int]:
+    """Seconds, peak RSS above idle (KiB), the server's CPU seconds, and the page cache's growth (KiB) for one pull."""
     pid = server.proc.pid  # type: ignore[union-attr]
     idle = rss_kib(pid)
     cpu = cpu_seconds(pid)
+    cached = page_cache_kib()
     with PeakRss(pid) as sampler:
         start = time.perf_counter()
         r = client.post(f"{server.url}/api/pull", json={"model": name, "insecure": True, "stream": False})
         elapsed = time.perf_counter() - start
     assert r.json() == {"status": "success"}, r.text
-    return elapsed, sampler.peak - idle, cpu_seconds(pid) - cpu
+    return elapsed, sampler.peak - idle, cpu_seconds(pid) - cpu, page_cache_kib() - cached
 
 
 def delete(client: httpx.Client, server: LiveServer, name: str) -> None:
@@ -142,15 +155,17 @@ def sha256_rate(path: Path) -> float:
     return len(data) / statistics.median(times)
 
 
-def curl(url: str, dest: Path) -> tuple[float, float]:
-    """curl's own transfer time and the CPU seconds it used."""
+def curl(url: str, dest: Path) -> tuple[float, float, int]:
+    """curl's own transfer time, the CPU seconds it used, and the page cache's growth (KiB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cached = page_cache_kib()
     out = subprocess.run(["curl", "-s", "-f", "-o", str(dest), "-w", "%{time_total}", url], check=True, capture_output=True, text=True)
+    grown = page_cache_kib() - cached
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     size = dest.stat().st_size
     dest.unlink()
     assert size > 0
-    return float(out.stdout), (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return float(out.stdout), (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), grown
 
 
 def free_page_reporting() -> bool:
@@ -182,6 +197,7 @@ def main() -> None:
             blob_url = f"{registry.url}/v2/library/bench/blobs/{digest}"
             big, little = f"{registry.host}/library/bench", f"{registry.host}/library/small"
             curl_times, pull_times, big_rss, small_rss, curl_cpu, pull_cpu = [], [], [], [], [], []
+            cache_growth: dict[str, list[int]] = {"curl": [], "pull": []}
             registry_pid = registry.proc.pid  # type: ignore[union-attr]
             registry_cpu: dict[str, list[float]] = {"curl": [], "pull": []}
             curl(blob_url, root / "warm.bin")  # page cache warm for both
@@ -191,24 +207,26 @@ def main() -> None:
 
                 def timed_curl() -> None:
                     served = cpu_seconds(registry_pid)
-                    t, cpu = curl(blob_url, root / "home" / ".ollama" / "models" / "curl.bin")
+                    t, cpu, grown = curl(blob_url, root / "home" / ".ollama" / "models" / "curl.bin")
                     curl_times.append(t)
                     curl_cpu.append(cpu)
+                    cache_growth["curl"].append(grown)
                     registry_cpu["curl"].append(cpu_seconds(registry_pid) - served)
 
                 def timed_pull() -> None:
                     served = cpu_seconds(registry_pid)
-                    t, rss, cpu = pull(client, server, big)
+                    t, rss, cpu, grown = pull(client, server, big)
                     pull_times.append(t)
                     big_rss.append(rss)
                     pull_cpu.append(cpu)
+                    cache_growth["pull"].append(grown)
                     registry_cpu["pull"].append(cpu_seconds(registry_pid) - served)
                     delete(client, server, big)
 
                 for n in range(args.rounds):
                     for step in (timed_curl, timed_pull) if n % 2 == 0 else (timed_pull, timed_curl):
                         step()
-                    _, rss, _ = pull(client, server, little)
+                    _, rss, _, _ = pull(client, server, little)
                     small_rss.append(rss)
                     delete(client, server, little)
         finally:
@@ -229,10 +247,12 @@ def main() -> None:
         "cpu_seconds_curl": round(statistics.median(curl_cpu), 3),
         "cpu_seconds_pollama_server": round(statistics.median(pull_cpu), 3),
         "cpu_seconds_registry": {k: round(statistics.median(v), 3) for k, v in registry_cpu.items()},
+        "direct_io": os.environ.get("POLLAMA_PULL_DIRECT_IO", "auto"),
         "cores": os.cpu_count(),
         "vm_free_page_reporting": free_page_reporting(),
         "sha256_one_core_MBps": round(sha_rate / 1e6, 1),
         "ratio_ceiling_from_sha256": round(min(1.0, sha_rate * curl_s / size), 3),
+        "page_cache_growth_MiB": {k: round(statistics.median(v) / 1024, 1) for k, v in cache_growth.items()},
         "peak_rss_above_idle_MiB_262MB_blob": round(max(big_rss) / 1024, 1),
         "peak_rss_above_idle_MiB_26MB_blob": round(max(small_rss) / 1024, 1),
     }, indent=2))

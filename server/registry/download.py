@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
+from server.gpu import system_memory
 from server.registry import parts as pp
 from server.registry.chunks import BufferPool, Chunk, ChunkWriter, LaneBuffers
 from server.registry.claims import Claim, Claims
@@ -102,7 +103,7 @@ class BlobDownload:
         self.total = total
         self.settings = settings
         self.executor = executor
-        self.file = PartialFile(blobs_root, digest, direct=settings.direct_io)
+        self.file = PartialFile(blobs_root, digest, direct=settings.direct_for(total, lambda: system_memory().free))
         self.parts: list[pp.Part] = []
         self.resumed_from = 0
         self.cancel = threading.Event()

@@ -11,13 +11,13 @@ variable, read once when the service is built:
 | `POLLAMA_PULL_RETRIES` | 6 | consecutive failed tries of one request before the pull fails |
 | `POLLAMA_PULL_BACKOFF` | 1 | first retry delay in seconds (doubles each try) |
 | `POLLAMA_PULL_CHECKPOINT` | 0.5 | seconds between persisted progress checkpoints |
-| `POLLAMA_PULL_DIRECT_IO` | 1 | 0: write downloads through the page cache only (no `O_DIRECT`) |
+| `POLLAMA_PULL_DIRECT_IO` | auto | 1: write blobs past the page cache (`O_DIRECT`, local disks on Linux); 0: never; auto: for a blob larger than half the available memory |
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 from server.config import ConfigError, parse_bool
 from server.registry.parts import PartSizing, RetryPolicy
@@ -35,8 +35,9 @@ class TransferSettings:
     #: Seconds between progress lines (Ollama ticks every ~60 ms).
     tick: float = 0.06
     connect_timeout: float = 30.0
-    #: Write whole aligned blocks of a download past the page cache where the OS allows (`partial.py`).
-    direct_io: bool = True
+    #: Write whole aligned blocks of a download past the page cache where the OS allows (`partial.py`);
+    #: None: only blobs too big to stay cached (`direct_for`).
+    direct_io: bool | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "TransferSettings":
@@ -52,9 +53,9 @@ class TransferSettings:
                 raise ConfigError(f"{name}: must be at least {minimum}")
             return value
 
-        def flag(name: str, default: bool) -> bool:
+        def flag(name: str, default: bool | None) -> bool | None:
             raw = environ.get(name, "").strip()
-            return parse_bool(raw) if raw else default
+            return default if not raw or raw.lower() == "auto" else parse_bool(raw)
 
         base = cls()
         sizing = PartSizing(fixed_size=int(num("POLLAMA_PULL_PART_SIZE", 0, int, 0)))
@@ -70,3 +71,18 @@ class TransferSettings:
             checkpoint_interval=num("POLLAMA_PULL_CHECKPOINT", base.checkpoint_interval, float, 0.01),
             direct_io=flag("POLLAMA_PULL_DIRECT_IO", base.direct_io),
         )
+
+    def direct_for(self, size: int, available_memory: Callable[[], int]) -> bool:
+        """Whether a blob of `size` bytes is written past the page cache.
+
+        Cached writes leave a freshly pulled model in memory, so the load
+        that usually follows (`pollama run` pulls, then loads) reads no
+        disk. A blob bigger than half the memory available would not stay
+        cached anyway: writing it through the cache would only evict what
+        the machine was using (a model being served included) and, on a
+        VM whose host reclaims free memory, fault every page in. Those go
+        direct.
+        """
+        if self.direct_io is not None:
+            return self.direct_io
+        return size > available_memory() // 2

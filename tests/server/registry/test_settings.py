@@ -11,7 +11,7 @@ from server.registry.settings import TransferSettings
 def test_defaults_are_ollamas() -> None:
     settings = TransferSettings.from_env({})
     assert settings == TransferSettings()
-    assert settings.parallel == 16 and settings.retry.max_tries == 6 and settings.direct_io
+    assert settings.parallel == 16 and settings.retry.max_tries == 6 and settings.direct_io is None
 
 
 def test_values_from_the_environment() -> None:
@@ -22,7 +22,17 @@ def test_values_from_the_environment() -> None:
     assert settings.sizing.fixed_size == 500_000 and settings.parallel == 2 and settings.checkpoint_interval == 1
     assert (settings.retry.stall_timeout, settings.retry.max_tries, settings.retry.backoff_base) == (5, 3, 0.5)
     assert not settings.direct_io
-    assert TransferSettings.from_env({"POLLAMA_PULL_DIRECT_IO": "true"}).direct_io
+    assert TransferSettings.from_env({"POLLAMA_PULL_DIRECT_IO": "true"}).direct_io is True
+    assert TransferSettings.from_env({"POLLAMA_PULL_DIRECT_IO": "auto"}).direct_io is None
+
+
+def test_direct_writes_by_default_only_for_a_blob_too_big_to_stay_cached() -> None:
+    """A model that fits stays in the page cache for the load after the pull; a bigger one would only evict."""
+    auto = TransferSettings()
+    assert not auto.direct_for(4_000_000_000, lambda: 16_000_000_000)
+    assert auto.direct_for(9_000_000_000, lambda: 16_000_000_000)
+    assert TransferSettings(direct_io=True).direct_for(1, lambda: 16_000_000_000)
+    assert not TransferSettings(direct_io=False).direct_for(9_000_000_000, lambda: 1)
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
