@@ -24,14 +24,14 @@ output), a transfer that writes into pages the host took back runs two to
 three times slower: the first touch of each costs a fault in the host.
 Linux sizes page-cache folios by the write, and large folios come from the
 high-order free blocks that are reported, so the larger the writes the
-more often a pull pays. Measured here: 250 MB written a few seconds after
-another file was deleted took 0.2 to 0.4 s in 1 MB writes, 0.06 to 0.08 s
-in 256 KiB ones, which is why pollama writes 256 KiB at a time; even so
-about a third of the rounds are hit (half with 1 MB writes). Such rounds stand out by several tenths of
-a second; the order swaps every round so they cannot all fall on one
-side. With reporting off (`page_reporting_order` set above 10, for a test
-only) and all free memory touched once, three runs gave 0.92, 0.98 and
-1.01.
+more often a transfer pays; pollama's cached writes are 256 KiB. Such
+rounds stand out by several tenths of a second; the order swaps every
+round so they cannot all fall on one side. `page_cache_growth_MiB` shows
+how much each side leaves in the page cache.
+
+pollama writes a blob this size through the page cache (it stays cached
+for the load after a pull); `POLLAMA_PULL_DIRECT_IO=1` measures the
+direct path instead, which takes no page cache and is bound by the disk.
 """
 
 from __future__ import annotations
