@@ -7,8 +7,9 @@ that claim it are replaced, so even a power cut never makes a record lie.
 The store's start-up cleanup keeps names containing `-partial` and removes
 `.tmp-*`, which is what record writes use as temp names.
 
-Where the OS allows (Linux `O_DIRECT`), whole aligned blocks go to the disk
-without passing through the page cache; see `PartialFile.write_at` for why.
+For a blob too big to stay cached, and where the OS allows (Linux
+`O_DIRECT`, local disks), whole aligned blocks go to the disk without
+passing through the page cache; see `PartialFile.write_at` for why.
 """
 
 from __future__ import annotations
@@ -121,11 +122,12 @@ class PartialFile:
     def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         """`data` at `offset`: its whole aligned blocks written direct where possible, the rest through the page cache.
 
-        A download writes each byte once and reads it back never (it is
-        hashed from memory), so caching it only costs: a 40 GB pull would
-        push that much page cache, evicting what the machine was using (the
-        weights of a model being served, mapped from its file). And on a
-        virtual machine that reports free memory to its host
+        Direct writes are for a blob that would not stay cached anyway
+        (`TransferSettings.direct_for`): the download hashes from memory
+        and never reads its bytes back, so caching them would only push a
+        40 GB pull's worth of page cache, evicting what the machine was
+        using (the weights of a model being served, mapped from its file).
+        And on a virtual machine that reports free memory to its host
         (virtio-balloon free page reporting), every page-cache page taken
         from memory the host took back costs a fault in the host on first
         touch: measured here, buffered 1 MB writes of 250 MB a few seconds
