@@ -187,12 +187,14 @@ async def test_concurrent_pulls_share_one_download(store: Store, make_service: M
     assert fault_proxy.bytes_down < 1.2 * len(WEIGHTS)
 
 
+@pytest.mark.parametrize("direct_io", [None, True], ids=["auto", "direct"])
 async def test_cancelled_pull_resumes_where_it_stopped(
-    store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy, caplog: pytest.LogCaptureFixture,
+    direct_io: bool | None,
 ) -> None:
     seed(registry_client, registry.host)
     fault_proxy.faults = Faults(rate=2_000_000)
-    service = make_service(parallel=2)
+    service = make_service(parallel=2, direct_io=direct_io)
     name = Name.parse(f"{fault_proxy.host}/library/m")
     events = service.pull(name, insecure=True)
     seen = 0
