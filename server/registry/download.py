@@ -103,7 +103,7 @@ class BlobDownload:
         self.total = total
         self.settings = settings
         self.executor = executor
-        self.file = PartialFile(blobs_root, digest, direct=settings.direct_for(total, lambda: system_memory().free))
+        self.file = PartialFile(blobs_root, digest)
         self.parts: list[pp.Part] = []
         self.resumed_from = 0
         self.cancel = threading.Event()
@@ -303,7 +303,8 @@ class BlobDownload:
     def _prepare(self) -> None:
         records, size = self.file.load()
         self.parts, resumed = pp.restore(self.total, self.settings.sizing, records, size)
-        self.file.open(self.total, fresh=not resumed)
+        direct = self.settings.direct_for(self.total, lambda: system_memory().free)
+        self.file.open(self.total, fresh=not resumed, direct=direct)
         self.resumed_from = pp.completed(self.parts)
         self._hash = FrontierHash(self.file, self.parts, self.total, self.cancel)
         self._writeback = FrontierWriteback(self.file, self.parts, self.total, self.cancel)

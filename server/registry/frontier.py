@@ -69,13 +69,14 @@ class FrontierHash(FrontierFollower):
     How many chunks it holds is bounded by the lanes' buffers
     (`LaneBuffers.depth`): a lane whose buffers are all held waits for the
     hash, which then is what limits the download. The hasher must run on a
-    thread of its own for that wait to end (`BlobDownload._followers`).
+    thread of its own for that wait to end (`BlobDownload._transfer`).
     """
 
     def __init__(self, file: PartialFile, parts: list[pp.Part], total: int, cancel: threading.Event) -> None:
         super().__init__(file, parts, total, cancel)
         self._sha = hashlib.sha256()
-        self._buffer = memoryview(bytearray(_HASH_STEP))
+        #: For bytes read back from the file; made at the first, as a download in order never needs it.
+        self._buffer: memoryview | None = None
         self._queue: collections.deque[Chunk] = collections.deque()
         self._closed = False
 
@@ -122,9 +123,11 @@ class FrontierHash(FrontierFollower):
                 self.position = chunk.end
             chunk.release()
             return
-        n = min(len(self._buffer), frontier - self.position)
+        n = min(_HASH_STEP, frontier - self.position)
         if n <= 0:
             return
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(_HASH_STEP))
         n = self.file.read_into(self._buffer[:n], self.position)
         if not n:
             raise RegistryError("partial file shrank while downloading")

@@ -65,14 +65,13 @@ def _address(view: memoryview) -> int | None:
 
 
 class PartialFile:
-    def __init__(self, blobs_root: Path, digest: str, *, direct: bool = True) -> None:
+    def __init__(self, blobs_root: Path, digest: str) -> None:
         self.root = blobs_root
         self.final = blobs_root / parse_digest(digest).replace(":", "-")
         self.data = self.final.with_name(self.final.name + "-partial")
         self._io: PositionalIO | None = None
         #: A second descriptor of the data file, opened `O_DIRECT` (None where unsupported or refused).
         self._direct: int | None = None
-        self._want_direct = direct
 
     @property
     def direct(self) -> bool:
@@ -105,8 +104,11 @@ class PartialFile:
             size = None
         return records_from_files(files), size
 
-    def open(self, total: int, *, fresh: bool) -> None:
-        """Open the data file; a fresh download drops old records and starts from an empty sparse file."""
+    def open(self, total: int, *, fresh: bool, direct: bool = True) -> None:
+        """Open the data file; a fresh download drops old records and starts from an empty sparse file.
+
+        `direct`: write whole blocks past the page cache where the OS and file system allow it.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         if fresh:
             for path in self.record_paths():
@@ -117,7 +119,7 @@ class PartialFile:
         if os.fstat(fd).st_size != total:
             os.ftruncate(fd, total)
         self._close_direct()
-        self._direct = _open_direct(self.data) if self._want_direct else None
+        self._direct = _open_direct(self.data) if direct else None
 
     def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         """`data` at `offset`: its whole aligned blocks written direct where possible, the rest through the page cache.
@@ -191,7 +193,7 @@ class PartialFile:
         """Have the kernel start writing a range to disk now, without waiting for it to land (Linux; elsewhere nothing).
 
         The call itself may block while the disk's queue is full, which is
-        why a thread of its own makes it (`download.FrontierWriteback`).
+        why a thread of its own makes it (`frontier.FrontierWriteback`).
 
         A fast download otherwise leaves the whole blob dirty in the page
         cache, and the fsync before publishing writes all of it while the

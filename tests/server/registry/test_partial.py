@@ -131,8 +131,8 @@ def test_a_full_disk_on_a_direct_write_is_an_error_not_a_fallback(tmp_path: Path
 
 
 def test_direct_io_can_be_turned_off(tmp_path: Path) -> None:
-    file = PartialFile(tmp_path, DIGEST, direct=False)
-    file.open(len(DATA), fresh=True)
+    file = PartialFile(tmp_path, DIGEST)
+    file.open(len(DATA), fresh=True, direct=False)
     assert not file.direct
     file.close()
 
