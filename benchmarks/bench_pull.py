@@ -60,12 +60,17 @@ from tests.support.live_server import LiveServer  # noqa: E402
 from tests.support.registry import RegistryServer, upload_model  # noqa: E402
 
 
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
-    with open(f"/proc/{pid}/status") as f:
+def proc_kib(path: str, field: str) -> int:
+    """A `Field:   123 kB` line of a /proc file (0 where there is no such line)."""
+    with open(path) as f:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    return proc_kib(f"/proc/{pid}/status", field)
 
 
 class PeakRss:
@@ -109,13 +114,9 @@ class PeakRss:
 def page_cache_kib() -> int:
     """The page cache's size now (Linux `Cached:`; 0 elsewhere)."""
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("Cached:"):
-                    return int(line.split()[1])
+        return proc_kib("/proc/meminfo", "Cached")
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 def cpu_seconds(pid: int) -> float:
