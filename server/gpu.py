@@ -18,6 +18,13 @@ from functools import cache
 from pathlib import Path
 
 
+#: VRAM a runner takes on each device it uses beyond its weights, KV cache and
+#: compute buffers (the driver context, cuBLAS workspace): Ollama keeps this
+#: much free per GPU when it places layers (`MinimumMemory`, 457 MiB for CUDA
+#: and ROCm). Measured on an H100: 0.5-0.7 GB per runner.
+CONTEXT_RESERVE = {"cuda": 457 << 20, "rocm": 457 << 20}
+
+
 @dataclass(frozen=True)
 class Device:
     id: str
@@ -25,6 +32,11 @@ class Device:
     kind: str  # "cuda", ...
     total_memory: int
     free_memory: int
+
+    @property
+    def context_reserve(self) -> int:
+        """What a new runner's own context will take here (`CONTEXT_RESERVE`)."""
+        return CONTEXT_RESERVE.get(self.kind, 0)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

@@ -133,11 +133,12 @@ def choose_eviction(runners: list[RunnerState]) -> RunnerState | None:
 def free_memory_for(spec: RunnerSpec, devices: list[Device], fresh: Callable[[], list[Device]],
                     memory: Callable[[], SystemMemory], gpu_overhead: int) -> int:
     """Memory a model would load into: the GPUs' free VRAM (as `fresh` reads it now, less the
-    configured overhead per GPU), or system memory without GPUs or for a CPU-only model."""
+    configured overhead and the new runner's own context on each GPU), or system memory
+    without GPUs or for a CPU-only model."""
     if not devices or spec.num_gpu == 0:
         return memory().free
     now = {d.id: d for d in fresh()}
-    return sum(now.get(d.id, d).free_memory for d in devices) - gpu_overhead * len(devices)
+    return sum(now.get(d.id, d).free_memory - d.context_reserve - gpu_overhead for d in devices)
 
 
 def max_loaded(config: Config, devices: list[Device]) -> int:

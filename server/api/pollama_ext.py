@@ -19,7 +19,7 @@ from server.api.http import field, json_response, read_json
 from server.errors import BadRequest
 from server.gpu import gpu_devices, system_memory
 from server.options import coerce_options
-from server.scheduler import RunnerSpec, estimate_memory, resolve_num_ctx
+from server.scheduler import RunnerSpec, estimate_memory, free_memory_for, resolve_num_ctx
 from server.store.names import Name
 
 bp = Blueprint("pollama_ext", __name__)
@@ -72,8 +72,8 @@ def _estimate(config: Any, model: Any, options: dict[str, Any]) -> dict[str, Any
     sizes = sum(Path(p).stat().st_size for p in (spec.model_path, *spec.projectors))
     est = estimate_memory(spec, info, sizes)
     devices = gpu_devices()
-    mem = system_memory()
-    free = sum(d.free_memory for d in devices) if devices else mem.free
+    # as the scheduler will count it when loading: less OLLAMA_GPU_OVERHEAD and the runner's context
+    free = free_memory_for(spec, devices, lambda: devices, system_memory, config.gpu_overhead)
     return {
         "model": model.name.display,
         "context_length": num_ctx,
