@@ -239,6 +239,10 @@ class RunnerClient:
         try:
             self._send(build(rid))
             msg = await future
+        except asyncio.CancelledError:  # the caller went away: the runner can drop the work (an embed job)
+            if self.alive and not self._closing:
+                self._send_quietly(m.Cancel(rid))
+            raise
         finally:
             self._calls.pop(rid, None)
         if isinstance(msg, m.Error):

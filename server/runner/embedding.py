@@ -6,7 +6,7 @@ context. A generation model gets one lazily on its first embed request, with LAS
 (what Ollama's runner effectively returns for a model without a pooling layer: the last
 token's hidden state), so /api/embed works on completion models without a reload.
 Inputs are packed several to a decode, one sequence id each; the KV cache is cleared after
-every batch since nothing here is reused.
+every batch since nothing here is reused. A request is an `EmbedJob`, run a decode at a time.
 """
 
 from __future__ import annotations
@@ -87,34 +87,31 @@ class Embedder:
         ends = {t for t in (model.eos, _sep(model)) if t is not None}
         self._end_tokens = ends if (model.add_eos or model.add_sep) else set()
 
-    def embed(self, inputs: list[str], *, truncate: bool, normalize: bool,
-              dimensions: int | None) -> tuple[list[list[float]], int]:
-        tokenized = []
+    def tokenize(self, inputs: list[str], truncate: bool) -> list[list[int]]:
+        """Every input's tokens, cut to the context (or EmbedError without `truncate`)."""
+        out = []
         for text in inputs:
             tokens = self.model.tokenize(text, add_special=True, parse_special=True)
-            tokenized.append(fit_tokens(tokens, self.n_ctx, truncate, self._end_tokens))
-        vectors: list[list[float] | None] = [None] * len(tokenized)
-        order = list(range(len(tokenized)))
-        start = 0
-        while start < len(order):
-            group: list[int] = []
-            used = 0
-            while start < len(order) and len(group) < MAX_SEQS_PER_BATCH:
-                size = max(len(tokenized[order[start]]), 1)
-                if group and used + size > self.n_ctx:
-                    break
-                group.append(order[start])
-                used += size
-                start += 1
-            for idx, vec in zip(group, self._run(group, tokenized)):
-                vectors[idx] = finish_vector(vec, normalize=normalize, dimensions=dimensions)
-        return [v for v in vectors if v is not None], sum(len(t) for t in tokenized)
+            out.append(fit_tokens(tokens, self.n_ctx, truncate, self._end_tokens))
+        return out
 
-    def _run(self, group: list[int], tokenized: list[list[int]]) -> list[np.ndarray]:
+    def next_group(self, tokenized: list[list[int]], start: int) -> list[list[int]]:
+        """The inputs from `start` that one decode takes: up to MAX_SEQS_PER_BATCH, within the context."""
+        group: list[list[int]] = []
+        used = 0
+        for tokens in tokenized[start : start + MAX_SEQS_PER_BATCH]:
+            size = max(len(tokens), 1)
+            if group and used + size > self.n_ctx:
+                break
+            group.append(tokens)
+            used += size
+        return group
+
+    def decode(self, group: list[list[int]]) -> list[np.ndarray]:
+        """One decode of `group`, one sequence id per input; their pooled vectors, in order."""
         self.batch.clear()
-        for seq, idx in enumerate(group):
-            tokens = tokenized[idx] or [self.model.bos if self.model.bos is not None else 0]
-            for pos, token in enumerate(tokens):
+        for seq, tokens in enumerate(group):
+            for pos, token in enumerate(tokens or [self.model.bos if self.model.bos is not None else 0]):
                 self.batch.add(token, pos, seq, True)
         try:
             rc = self.ctx.decode(self.batch)
@@ -133,6 +130,38 @@ class Embedder:
     def close(self) -> None:
         self.batch.close()
         self.ctx.close()
+
+
+class EmbedJob:
+    """One request's inputs, embedded one decode at a time.
+
+    The engine runs one step of one job between its generation steps, taking
+    the jobs in turn: a request with thousands of inputs neither stalls the
+    streams of a model that also generates nor keeps a one-input request
+    queued behind it waiting for all of them.
+    """
+
+    def __init__(self, embedder: Embedder, inputs: list[str], *, truncate: bool, normalize: bool,
+                 dimensions: int | None) -> None:
+        self._embedder = embedder
+        self.tokenized = embedder.tokenize(inputs, truncate)
+        self.normalize = normalize
+        self.dimensions = dimensions
+        self.vectors: list[list[float]] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.vectors) == len(self.tokenized)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(len(t) for t in self.tokenized)
+
+    def step(self) -> None:
+        """Embed the next group of inputs (EmbedFailure if the model gives no usable vector)."""
+        group = self._embedder.next_group(self.tokenized, len(self.vectors))
+        for vector in self._embedder.decode(group):
+            self.vectors.append(finish_vector(vector, normalize=self.normalize, dimensions=self.dimensions))
 
 
 def _sep(model: Model) -> int | None:

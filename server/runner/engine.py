@@ -20,6 +20,7 @@ import os
 import queue
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,7 +31,7 @@ from server.runner.backend import (
 )
 from server.runner.cpu import physical_cores
 from server.runner.detokenize import TextStream
-from server.runner.embedding import EmbedError, EmbedFailure, Embedder, EmbedSettings
+from server.runner.embedding import EmbedError, EmbedFailure, Embedder, EmbedJob, EmbedSettings
 from server.runner.media import IMAGE_MARKER, ImageSpan, is_sentinel, safe_prefix, truncate_with_images
 from server.runner.sampling import SamplerChain, SamplerError, TokenText, logprob_entry
 from server.runner.slots import (
@@ -83,6 +84,8 @@ class Engine:
         self.slots: list[Slot] = []
         self.waiting: list[tuple[int, m.CompletionRequest]] = []
         self.running: dict[int, Sequence] = {}
+        #: Embed requests under way, taken in turn a decode at a time (`_embed_step`).
+        self.embedding: deque[tuple[int, EmbedJob]] = deque()
         self.n_ctx_slot = 0
         self.n_threads = 1
         self._steps = 0
@@ -175,6 +178,7 @@ class Engine:
         for seq in list(self.running.values()):
             self._release(seq)
         self.running.clear()
+        self.embedding.clear()
         for part in (self.vision, self.embedder, self.batch, self.ctx):
             if part is not None:
                 part.close()
@@ -189,7 +193,7 @@ class Engine:
     def run(self, inbox: "queue.SimpleQueue[Any]") -> None:
         """Serve until a Shutdown arrives. Blocks on the inbox only when there is no work."""
         while True:
-            idle = not self.running and not self.waiting
+            idle = not self.running and not self.waiting and not self.embedding
             try:
                 msg = inbox.get() if idle else inbox.get_nowait()
             except queue.Empty:
@@ -242,6 +246,11 @@ class Engine:
 
     def _cancel(self, rid: int) -> None:
         self.waiting = [(i, r) for i, r in self.waiting if i != rid]
+        for i, job in self.embedding:
+            if i == rid:
+                self.embedding.remove((i, job))
+                _note(f"request {rid}: embedding cancelled after {len(job.vectors)} of {len(job.tokenized)} inputs")
+                break
         seq = self.running.pop(rid, None)
         if seq is not None:
             self._release(seq)
@@ -255,15 +264,28 @@ class Engine:
                 n_ctx=n_ctx, n_threads=self.n_threads, flash_attention=self.options.flash_attention,
                 model_pooling=False))
         try:
-            vectors, count = self.embedder.embed(list(msg.inputs), truncate=msg.truncate,
-                                                 normalize=msg.normalize, dimensions=msg.dimensions)
+            job = EmbedJob(self.embedder, list(msg.inputs), truncate=msg.truncate,
+                           normalize=msg.normalize, dimensions=msg.dimensions)
         except EmbedError as exc:
             self._emit(m.Error(msg.id, str(exc), "bad_request"))
             return
+        self.embedding.append((msg.id, job))
+
+    def _embed_step(self) -> None:
+        """One decode of the next embed request in turn; it answers when its last input is done."""
+        rid, job = self.embedding.popleft()
+        try:
+            job.step()
         except EmbedFailure as exc:
-            self._emit(m.Error(msg.id, str(exc)))
+            self._emit(m.Error(rid, str(exc)))
             return
-        self._emit(m.Embedded(msg.id, tuple(tuple(v) for v in vectors), count))
+        except Exception as exc:  # as in `handle`: one request's bug must not take the runner down
+            self._emit(m.Error(rid, f"{type(exc).__name__}: {exc}"))
+            return
+        if job.done:
+            self._emit(m.Embedded(rid, tuple(tuple(v) for v in job.vectors), job.prompt_tokens))
+        else:
+            self.embedding.append((rid, job))
 
     def _start_waiting(self) -> None:
         """Give free slots to waiting requests, FIFO, each taking its best-matching slot."""
@@ -336,6 +358,8 @@ class Engine:
     # ---- one step ---------------------------------------------------------------------
 
     def step(self) -> None:
+        if self.embedding:
+            self._embed_step()
         if self.ctx is None:
             return
         self._start_waiting()

@@ -185,6 +185,48 @@ async def test_llama_embeddings(runner: RunnerClient) -> None:
     assert (await generate(runner, "hello world", num_predict=3)).last.eval_count == 3
 
 
+MANY = [f"input number {i} of the big request" for i in range(1600)]  # 100 decodes of 16
+
+
+async def test_a_big_embed_request_holds_up_neither_embeds_nor_streams(runner: RunnerClient) -> None:
+    """Embed requests run a decode at a time, in turn with each other and with generation:
+    a one-input request and a short stream sent after 1,600 inputs finish before them."""
+    finished: list[str] = []
+
+    async def embed(label: str, inputs: list[str]) -> list[list[float]]:
+        result = await runner.embed(inputs, truncate=True, normalize=True, dimensions=None)
+        finished.append(label)
+        return result.vectors
+
+    async def stream() -> str:
+        result = await generate(runner, "hello world", num_predict=8)
+        finished.append("stream")
+        return result.text
+
+    big, small, text = await asyncio.gather(embed("big", MANY), embed("small", ["hello"]), stream())
+    assert finished == ["small", "stream", "big"]
+    assert len(big) == len(MANY)
+    assert text == (await generate(runner, "hello world", num_predict=8)).text
+    assert small == (await runner.embed(["hello"], truncate=True, normalize=True, dimensions=None)).vectors
+    for i in (0, 700, len(MANY) - 1):  # a vector does not depend on the inputs it was batched with
+        alone = (await runner.embed([MANY[i]], truncate=True, normalize=True, dimensions=None)).vectors[0]
+        assert all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip(alone, big[i]))
+
+
+async def test_a_cancelled_embed_request_stops_in_the_runner(runner: RunnerClient) -> None:
+    task = asyncio.create_task(runner.embed(MANY, truncate=True, normalize=True, dimensions=None))
+    await asyncio.sleep(0)  # the request is sent; the cancel follows it at once
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len((await runner.embed(["after"], truncate=True, normalize=True, dimensions=None)).vectors) == 1
+    await asyncio.sleep(0.05)  # stderr is read by a task of its own
+    notes = [line for line in runner.stderr_tail(50) if "embedding cancelled after" in line]
+    assert notes, runner.stderr_tail(50)
+    done, total = (int(n) for n in notes[-1].split("after ")[1].split(" inputs")[0].split(" of "))
+    assert total == len(MANY) and done < total
+
+
 async def test_context_shift(small_ctx_runner: RunnerClient) -> None:
     r = await generate(small_ctx_runner, "hello world", num_predict=150)
     assert r.last.done_reason == "length" and r.last.eval_count == 150
