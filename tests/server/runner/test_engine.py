@@ -133,6 +133,21 @@ async def test_schema_grammar_output_parses(runner: RunnerClient) -> None:
     assert r.last.done_reason == "stop"
 
 
+async def test_sampled_grammar_output_always_matches_and_repeats_per_seed(runner: RunnerClient) -> None:
+    """With temperature the random model draws tokens the grammar mostly rejects: each is
+    checked, and a rejected one is drawn again under the grammar. Every seed's output
+    matches, batched runs give what solo runs give, and penalties still apply."""
+    grammar = 'root ::= "{" ws "\\"n\\":" ws [1-9] [0-9]* ws "}"\nws ::= [ \\t]*'
+    options = {"grammar": grammar, "temperature": 1.0, "num_predict": 40, "repeat_penalty": 1.3}
+    solo = [await generate(runner, "pick a number", seed=seed, **options) for seed in range(6)]
+    batched = await asyncio.gather(*(generate(runner, "pick a number", seed=seed, **options) for seed in range(6)))
+    for one, other in zip(solo, batched):
+        assert one.text == other.text
+        assert one.last.done_reason == "stop", one.text
+        assert isinstance(json.loads(one.text)["n"], int)
+    assert len({r.text for r in solo}) > 1, "seeds draw different numbers"
+
+
 async def test_invalid_grammar_is_a_bad_request(runner: RunnerClient) -> None:
     with pytest.raises(BadRequest, match="grammar"):
         await generate(runner, "x", grammar="root ::= (")
