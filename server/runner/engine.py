@@ -36,7 +36,7 @@ from server.runner.media import IMAGE_MARKER, ImageSpan, is_sentinel, safe_prefi
 from server.runner.sampling import SamplerChain, SamplerError, TokenText, logprob_entry
 from server.runner.slots import (
     PromptTooLong, Slot, choose_slot, effective_num_keep, predict_limit, reusable_prefix,
-    shift_amount, truncate_prompt,
+    shift_amount,
 )
 from server.runner.vision import ImageError, Vision, VisionPrompt
 
@@ -306,10 +306,7 @@ class Engine:
         try:
             n_ctx = self.n_ctx_slot
             num_keep = effective_num_keep(req.num_keep, len(tokens), n_ctx, model.add_bos)
-            if spans:
-                tokens, spans = truncate_with_images(tokens, spans, n_ctx, num_keep, req.truncate)
-            else:
-                tokens = truncate_prompt(tokens, n_ctx, num_keep, req.truncate)
+            tokens, spans = truncate_with_images(tokens, spans, n_ctx, num_keep, req.truncate)
             chain = SamplerChain(model.vocab, model.n_vocab, req, n_ctx=n_ctx)
         except BaseException:
             if vision_prompt is not None:

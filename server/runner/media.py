@@ -72,9 +72,10 @@ def safe_prefix(keep: int, spans: Sequence[ImageSpan]) -> int:
 
 def truncate_with_images(tokens: list[int], spans: list[ImageSpan], n_ctx: int, num_keep: int,
                          truncate: bool) -> tuple[list[int], list[ImageSpan]]:
-    """Ollama's truncation (keep num_keep positions and the tail) without splitting an image:
-    the kept head stops before an image it would cut, the dropped middle grows to swallow an
-    image it would cut. Spans after the cut move left with their positions."""
+    """Ollama's truncation of a prompt longer than the slot's context (keep num_keep positions
+    and the tail; refused when truncation is off), without splitting an image: the kept head
+    stops before an image it would cut, the dropped middle grows to swallow an image it would
+    cut. Spans after the cut move left with their positions."""
     if len(tokens) <= n_ctx:
         return tokens, spans
     if not truncate:

@@ -68,17 +68,6 @@ class PromptTooLong(ValueError):
     pass
 
 
-def truncate_prompt(tokens: list[int], n_ctx: int, num_keep: int, truncate: bool) -> list[int]:
-    """A prompt longer than the slot's context keeps num_keep tokens and the tail (Ollama's
-    runner), or is refused when truncation is off."""
-    if len(tokens) <= n_ctx:
-        return tokens
-    if not truncate:
-        raise PromptTooLong("the input length exceeds the context length")
-    discard = len(tokens) - n_ctx
-    return tokens[:num_keep] + tokens[num_keep + discard:]
-
-
 def shift_amount(n_past: int, num_keep: int) -> int:
     """Tokens to discard after num_keep when the context is full: half of the rest."""
     return max((n_past - num_keep) // 2, 1)

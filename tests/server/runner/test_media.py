@@ -45,6 +45,14 @@ def test_prefix_reuse_with_images_picks_the_matching_slot() -> None:
     assert common == 4  # the differing image ends the match at its first position
 
 
+def test_truncation_of_text_keeps_head_and_tail() -> None:
+    tokens = list(range(20))
+    assert truncate_with_images(tokens, [], 10, 3, True) == ([0, 1, 2, 13, 14, 15, 16, 17, 18, 19], [])
+    assert truncate_with_images(tokens, [], 30, 3, False) == (tokens, [])
+    with pytest.raises(PromptTooLong, match="the input length exceeds the context length"):
+        truncate_with_images(tokens, [], 10, 3, False)
+
+
 def test_truncation_drops_whole_images_only() -> None:
     tokens, spans = prompt()
     kept, kept_spans = truncate_with_images(tokens, spans, n_ctx=10, num_keep=1, truncate=True)

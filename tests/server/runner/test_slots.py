@@ -1,12 +1,9 @@
-"""Slot choice, truncation and shift arithmetic."""
+"""Slot choice, num_keep and shift arithmetic (truncation: test_media)."""
 
 from __future__ import annotations
 
-import pytest
-
 from server.runner.slots import (
-    PromptTooLong, Slot, choose_slot, common_prefix, effective_num_keep, reusable_prefix,
-    shift_amount, truncate_prompt,
+    Slot, choose_slot, common_prefix, effective_num_keep, reusable_prefix, shift_amount,
 )
 
 
@@ -52,14 +49,6 @@ def test_num_keep() -> None:
     assert effective_num_keep(0, 10, 100, True) == 1
     assert effective_num_keep(-1, 10, 100, False) == 10
     assert effective_num_keep(500, 10, 100, False) == 99
-
-
-def test_truncate_keeps_head_and_tail() -> None:
-    tokens = list(range(20))
-    assert truncate_prompt(tokens, 10, 3, True) == [0, 1, 2, 13, 14, 15, 16, 17, 18, 19]
-    assert truncate_prompt(tokens, 30, 3, False) == tokens
-    with pytest.raises(PromptTooLong, match="the input length exceeds the context length"):
-        truncate_prompt(tokens, 10, 3, False)
 
 
 def test_shift_discards_half_after_keep() -> None:
