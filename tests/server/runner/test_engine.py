@@ -228,6 +228,11 @@ async def test_a_big_embed_request_holds_up_neither_embeds_nor_streams(runner: R
         assert all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip(alone, big[i]))
 
 
+async def test_an_embed_request_without_inputs_gets_no_vectors(runner: RunnerClient) -> None:
+    result = await runner.embed([], truncate=True, normalize=True, dimensions=None)
+    assert (result.vectors, result.prompt_eval_count) == ([], 0)
+
+
 async def test_a_cancelled_embed_request_stops_in_the_runner(runner: RunnerClient) -> None:
     task = asyncio.create_task(runner.embed(MANY, truncate=True, normalize=True, dimensions=None))
     await asyncio.sleep(0)  # the request is sent; the cancel follows it at once
