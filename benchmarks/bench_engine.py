@@ -48,9 +48,9 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 2) if values else 0.0
 
 
-async def runner_stream(client: RunnerClient, prompt: str, tokens: int) -> dict[str, float]:
+async def runner_stream(client: RunnerClient, prompt: str, tokens: int, grammar: str | None = None) -> dict[str, float]:
     """One request; decode rate measured on arrival of chunks (what a client sees)."""
-    req = CompletionRequest(prompt=prompt, temperature=0.0, num_predict=tokens, top_k=40, top_p=0.9)
+    req = CompletionRequest(prompt=prompt, temperature=0.0, num_predict=tokens, top_k=40, top_p=0.9, grammar=grammar)
     start = time.perf_counter()
     first = last = 0.0
     count = 0
@@ -86,13 +86,13 @@ async def runner_concurrent(client: RunnerClient, tokens: int) -> dict[str, floa
     }
 
 
-def inprocess_stream(llm: Any, prompt: str, tokens: int) -> dict[str, float]:
+def inprocess_stream(llm: Any, prompt: str, tokens: int, grammar: Any = None) -> dict[str, float]:
     llm.reset()  # no prompt cache advantage either way: the runner reuses its prefix, decode is what we time
     start = time.perf_counter()
     first = last = 0.0
     count = 0
     for _ in llm.create_completion(prompt, max_tokens=tokens, temperature=0.0, top_k=40, top_p=0.9,
-                                   repeat_penalty=1.0, stream=True):
+                                   repeat_penalty=1.0, grammar=grammar, stream=True):
         now = time.perf_counter()
         if not first:
             first = now

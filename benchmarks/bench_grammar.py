@@ -5,7 +5,8 @@
 Prints one JSON object. Three contenders alternate inside each round (the machine's
 speed drifts, so only same-run ratios mean anything): the runner with the grammar,
 the runner without it, and llama-cpp-python's `Llama.create_completion(grammar=...)`
-in this process, all greedy on the same prompt with the same thread count.
+in this process, all greedy on the same prompt with the same thread count, each
+request timed by bench_engine.py's stream functions (decode rate, prompt excluded).
 
 The runner checks the chain's token against the grammar and applies the grammar to
 the whole vocabulary only when that token is rejected (as Ollama's sampler does);
@@ -24,14 +25,14 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.runner.client import CompletionRequest, LoadOptions, RunnerClient  # noqa: E402
+from benchmarks.bench_engine import inprocess_stream, runner_stream  # noqa: E402
+from server.runner.client import LoadOptions, RunnerClient  # noqa: E402
 from server.runner.cpu import physical_cores  # noqa: E402
 from server.runner.grammar import grammar_for_format  # noqa: E402
 
@@ -41,36 +42,6 @@ SCHEMA = {
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}},
     "required": ["name", "age", "tags"],
 }
-
-
-async def runner_rate(client: RunnerClient, grammar: str | None, tokens: int) -> tuple[float, str]:
-    """Decode tok/s as the chunks arrive (prompt excluded), and the text."""
-    req = CompletionRequest(prompt=PROMPT, temperature=0.0, num_predict=tokens, grammar=grammar)
-    first = last = 0.0
-    count, parts = 0, []
-    async for chunk in client.completion(req):
-        now = time.perf_counter()
-        if chunk.content:
-            first = first or now
-            last = now
-            parts.append(chunk.content)
-        if chunk.done:
-            count = chunk.eval_count
-    return ((count - 1) / (last - first) if last > first else 0.0), "".join(parts)
-
-
-def inprocess_rate(llm: Any, grammar: Any, tokens: int) -> tuple[float, str]:
-    llm.reset()
-    first = last = 0.0
-    count, parts = 0, []
-    for chunk in llm.create_completion(PROMPT, max_tokens=tokens, temperature=0.0, repeat_penalty=1.0,
-                                       grammar=grammar, stream=True):
-        now = time.perf_counter()
-        first = first or now
-        last = now
-        count += 1
-        parts.append(chunk["choices"][0]["text"])
-    return ((count - 1) / (last - first) if last > first else 0.0), "".join(parts)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,19 +58,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     llm = Llama(model_path=str(model), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
     grammar = LlamaGrammar.from_string(gbnf, verbose=False)
     rates: dict[str, list[float]] = {"runner_grammar": [], "runner_plain": [], "inprocess_grammar": []}
-    texts: dict[str, str] = {}
     try:
-        await runner_rate(runner, gbnf, 8)  # warm-up: page in the weights for both
-        inprocess_rate(llm, grammar, 8)
+        await runner_stream(runner, PROMPT, 8, gbnf)  # warm-up: page in the weights for both
+        inprocess_stream(llm, PROMPT, 8, grammar)
         for i in range(args.rounds):
             order = ["runner_grammar", "runner_plain", "inprocess_grammar"]
             for who in order[i % 3:] + order[: i % 3]:
                 if who == "inprocess_grammar":
-                    rate, text = inprocess_rate(llm, grammar, args.tokens)
+                    rates[who].append(inprocess_stream(llm, PROMPT, args.tokens, grammar)["decode_tok_s"])
                 else:
-                    rate, text = await runner_rate(runner, gbnf if who == "runner_grammar" else None, args.tokens)
-                rates[who].append(rate)
-                texts[who] = text
+                    result = await runner_stream(runner, PROMPT, args.tokens, gbnf if who == "runner_grammar" else None)
+                    rates[who].append(result["decode_tok_s"])
             print(f"round {i}: " + ", ".join(f"{k} {v[-1]:.1f} tok/s" for k, v in rates.items()), file=sys.stderr)
     finally:
         await runner.close()
@@ -114,7 +83,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "decode_tok_s_median": median,
         "runner_over_inprocess_with_grammar": round(median["runner_grammar"] / median["inprocess_grammar"], 3),
         "grammar_overhead_runner": round(median["runner_grammar"] / median["runner_plain"], 3),
-        "runner_grammar_text": texts["runner_grammar"][:120],
     }
 
 
