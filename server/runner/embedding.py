@@ -158,7 +158,10 @@ class EmbedJob:
         return sum(len(t) for t in self.tokenized)
 
     def step(self) -> None:
-        """Embed the next group of inputs (EmbedFailure if the model gives no usable vector)."""
+        """Embed the next group of inputs (EmbedFailure if the model gives no usable vector);
+        nothing once all are done, so a request without inputs needs no decode."""
+        if self.done:
+            return
         group = self._embedder.next_group(self.tokenized, len(self.vectors))
         for vector in self._embedder.decode(group):
             self.vectors.append(finish_vector(vector, normalize=self.normalize, dimensions=self.dimensions))

@@ -269,9 +269,6 @@ class Engine:
         except EmbedError as exc:
             self._emit(m.Error(msg.id, str(exc), "bad_request"))
             return
-        if job.done:  # no inputs
-            self._emit(m.Embedded(msg.id, (), 0))
-            return
         self.embedding.append((msg.id, job))
 
     def _embed_step(self) -> None:

@@ -18,11 +18,10 @@ way (the best token, if allowed, is also the best allowed one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
-
 import ctypes
 import math
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
