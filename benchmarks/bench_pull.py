@@ -22,16 +22,15 @@ On a virtual machine whose kernel hands freed memory back to its host
 (virtio-balloon free page reporting, `vm_free_page_reporting` in the
 output), a transfer that writes into pages the host took back runs two to
 three times slower: the first touch of each costs a fault in the host.
-Linux sizes page-cache folios by the write, and large folios come from the
-high-order free blocks that are reported, so the larger the writes the
-more often a transfer pays; pollama's cached writes are 256 KiB. Such
-rounds stand out by several tenths of a second; the order swaps every
-round so they cannot all fall on one side. `page_cache_growth_MiB` shows
-how much each side leaves in the page cache.
+curl pays it too, in the rounds that follow a delete; the order swaps every
+round so such rounds cannot all fall on one side. `page_cache_growth_MiB`
+shows how much each side leaves in the page cache.
 
-pollama writes a blob this size through the page cache (it stays cached
-for the load after a pull); `POLLAMA_PULL_DIRECT_IO=1` measures the
-direct path instead, which takes no page cache and is bound by the disk.
+By default (`POLLAMA_PULL_DIRECT_IO` unset: auto) pollama writes a blob this
+size through the page cache on a physical machine, where it stays cached
+for the load after a pull, and past it (`O_DIRECT`) on such a VM
+(`direct_io_auto_chooses_direct` in the output). `POLLAMA_PULL_DIRECT_IO=0`
+or `=1` measures one path or the other anywhere.
 """
 
 from __future__ import annotations
@@ -54,6 +53,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from server.gpu import system_memory  # noqa: E402
+from server.host_reclaim import host_reclaims_free_memory  # noqa: E402
+from server.registry.settings import TransferSettings  # noqa: E402
 from server.store.manifest import MODEL  # noqa: E402
 from tests.fixtures.gguf_models import cached_model  # noqa: E402
 from tests.support.live_server import LiveServer  # noqa: E402
@@ -169,15 +171,6 @@ def curl(url: str, dest: Path) -> tuple[float, float, int]:
     return float(out.stdout), (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), grown
 
 
-def free_page_reporting() -> bool:
-    """Whether this (virtual) machine returns free memory to its host (see the module docstring)."""
-    order = Path("/sys/module/page_reporting/parameters/page_reporting_order")
-    try:
-        return int(order.read_text()) <= 10 and Path("/sys/bus/virtio/drivers/virtio_balloon").exists()
-    except (OSError, ValueError):
-        return False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=6)
@@ -249,8 +242,9 @@ def main() -> None:
         "cpu_seconds_pollama_server": round(statistics.median(pull_cpu), 3),
         "cpu_seconds_registry": {k: round(statistics.median(v), 3) for k, v in registry_cpu.items()},
         "direct_io": os.environ.get("POLLAMA_PULL_DIRECT_IO", "auto"),
+        "direct_io_auto_chooses_direct": TransferSettings().direct_for(size, lambda: system_memory().free, host_reclaims_free_memory),
         "cores": os.cpu_count(),
-        "vm_free_page_reporting": free_page_reporting(),
+        "vm_free_page_reporting": host_reclaims_free_memory(),
         "sha256_one_core_MBps": round(sha_rate / 1e6, 1),
         "ratio_ceiling_from_sha256": round(min(1.0, sha_rate * curl_s / size), 3),
         "page_cache_growth_MiB": {k: round(statistics.median(v) / 1024, 1) for k, v in cache_growth.items()},

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 from server.gpu import system_memory
+from server.host_reclaim import host_reclaims_free_memory
 from server.registry import parts as pp
 from server.registry.chunks import BufferPool, Chunk, ChunkWriter, LaneBuffers
 from server.registry.claims import Claim, Claims
@@ -303,7 +304,7 @@ class BlobDownload:
     def _prepare(self) -> None:
         records, size = self.file.load()
         self.parts, resumed = pp.restore(self.total, self.settings.sizing, records, size)
-        direct = self.settings.direct_for(self.total, lambda: system_memory().free)
+        direct = self.settings.direct_for(self.total, lambda: system_memory().free, host_reclaims_free_memory)
         self.file.open(self.total, fresh=not resumed, direct=direct)
         self.resumed_from = pp.completed(self.parts)
         self._hash = FrontierHash(self.file, self.parts, self.total, self.cancel)

@@ -7,7 +7,8 @@ that claim it are replaced, so even a power cut never makes a record lie.
 The store's start-up cleanup keeps names containing `-partial` and removes
 `.tmp-*`, which is what record writes use as temp names.
 
-For a blob too big to stay cached, and where the OS allows (Linux
+For a blob too big to stay cached or on a VM whose host reclaims free
+memory (`TransferSettings.direct_for`), and where the OS allows (Linux
 `O_DIRECT`, local disks), whole aligned blocks go to the disk without
 passing through the page cache; see `PartialFile.write_at` for why.
 """
@@ -124,8 +125,8 @@ class PartialFile:
     def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         """`data` at `offset`: its whole aligned blocks written direct where possible, the rest through the page cache.
 
-        Direct writes are for a blob that would not stay cached anyway
-        (`TransferSettings.direct_for`): the download hashes from memory
+        Direct writes are for a blob that would not stay cached anyway, or a
+        VM's (`TransferSettings.direct_for`): the download hashes from memory
         and never reads its bytes back, so caching them would only push a
         40 GB pull's worth of page cache, evicting what the machine was
         using (the weights of a model being served, mapped from its file).

@@ -11,7 +11,7 @@ variable, read once when the service is built:
 | `POLLAMA_PULL_RETRIES` | 6 | consecutive failed tries of one request before the pull fails |
 | `POLLAMA_PULL_BACKOFF` | 1 | first retry delay in seconds (doubles each try) |
 | `POLLAMA_PULL_CHECKPOINT` | 0.5 | seconds between persisted progress checkpoints |
-| `POLLAMA_PULL_DIRECT_IO` | auto | 1: write blobs past the page cache (`O_DIRECT`, local disks on Linux); 0: never; auto: for a blob larger than half the available memory |
+| `POLLAMA_PULL_DIRECT_IO` | auto | 1: write blobs past the page cache (`O_DIRECT`, local disks on Linux); 0: never; auto: for a blob larger than half the available memory, and for every blob on a VM whose host reclaims free memory |
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class TransferSettings:
     tick: float = 0.06
     connect_timeout: float = 30.0
     #: Write whole aligned blocks of a download past the page cache where the OS allows (`partial.py`);
-    #: None: only blobs too big to stay cached (`direct_for`).
+    #: None: only blobs too big to stay cached, or on a VM whose host reclaims memory (`direct_for`).
     direct_io: bool | None = None
 
     @classmethod
@@ -72,17 +72,25 @@ class TransferSettings:
             direct_io=flag("POLLAMA_PULL_DIRECT_IO", base.direct_io),
         )
 
-    def direct_for(self, size: int, available_memory: Callable[[], int]) -> bool:
+    def direct_for(self, size: int, available_memory: Callable[[], int], host_reclaims: Callable[[], bool]) -> bool:
         """Whether a blob of `size` bytes is written past the page cache.
 
         Cached writes leave a freshly pulled model in memory, so the load
         that usually follows (`pollama run` pulls, then loads) reads no
-        disk. A blob bigger than half the memory available would not stay
-        cached anyway: writing it through the cache would only evict what
-        the machine was using (a model being served included) and, on a
-        VM whose host reclaims free memory, fault every page in. Those go
-        direct.
+        disk. Two kinds of blob go direct all the same:
+
+        - one bigger than half the memory available, which would not stay
+          cached anyway: writing it through the cache would only evict what
+          the machine was using (a model being served included);
+        - any blob on a VM whose host takes back free memory
+          (`server.host_reclaim`): there each new page-cache page faults in
+          the host on first touch, so cached writes ran at half curl's
+          speed or less in `benchmarks/bench_pull.py`, and twice the CPU,
+          while direct ones kept pace. The load after such a pull reads
+          the file from disk into memory it would have had to touch anyway:
+          measured with the 262 MB bench model, pull plus first load took
+          the same 2.9-3.4 s either way.
         """
         if self.direct_io is not None:
             return self.direct_io
-        return size > available_memory() // 2
+        return size > available_memory() // 2 or host_reclaims()

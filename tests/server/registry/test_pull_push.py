@@ -187,10 +187,10 @@ async def test_concurrent_pulls_share_one_download(store: Store, make_service: M
     assert fault_proxy.bytes_down < 1.2 * len(WEIGHTS)
 
 
-@pytest.mark.parametrize("direct_io", [None, True], ids=["auto", "direct"])
+@pytest.mark.parametrize("direct_io", [False, True], ids=["buffered", "direct"])
 async def test_cancelled_pull_resumes_where_it_stopped(
     store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy, caplog: pytest.LogCaptureFixture,
-    direct_io: bool | None,
+    direct_io: bool,
 ) -> None:
     seed(registry_client, registry.host)
     fault_proxy.faults = Faults(rate=2_000_000)

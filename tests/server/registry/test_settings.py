@@ -29,10 +29,18 @@ def test_values_from_the_environment() -> None:
 def test_direct_writes_by_default_only_for_a_blob_too_big_to_stay_cached() -> None:
     """A model that fits stays in the page cache for the load after the pull; a bigger one would only evict."""
     auto = TransferSettings()
-    assert not auto.direct_for(4_000_000_000, lambda: 16_000_000_000)
-    assert auto.direct_for(9_000_000_000, lambda: 16_000_000_000)
-    assert TransferSettings(direct_io=True).direct_for(1, lambda: 16_000_000_000)
-    assert not TransferSettings(direct_io=False).direct_for(9_000_000_000, lambda: 1)
+    on_metal = lambda: False  # noqa: E731
+    assert not auto.direct_for(4_000_000_000, lambda: 16_000_000_000, on_metal)
+    assert auto.direct_for(9_000_000_000, lambda: 16_000_000_000, on_metal)
+    assert TransferSettings(direct_io=True).direct_for(1, lambda: 16_000_000_000, on_metal)
+    assert not TransferSettings(direct_io=False).direct_for(9_000_000_000, lambda: 1, on_metal)
+
+
+def test_direct_writes_by_default_for_every_blob_where_the_host_reclaims_free_memory() -> None:
+    """There every new page-cache page faults in the host first: caching costs the pull, and saves the load nothing."""
+    on_vm = lambda: True  # noqa: E731
+    assert TransferSettings().direct_for(1_000_000, lambda: 16_000_000_000, on_vm)
+    assert not TransferSettings(direct_io=False).direct_for(1_000_000, lambda: 16_000_000_000, on_vm)
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
