@@ -129,10 +129,27 @@ class LaneBuffers:
         self.changed.notify_all()
 
     def put_back(self, buffer: mmap.mmap, view: memoryview) -> None:
-        """A buffer taken but never handed on (its read brought nothing)."""
+        """A buffer taken but not handed on as a chunk."""
         view.release()
         with self.changed:
             self.returned(buffer)
+
+    def read(self, position: int, room: int, read: Callable[[memoryview], int]) -> tuple[mmap.mmap, memoryview] | None:
+        """A buffer that `read` filled for `position` (at most `room` bytes), and the view of what it read.
+
+        None where `read` brought nothing; the buffer goes back then, and
+        when `read` raises.
+        """
+        buffer, view = self.fill_view(position, room)
+        try:
+            n = read(view)
+        except BaseException:
+            self.put_back(buffer, view)
+            raise
+        if not n:
+            self.put_back(buffer, view)
+            return None
+        return buffer, view[:n]
 
     def chunk(self, buffer: mmap.mmap, view: memoryview, position: int, claim: Claim) -> Chunk:
         return Chunk(self, buffer, view, position, claim)

@@ -427,28 +427,19 @@ class BlobDownload:
         """
         assert self._hash is not None
         while skip:  # a 200 sends the blob from byte 0
-            buffer, view = buffers.fill_view(0, skip)
-            try:
-                n = self._read(body, view)
-            finally:
-                buffers.put_back(buffer, view)
-            if not n:
+            got = buffers.read(0, skip, lambda view: self._read(body, view))
+            if got is None:
                 return
-            skip -= n
+            skip -= len(got[1])
+            buffers.put_back(*got)
         while room := claims.room(claim, position):
-            buffer, view = buffers.fill_view(position, room)
-            try:
-                n = claims.reserve(claim, position, self._read(body, view))
-            except BaseException:
-                buffers.put_back(buffer, view)
-                raise
-            if not n:
-                buffers.put_back(buffer, view)
+            got = buffers.read(position, room, lambda view: claims.reserve(claim, position, self._read(body, view)))
+            if got is None:
                 return
-            chunk = buffers.chunk(buffer, view[:n], position, claim)
+            chunk = buffers.chunk(*got, position, claim)
             self._hash.offer(chunk)
             writer.put(chunk)
-            position += n
+            position = chunk.end
 
     def _read(self, body: RangeBody, view: memoryview) -> int:
         if self.cancel.is_set():

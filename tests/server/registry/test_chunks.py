@@ -32,6 +32,26 @@ def test_a_fill_view_is_aligned_like_the_file_offset_and_bounded_by_the_room() -
     assert buffers.out == 0
 
 
+def test_a_read_hands_back_what_it_brought_and_returns_the_buffer_when_it_brought_nothing_or_failed() -> None:
+    buffers, _ = lane()
+
+    def fill(view: memoryview) -> int:
+        view[:3] = b"abc"
+        return 3
+
+    got = buffers.read(0, STEP, fill)
+    assert got is not None and bytes(got[1]) == b"abc" and buffers.out == 1
+    buffers.put_back(*got)
+    assert buffers.read(0, STEP, lambda view: 0) is None and buffers.out == 0
+
+    def fail(view: memoryview) -> int:
+        raise OSError(errno.ECONNRESET, "reset")
+
+    with pytest.raises(OSError):
+        buffers.read(0, STEP, fail)
+    assert buffers.out == 0
+
+
 def test_a_lane_waits_while_all_its_buffers_are_out_and_gets_one_back_when_released() -> None:
     buffers, claim = lane()
     chunks = []
