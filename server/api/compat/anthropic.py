@@ -6,7 +6,9 @@ Differences from Ollama, each a superset that an Anthropic client expects:
 (the SDKs raise it as a typed error) instead of silently ending the stream;
 `stop_sequence` is present in responses as in Anthropic's own, and names the
 request's stop sequence that ended the reply (`stop_reason: "stop_sequence"`;
-Ollama reports `end_turn` and `null`).
+Ollama reports `end_turn` and `null`); a thinking block carries an empty
+`signature`, a field Anthropic's block types require and that clients such
+as Claude Code send back with the block in the next turn.
 """
 
 from __future__ import annotations

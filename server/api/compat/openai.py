@@ -533,7 +533,8 @@ class CompletionStream:
         self._logprobs = LegacyLogprobs(len(echo_prompt or ""))
 
     def _chunk(self, text: str, finish: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {
+        """One text chunk; with `include_usage` it carries a zeroed `usage`, as Ollama's do (the real counts follow at the end)."""
+        chunk = {
             "id": self.id,
             "object": "text_completion",
             "created": int(time.time()),
@@ -541,6 +542,9 @@ class CompletionStream:
             "system_fingerprint": SYSTEM_FINGERPRINT,
             "choices": [_completion_choice(text, finish, logprobs)],
         }
+        if self.include_usage:
+            chunk["usage"] = usage({})
+        return chunk
 
     def feed(self, native: Mapping[str, Any]) -> list[dict[str, Any]]:
         out = []

@@ -5,6 +5,12 @@ are refused, so a client that relies on them learns it at once instead of
 getting answers without their history. Output item ids are fixed when an item
 is first announced and reused in every later event and in the final
 response, because the SDKs' stream accumulators check that identity.
+A reasoning summary's text events are framed by
+`response.reasoning_summary_part.added`/`.done`, as in OpenAI's own
+stream (Ollama sends only the text events); a client that does not know
+them skips them. Text that comes with tool calls is kept as a `message`
+item in the whole Response as well (Ollama drops it there, though its
+stream sends it), so streamed and whole answers hold the same items.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def test_embed_truncation(client: ollama.Client, server: LiveServer) -> None:
     long_text = "word " * 5000
     ok = client.embed(model="bert", input=long_text)
     assert len(ok.embeddings) == 1
-    r = httpx.post(server.url + "/api/embed", json={"model": "bert", "input": long_text, "truncate": False})
+    r = httpx.post(server.url + "/api/embed", json={"model": "bert", "input": long_text, "truncate": False}, timeout=60)
     assert r.status_code == 400 and "exceeds the context length" in r.json()["error"]
 
 

@@ -306,7 +306,7 @@ def test_embeddings_float_and_base64(client: openai.OpenAI, server: LiveServer) 
     for a, b in zip(floats.data, decoded.data):
         assert np.allclose(a.embedding, b.embedding, atol=1e-4)
         assert abs(float(np.linalg.norm(a.embedding)) - 1.0) < 1e-3
-    raw = httpx.post(server.url + "/v1/embeddings", json={"model": "bert", "input": "hello world", "encoding_format": "base64"}).json()
+    raw = httpx.post(server.url + "/v1/embeddings", json={"model": "bert", "input": "hello world", "encoding_format": "base64"}, timeout=60).json()
     vector = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
     assert np.allclose(vector, floats.data[0].embedding, atol=1e-4)
     short = client.embeddings.create(model="bert", input="hello world", dimensions=8, encoding_format="float")
@@ -437,7 +437,7 @@ def test_cors_preflight_for_browser_sdk(server: LiveServer) -> None:
         allowed = {h.strip().lower() for h in r.headers["access-control-allow-headers"].split(",")}
         assert set(requested.split(",")) <= allowed
         assert "POST" in r.headers["access-control-allow-methods"]
-    r = httpx.post(server.url + "/v1/chat/completions", headers={"Origin": "http://localhost:5173"}, json={"model": "tiny", "messages": MESSAGES, **GREEDY})
+    r = httpx.post(server.url + "/v1/chat/completions", headers={"Origin": "http://localhost:5173"}, json={"model": "tiny", "messages": MESSAGES, **GREEDY}, timeout=60)
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://localhost:5173"
     assert httpx.options(server.url + "/v1/chat/completions", headers={**headers, "Origin": "https://evil.example"}).status_code == 403
 

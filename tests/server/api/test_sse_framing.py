@@ -260,6 +260,8 @@ def test_completion_stream() -> None:
     chunks = check_openai_stream(raw, object_type="text_completion", include_usage=True)
     assert [c["choices"][0]["text"] for c in chunks[:-1]] == ["P:", "a", "b", ""]
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert all(c["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0} for c in chunks[:-1])
+    assert chunks[-1]["usage"] == {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
 
 
 def test_legacy_logprobs_offsets() -> None:
