@@ -74,7 +74,7 @@ class Embedder:
         self.n_ctx = settings.n_ctx
         self.ctx = Context(model, ContextSpec(
             n_ctx=settings.n_ctx,
-            n_seq_max=MAX_SEQS_PER_BATCH,
+            n_seq_max=min(MAX_SEQS_PER_BATCH, settings.n_ctx),  # llama.cpp aborts when n_seq_max > n_batch
             n_batch=settings.n_ctx,
             n_ubatch=settings.n_ctx,  # non-causal models need a whole input in one ubatch
             n_threads=settings.n_threads,

@@ -214,6 +214,23 @@ def test_embed_truncation(client: ollama.Client, server: LiveServer) -> None:
     assert r.status_code == 400 and "exceeds the context length" in r.json()["error"]
 
 
+
+@pytest.mark.parametrize("model", ["bert", "tiny"])
+def test_embed_with_a_context_smaller_than_a_batch_of_inputs(client: ollama.Client, server: LiveServer, model: str) -> None:
+    """num_ctx 3 (Ollama's integration matrix; raised to the minimum of 4): truncated and answered.
+
+    A context smaller than the 16 inputs one decode may take once aborted the runner (SIGABRT, 500).
+    """
+    small = {"num_ctx": 3}
+    r = client.embed(model=model, input=["one two three four five six", "seven"], options=small)
+    assert len(r.embeddings) == 2 and r.prompt_eval_count is not None and r.prompt_eval_count <= 8
+    assert client.embed(model=model, input="one two three four five six", options=small).prompt_eval_count == 4
+    over = httpx.post(server.url + "/api/embed", json={"model": model, "input": "one two three four five six", "truncate": False, "options": small}, timeout=60)
+    assert over.status_code == 400 and "exceeds the context length" in over.json()["error"]
+    if model == "tiny":
+        answer = client.generate(model=model, prompt="one", options={**small, "num_predict": 2, "temperature": 0})
+        assert answer.done
+
 def bad(r: httpx.Response, status: int, text: str) -> None:
     assert r.status_code == status, r.text
     assert text in r.json()["error"], r.json()
