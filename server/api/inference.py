@@ -23,11 +23,17 @@ async def _pollama_error(exc: PollamaError) -> Response:
     return error_response(exc)
 
 
+def streams(req: GenerateRequest | ChatRequest) -> bool:
+    """Whether the answer is NDJSON: a load or unload is one plain JSON object even when
+    `stream` is on, as Ollama answers it, and so is a render-only debug request."""
+    return req.stream and not req.debug_render_only and not req.only_loads
+
+
 @bp.route("/api/generate", methods=["POST"])
 async def generate() -> Response:
     req = GenerateRequest.from_json(await read_json())
     events = services().inference.generate(req)
-    if req.stream and not req.debug_render_only:
+    if streams(req):
         return await ndjson(events)
     return json_response(await fold(events, "response"))
 
@@ -39,7 +45,7 @@ async def chat() -> Response:
         raise BadRequest("model is required")
     req = ChatRequest.from_json(body)
     events = services().inference.chat(req)
-    if req.stream and not req.debug_render_only:
+    if streams(req):
         return await ndjson(events)
     return json_response(await fold(events, "message"))
 

@@ -40,6 +40,18 @@ async def version() -> Response:
     return json_response({"version": OLLAMA_API_VERSION})
 
 
+@bp.route("/api/status", methods=["GET"])
+async def status() -> Response:
+    """Ollama's cloud status, which its apps read to offer cloud models or not.
+
+    pollama runs models locally only (it has no `:cloud` passthrough), so
+    cloud is always disabled; `source` says what disabled it as Ollama
+    does, `env` where `OLLAMA_NO_CLOUD` is set.
+    """
+    source = "env" if services().config.no_cloud else "none"
+    return json_response({"cloud": {"disabled": True, "source": source}})
+
+
 @bp.route("/api/tags", methods=["GET", "HEAD"])
 async def tags() -> Response:
     store = services().store
@@ -113,9 +125,8 @@ async def copy() -> Response:
         raise BadRequest(f'destination "{dest_raw}" is invalid')
     store = services().store
     store.require(source, f'model "{source_raw}" not found')
-    if store.resolve(source).same_as(store.resolve(dest)):
-        raise BadRequest(f'source and destination are the same model "{source.display}"')
-    await asyncio.to_thread(store.copy, source, dest)
+    if not store.resolve(source).same_as(store.resolve(dest)):  # onto itself (any casing): nothing to write
+        await asyncio.to_thread(store.copy, source, dest)
     return empty_ok()
 
 

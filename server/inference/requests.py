@@ -140,6 +140,15 @@ class GenerateRequest(GenerationFields):
     raw: bool = False
     images: list[bytes] = field(default_factory=list)
 
+    @property
+    def only_loads(self) -> bool:
+        """Nothing to generate from: the request loads the model (or, with keep_alive 0, unloads it).
+
+        Ollama looks at the prompt alone; a suffix (fill-in-the-middle at the
+        start of a file) or images are something to answer here.
+        """
+        return self.prompt == "" and not self.suffix and not self.images
+
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> "GenerateRequest":
         context = typed_field(body, "context", list)
@@ -163,6 +172,11 @@ class ChatRequest(GenerationFields):
     model: str
     messages: list[dict[str, Any]] = field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
+
+    @property
+    def only_loads(self) -> bool:
+        """No messages: the request loads the model (or, with keep_alive 0, unloads it)."""
+        return not self.messages
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> "ChatRequest":

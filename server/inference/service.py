@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, AsyncIterator
 
-from server.errors import BadRequest, InvalidModelName, NotFound, PollamaError
+from server.errors import BadRequest, NotFound, PollamaError
 from server.inference import runner_calls
 from server.inference.output import OutputPipeline
 from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
@@ -47,10 +47,12 @@ class Inference:
 
     # ---- shared steps ----------------------------------------------------------------------
 
-    def _lookup(self, raw: str, not_found: str) -> Model:
+    def _lookup(self, raw: str, not_found: str, invalid: PollamaError | None = None) -> Model:
+        """The model named `raw`; a name that cannot be one is answered like a missing model
+        unless the endpoint says otherwise (`invalid`), as Ollama's handlers do."""
         name = Name.parse_lenient(raw)
         if not name.is_valid:
-            raise InvalidModelName()
+            raise invalid or NotFound(not_found)
         model = self.store.get(name)
         if model is None:
             raise NotFound(not_found)
@@ -100,7 +102,7 @@ class Inference:
         if not req.model:
             raise NotFound(f"model '{req.model}' not found")
         model = self._lookup(req.model, f"model '{req.model}' not found")
-        if req.prompt == "" and req.keep_alive == 0 and not req.images:
+        if req.only_loads and req.keep_alive == 0:
             await self.scheduler.expire(model)
             yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": "unload"}
             return
@@ -135,7 +137,7 @@ class Inference:
 
         lease = await self._acquire(model, options, req.keep_alive)
         async with lease:
-            if req.prompt == "" and not req.suffix and not req.images:
+            if req.only_loads:
                 yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": "load"}
                 return
             prompt = await asyncio.to_thread(render)
@@ -175,8 +177,8 @@ class Inference:
         started = time.perf_counter()
         if not req.model:
             raise BadRequest("model is required")
-        model = self._lookup(req.model, f"model '{req.model}' not found")
-        if not req.messages and req.keep_alive == 0:
+        model = self._lookup(req.model, f"model '{req.model}' not found", BadRequest("model is required"))
+        if req.only_loads and req.keep_alive == 0:
             await self.scheduler.expire(model)
             yield {"model": req.model, "created_at": utc_now(), "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "unload"}
             return
@@ -205,7 +207,7 @@ class Inference:
 
         lease = await self._acquire(model, options, req.keep_alive)
         async with lease:
-            if not req.messages:
+            if req.only_loads:
                 yield {"model": req.model, "created_at": utc_now(), "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "load"}
                 return
             fit = await self._fit(lease, messages, render, lease.spec.num_ctx, req.truncate, bool(model.projector_paths))

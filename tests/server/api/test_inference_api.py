@@ -155,6 +155,11 @@ def test_ps_and_keep_alive(client: ollama.Client, server: LiveServer) -> None:
     assert not any(m.model == "tiny:latest" for m in client.ps().models)
     chat = client.chat(model="tiny", messages=[])
     assert chat.done_reason == "load"
+    # Streaming is the default, but a load or unload is one plain JSON object, as Ollama answers it.
+    for path, body, reason in [("/api/generate", {"model": "tiny"}, "load"), ("/api/chat", {"model": "tiny", "keep_alive": 0}, "unload")]:
+        plain = httpx.post(server.url + path, json=body, timeout=60)
+        assert plain.headers["content-type"] == "application/json; charset=utf-8" and plain.json()["done_reason"] == reason
+    assert [c.done_reason for c in client.generate(model="tiny", prompt="", stream=True)] == ["load"]
 
 
 def test_runner_killed_mid_stream(client: ollama.Client, server: LiveServer) -> None:
@@ -243,6 +248,10 @@ def test_bad_inputs(server: LiveServer) -> None:
     bad(httpx.post(url + "/api/chat", content=b""), 400, "model is required")
     bad(httpx.post(url + "/api/chat", json={"model": "ghost", "messages": []}), 404, "model 'ghost' not found")
     bad(httpx.post(url + "/api/embed", json={"model": "ghost", "input": "x"}), 404, 'model "ghost" not found, try pulling it first')
+    # A name that cannot be a model's is answered as each handler answers a missing one (Ollama's texts).
+    bad(httpx.post(url + "/api/generate", json={"model": "bad name!", "prompt": "x"}), 404, "model 'bad name!' not found")
+    bad(httpx.post(url + "/api/chat", json={"model": "bad name!", "messages": []}), 400, "model is required")
+    bad(httpx.post(url + "/api/embed", json={"model": "bad name!", "input": "x"}), 404, 'model "bad name!" not found, try pulling it first')
     bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "options": {"num_ctx": "big"}}), 500, 'option "num_ctx" must be of type int')
     bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "options": {"num_ctx": -5}}), 400, "num_ctx")
     bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "raw": True, "template": "{{ .Prompt }}"}), 400, "raw mode does not support template, system, or context")

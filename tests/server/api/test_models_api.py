@@ -184,7 +184,11 @@ def test_bad_inputs_leave_the_store_unchanged(live_server: LiveServer, tiny_mode
         assert "GGUF" in r.json()["error"]
         httpx.post(url + f"/api/blobs/{digest}", content=payload)  # idempotent
 
-    bad(httpx.post(url + "/api/copy", json={"source": "keep", "destination": "keep:latest"}), 400, "same model")
+    manifests = sorted(p for p in live_server.models.rglob("*") if "manifests" in p.parts and p.is_file())
+    for onto_itself in ("keep:latest", "KEEP", "Keep:LATEST"):  # Ollama's case-shuffled copy: 200, one manifest
+        r = httpx.post(url + "/api/copy", json={"source": "keep", "destination": onto_itself})
+        assert r.status_code == 200 and r.content == b"", r.text
+    assert sorted(p for p in live_server.models.rglob("*") if "manifests" in p.parts and p.is_file()) == manifests
     bad(httpx.post(url + "/api/copy", json={"source": "../x", "destination": "y"}), 400, 'source "../x" is invalid')
     bad(httpx.post(url + "/api/copy", json={"source": "keep", "destination": "a//b"}), 400, 'destination "a//b" is invalid')
     bad(httpx.post(url + "/api/copy", json={"source": "ghost", "destination": "y"}), 404, 'model "ghost" not found')
@@ -219,10 +223,22 @@ def test_routes_and_plain_errors(live_server: LiveServer) -> None:
     assert httpx.get(url + "/api/tags").json() == {"models": []}
     assert httpx.head(url + "/api/tags").status_code == 200
     assert httpx.get(url + "/api/ps").json() == {"models": []}
+    assert httpx.get(url + "/api/status").json() == {"cloud": {"disabled": True, "source": "none"}}
     r = httpx.get(url + "/api/nope")
     assert (r.status_code, r.text) == (404, "404 page not found")
     r = httpx.get(url + "/api/show")
     assert (r.status_code, r.text) == (405, "405 method not allowed")
+
+
+async def test_status_names_the_environment_when_it_disables_cloud(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.app import create_app
+    from server.config import load_config
+
+    monkeypatch.setenv("OLLAMA_NO_CLOUD", "1")
+    app = create_app(load_config(settings={}))
+    async with app.test_app() as test_app:
+        r = await test_app.test_client().get("/api/status")
+        assert await r.get_json() == {"cloud": {"disabled": True, "source": "env"}}
 
 
 def test_json_body_size_limit(models_dir: Path) -> None:

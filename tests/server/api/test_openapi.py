@@ -27,6 +27,7 @@ EXPECTED_ROUTES = {
     ("HEAD", "/"),
     ("GET", "/api/version"),
     ("HEAD", "/api/version"),
+    ("GET", "/api/status"),
     ("GET", "/api/tags"),
     ("HEAD", "/api/tags"),
     ("POST", "/api/show"),
