@@ -3,7 +3,7 @@
 This module only parses arguments and dispatches. It stays import-light (no
 Qt, no llama.cpp, no Quart) so that `pollama list` answers instantly: each
 command module is imported when its command runs, and only `serve` and the
-hidden `runner` import the server side.
+hidden `runner` and `quantize` import the server side.
 
 Every failure a person should act on is printed as `Error: <message>` on
 stderr with exit code 1; Ctrl+C ends a command quietly with 130.
@@ -239,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_runner(argparse.Namespace(runner_args=list(argv[1:])))
     if argv[:1] == ["app"]:
         return cmd_app(argparse.Namespace(app_args=list(argv[1:])))
+    if argv[:1] == ["quantize"]:
+        # Hidden, like `runner`: the child `/api/create` quantizes in (frozen builds have no `-m`).
+        from server.store.quantize import main as quantize_main
+
+        return quantize_main(list(argv[1:]))
     if not argv and getattr(sys, "frozen", False):
         # The bundled app, double-clicked: the tray, not a usage message.
         return cmd_app(argparse.Namespace(app_args=[]))

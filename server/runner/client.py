@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+from server.child_env import child_env
 from server.errors import BadRequest, PollamaError, RunnerError
 from server.runner import messages as m
 from server.runner.messages import CompletionRequest, LoadOptions, RunnerInfo
@@ -63,20 +62,6 @@ def runner_command() -> list[str]:
     return [sys.executable, "-m", "server.runner"]
 
 
-def _runner_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    # ggml's abort handler otherwise attaches gdb and prints a 30-frame backtrace, which
-    # buries the GGML_ASSERT line that a crash message should quote (and takes seconds)
-    env.setdefault("GGML_NO_BACKTRACE", "1")
-    if not getattr(sys, "frozen", False):
-        root = str(Path(__file__).resolve().parents[2])
-        parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if root not in parts:
-            env["PYTHONPATH"] = os.pathsep.join([root, *parts])
-    return env
-
-
 class RunnerClient:
     """A live runner process. Create with `await RunnerClient.start(options, ...)`."""
 
@@ -109,7 +94,7 @@ class RunnerClient:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *runner_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=_runner_env())
+                stderr=asyncio.subprocess.PIPE, env=child_env())
         except OSError as exc:
             raise RunnerError(f"could not start a runner for {options.model_path}: {exc}") from None
         client = cls(proc, options, log)

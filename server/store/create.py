@@ -1,14 +1,17 @@
 """`/api/create`: build a model from uploaded GGUF blobs or from another model.
 
 Everything that can be checked is checked before the first byte is written
-(name, file paths, digests, GGUF validity, template syntax, parameter types),
-so a bad request leaves the store as it was. The new manifest is written last;
-until then, the blobs this create relies on are pinned against collection.
+(name, file paths, digests, GGUF validity, template syntax, parameter types,
+quantization type and source type), so a bad request leaves the store as it was.
+Quantizing runs in a child process (`server.store.quantize`). The new manifest
+is written last; until then, the blobs this create relies on are pinned
+against collection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import posixpath
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from server.store.gguf_info import GGUFInfo, InvalidGGUF, check_magic, human_par
 from server.store.manifest import Layer, Manifest
 from server.store.modelfile import parse as parse_modelfile
 from server.store.names import Name
+from server.store.quantize import SOURCE_ERROR, Quantized, check_source, parse_quant_type, quantize_blob
 from server.store.store import Model, Store
 
 Progress = dict[str, Any]
@@ -44,6 +48,7 @@ class CreateRequest:
     renderer: str | None = None
     parser: str | None = None
     requires: str | None = None
+    #: Canonical upper-case type (`Q4_K_M`), validated by `parse_quant_type`.
     quantize: str | None = None
     #: Legacy `modelfile` form only: server-local files to import (name → path).
     local_files: dict[str, Path] = field(default_factory=dict)
@@ -95,7 +100,8 @@ def parse_create_request(body: dict[str, Any]) -> CreateRequest:
     req.adapters = _digest_map(body.get("adapters"), "adapters")
     for key in ("template", "system", "renderer", "parser", "requires"):
         setattr(req, key, _str_or_none(body, key))
-    req.quantize = _str_or_none(body, "quantize") or _str_or_none(body, "quantization")
+    quantize = _str_or_none(body, "quantize") or _str_or_none(body, "quantization")
+    req.quantize = parse_quant_type(quantize) if quantize else None
     lic = body.get("license")
     if isinstance(lic, str):
         req.licenses = [lic]
@@ -118,11 +124,6 @@ def parse_create_request(body: dict[str, Any]) -> CreateRequest:
         raise BadRequest("only one adapter is currently supported")
     if not req.from_ and not req.files and not req.local_files:
         raise BadRequest("neither 'from' or 'files' was specified")
-    if req.quantize:
-        raise BadRequest(
-            f"quantization to {req.quantize} is not supported by pollama yet; "
-            "create the model unquantized, or quantize the GGUF with llama.cpp's llama-quantize"
-        )
     return req
 
 
@@ -179,7 +180,8 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
     model_info: GGUFInfo | None = None
     projector_archs: list[str] = []
     detected_template: tuple[str, dict[str, Any]] | None = None
-    existed_before: set[str] = set()
+    #: Blobs this request itself wrote (imports, quantized output, text layers): "creating new layer".
+    fresh: set[str] = set()
 
     if req.from_ and not req.files and not req.local_files:
         base_name = Name.parse_lenient(req.from_)
@@ -202,14 +204,14 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
         model_info = await asyncio.to_thread(_safe_gguf, base)
 
     with store.pinned(layer.digest for layer in layers) as pins:
-        for filename, path in req.local_files.items():
-            digest = await asyncio.to_thread(store.blobs.import_file, path)
-            req.files[filename] = digest
-            pins.add(digest)
-        for filename, path in req.local_adapters.items():
-            digest = await asyncio.to_thread(store.blobs.import_file, path)
-            req.adapters[filename] = digest
-            pins.add(digest)
+        for local, target in ((req.local_files, req.files), (req.local_adapters, req.adapters)):
+            for filename, path in local.items():
+                before = await asyncio.to_thread(lambda: set(store.blobs.digests()))
+                digest = await asyncio.to_thread(store.blobs.import_file, path)
+                target[filename] = digest
+                pins.add(digest)
+                if digest not in before:
+                    fresh.add(digest)
 
         for filename, digest in {**req.files, **req.adapters}.items():
             pins.add(digest)
@@ -248,6 +250,28 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
             layers = [l for l in layers if l.media_type != mt.ADAPTER]
             layers.append(Layer(mt.ADAPTER, digest, path.stat().st_size))
 
+        if req.quantize:
+            # Checked before anything is written; Ollama skips a quantize to the type the model has.
+            source = next((l for l in layers if l.media_type == mt.MODEL), None)
+            if source is None or model_info is None:
+                raise BadRequest(SOURCE_ERROR)
+            check_source(model_info.file_type)
+            if model_info.file_type != req.quantize:
+                result: Quantized | None = None
+                events = quantize_blob(store.blobs, store.blobs.path(source.digest), model_info.file_type,
+                                       req.quantize, pin=pins.add)
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        if isinstance(event, Quantized):
+                            result = event
+                        else:
+                            yield event
+                assert result is not None
+                if result.created:
+                    fresh.add(result.digest)
+                model_info = result.info
+                layers = [Layer(mt.MODEL, result.digest, result.size) if l is source else l for l in layers]
+
         template = req.template
         params = dict(base_params)
         if detected_template is not None:
@@ -259,7 +283,10 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
 
         def text_layer(media_type: str, text: str) -> Layer:
             data = text.encode("utf-8")
-            pins.add(sha256_digest(data))  # pin first: a concurrent delete may be collecting it
+            digest = sha256_digest(data)
+            pins.add(digest)  # pin first: a concurrent delete may be collecting it
+            if not store.blobs.exists(digest):
+                fresh.add(digest)
             return Layer(media_type, store.blobs.write_bytes(data), len(data))
 
         def replace(media_types: tuple[str, ...], new: Layer | None) -> None:
@@ -268,7 +295,6 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
             if new is not None:
                 layers.append(new)
 
-        existed_before = {l.digest for l in layers if store.blobs.exists(l.digest)} - set(req.files.values())
         if template is not None:
             replace((mt.TEMPLATE, mt.PROMPT), text_layer(mt.TEMPLATE, template))
         if req.system:
@@ -289,6 +315,9 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
         cfg_digest = store.blobs.write_bytes(cfg_bytes)
         config_layer = Layer(mt.CONFIG_MEDIA_TYPE, cfg_digest, len(cfg_bytes))
 
+        # As in Ollama, a layer is new only if this request wrote its blob; uploaded `files`
+        # (`NewLayerFromLayer`) and blobs already in the store are existing ones.
+        existed_before = {l.digest for l in layers} - fresh
         for layer in layers:
             verb = "using existing" if layer.digest in existed_before else "creating new"
             yield {"status": f"{verb} layer {layer.digest}"}

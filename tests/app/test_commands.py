@@ -80,6 +80,10 @@ def test_create_uploads_files_and_shows_progress(cli: CLI, tiny_model_path: Path
     # The blob is already there: the second create uploads nothing new and still succeeds.
     again = cli.ok("create", "created", "-f", str(folder / "Modelfile"))
     assert again.stderr.splitlines()[-1] == "success"
+    # -q quantizes the F32 weights on the server; the new model says so.
+    quantized = cli.ok("create", "created-q8", "-f", str(folder / "Modelfile"), "-q", "q8_0")
+    assert "quantizing F32 model to Q8_0" in quantized.stderr and quantized.stderr.splitlines()[-1] == "success"
+    assert re.search(r"^\s*quantization\s+Q8_0\s*$", cli.ok("show", "created-q8").stdout, re.M)
     cli.ok("rm", "created")
 
 
