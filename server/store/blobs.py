@@ -98,7 +98,8 @@ class BlobStore:
         except FileNotFoundError:
             raise NotFound(f'blob "{digest}" not found') from None
 
-    def _temp(self) -> Path:
+    def temp_path(self) -> Path:
+        """A new temp file name in the blobs folder (`.tmp-*`: start-up removes what a crash leaves)."""
         self.root.mkdir(parents=True, exist_ok=True)
         return self.root / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
 
@@ -112,12 +113,21 @@ class BlobStore:
         fsync_dir(self.root)
         return final
 
+    def adopt(self, tmp: Path, digest: str) -> bool:
+        """A complete, synced temp file whose bytes hash to `digest` becomes that blob, or is
+        dropped where the blob is there already; returns whether it was new."""
+        if self.exists(digest):
+            tmp.unlink()
+            return False
+        self._publish(tmp, digest, digest)
+        return True
+
     def write_bytes(self, data: bytes) -> str:
         """Store small bytes (config, template, params...) and return their digest."""
         digest = sha256_digest(data)
         if self.exists(digest):
             return digest
-        tmp = self._temp()
+        tmp = self.temp_path()
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -138,7 +148,7 @@ class BlobStore:
         import asyncio
 
         expected = parse_digest(expected)
-        tmp = self._temp()
+        tmp = self.temp_path()
         hasher = hashlib.sha256()
         buffer = bytearray()
         try:
@@ -163,10 +173,10 @@ class BlobStore:
             tmp.unlink(missing_ok=True)
             raise
 
-    def import_file(self, source: Path) -> str:
-        """Copy a local file in as a blob (used by create from a path)."""
+    def import_file(self, source: Path) -> tuple[str, bool]:
+        """Copy a local file in as a blob (used by create from a path); its digest, and whether it is new."""
         hasher = hashlib.sha256()
-        tmp = self._temp()
+        tmp = self.temp_path()
         try:
             with open(source, "rb") as src, open(tmp, "wb") as dst:
                 while chunk := src.read(_WRITE_BUFFER):
@@ -174,11 +184,7 @@ class BlobStore:
                     dst.write(chunk)
                 _flush_sync(dst)
             digest = "sha256:" + hasher.hexdigest()
-            if self.exists(digest):
-                tmp.unlink()
-                return digest
-            self._publish(tmp, digest, digest)
-            return digest
+            return digest, self.adopt(tmp, digest)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise storage_error(exc, f"importing {source}") from exc

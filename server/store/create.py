@@ -206,11 +206,10 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
     with store.pinned(layer.digest for layer in layers) as pins:
         for local, target in ((req.local_files, req.files), (req.local_adapters, req.adapters)):
             for filename, path in local.items():
-                before = await asyncio.to_thread(lambda: set(store.blobs.digests()))
-                digest = await asyncio.to_thread(store.blobs.import_file, path)
+                digest, created = await asyncio.to_thread(store.blobs.import_file, path)
                 target[filename] = digest
                 pins.add(digest)
-                if digest not in before:
+                if created:
                     fresh.add(digest)
 
         for filename, digest in {**req.files, **req.adapters}.items():

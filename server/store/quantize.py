@@ -116,7 +116,7 @@ async def quantize_blob(
     status = f"quantizing {source_type} model to {target}"
     total = source.stat().st_size
     yield {"status": status, "digest": PROGRESS_DIGEST, "total": total, "completed": 0}
-    tmp = blobs._temp()  # noqa: SLF001 - the store's own temp-file convention
+    tmp = blobs.temp_path()
     proc: asyncio.subprocess.Process | None = None
     stderr_task: asyncio.Task[None] | None = None
     stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
@@ -161,12 +161,8 @@ async def quantize_blob(
         except OSError as exc:
             raise storage_error(exc, f"quantizing to {target}") from exc
         pin(digest)
-        created = not blobs.exists(digest)
         try:
-            if created:
-                await asyncio.to_thread(blobs._publish, tmp, digest, digest)  # noqa: SLF001
-            else:
-                tmp.unlink(missing_ok=True)
+            created = await asyncio.to_thread(blobs.adopt, tmp, digest)
         except OSError as exc:
             raise storage_error(exc, f"quantizing to {target}") from exc
         yield Quantized(digest, size, created, info)
