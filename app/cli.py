@@ -15,7 +15,8 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from server import __version__
 
@@ -88,8 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--version", action="store_true", help="Show version information")
     sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=Parser)
 
-    serve = sub.add_parser("serve", aliases=["start"], help="Start pollama",
-                           description="Start pollama (environment: OLLAMA_HOST, OLLAMA_MODELS, OLLAMA_KEEP_ALIVE, ...)")
+    serve = sub.add_parser(
+        "serve",
+        aliases=["start"],
+        help="Start pollama",
+        description="Start pollama (environment: OLLAMA_HOST, OLLAMA_MODELS, OLLAMA_KEEP_ALIVE, ...)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     create = sub.add_parser("create", help="Create a model", description="Create a model from a Modelfile")
@@ -108,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("-v", "--verbose", action="store_true", help="Show detailed model information")
     show.set_defaults(func=_client_command("models", "cmd_show"))
 
-    run = sub.add_parser("run", help="Run a model", description="Run a model (environment: OLLAMA_HOST, OLLAMA_NOHISTORY)")
+    run = sub.add_parser(
+        "run", help="Run a model", description="Run a model (environment: OLLAMA_HOST, OLLAMA_NOHISTORY)"
+    )
     run.add_argument("model", metavar="MODEL")
     run.add_argument("prompt", metavar="PROMPT", nargs="*")
     run.add_argument("--keepalive", help="Duration to keep a model loaded (e.g. 5m)")
@@ -116,13 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--insecure", action="store_true", help="Use an insecure registry")
     run.add_argument("--nowordwrap", action="store_true", help="Don't wrap words to the next line automatically")
     run.add_argument("--format", help="Response format (e.g. json)")
-    run.add_argument("--think", metavar="[=true|false|high|medium|low]",
-                     help="Enable thinking mode: true/false or high/medium/low for supported models")
+    run.add_argument(
+        "--think",
+        metavar="[=true|false|high|medium|low]",
+        help="Enable thinking mode: true/false or high/medium/low for supported models",
+    )
     run.add_argument("--hidethinking", action="store_true", help="Hide thinking output (if provided)")
-    run.add_argument("--truncate", type=_bool_flag, metavar="[=true|false]",
-                     help="For embedding models: truncate inputs exceeding context length (default: true)")
-    run.add_argument("--dimensions", type=int, default=0,
-                     help="Truncate output embeddings to specified dimension (embedding models only)")
+    run.add_argument(
+        "--truncate",
+        type=_bool_flag,
+        metavar="[=true|false]",
+        help="For embedding models: truncate inputs exceeding context length (default: true)",
+    )
+    run.add_argument(
+        "--dimensions",
+        type=int,
+        default=0,
+        help="Truncate output embeddings to specified dimension (embedding models only)",
+    )
     run.set_defaults(func=_client_command("run", "cmd_run"))
 
     stop = sub.add_parser("stop", help="Stop a running model", description="Stop a running model")
@@ -139,8 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--insecure", action="store_true", help="Use an insecure registry")
     push.set_defaults(func=_client_command("transfer", "cmd_push"))
 
-    ls = sub.add_parser("list", aliases=["ls"], help="List models",
-                        description="List models (optionally those whose name starts with PREFIX)")
+    ls = sub.add_parser(
+        "list",
+        aliases=["ls"],
+        help="List models",
+        description="List models (optionally those whose name starts with PREFIX)",
+    )
     ls.add_argument("prefix", metavar="PREFIX", nargs="?")
     ls.set_defaults(func=_client_command("models", "cmd_list"))
 
@@ -161,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     helper.add_argument("topic", metavar="COMMAND", nargs="?")
     helper.set_defaults(func=lambda a: _help(parser, sub, a.topic))
 
-    desktop = sub.add_parser("app", help="Start the pollama tray application", description="Start the tray application (and the server, unless one already runs on OLLAMA_HOST)")
+    desktop = sub.add_parser(
+        "app",
+        help="Start the pollama tray application",
+        description="Start the tray application (and the server, unless one already runs on OLLAMA_HOST)",
+    )
     desktop.add_argument("app_args", nargs=argparse.REMAINDER, help="--hidden: start in the tray only")
     desktop.set_defaults(func=cmd_app)
 
@@ -200,12 +226,12 @@ def _normalize(argv: list[str]) -> list[str]:
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
-            words.extend(argv[i + 1:])
+            words.extend(argv[i + 1 :])
             break
         if arg in ("--think", "--truncate"):
             flags.append(f"{arg}=true")
         elif arg in RUN_VALUE_FLAGS:
-            flags.extend(argv[i:i + 2])
+            flags.extend(argv[i : i + 2])
             i += 1
         elif arg.startswith("-") and len(arg) > 1:
             flags.append(arg)

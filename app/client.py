@@ -15,8 +15,9 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -90,7 +91,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -161,8 +162,9 @@ class Client:
     def ps(self) -> builtins.list[dict[str, Any]]:
         return list(self.json("GET", "/api/ps").get("models") or [])
 
-    def show(self, model: str, *, verbose: bool = False, system: str | None = None,
-             options: dict[str, Any] | None = None) -> dict[str, Any]:
+    def show(
+        self, model: str, *, verbose: bool = False, system: str | None = None, options: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model}
         if verbose:
             body["verbose"] = True
@@ -221,8 +223,9 @@ class Client:
                     if on_progress:
                         on_progress(sent)
 
-        self.request("POST", f"/api/blobs/{digest}", content=chunks(),
-                     headers={"Content-Type": "application/octet-stream"})
+        self.request(
+            "POST", f"/api/blobs/{digest}", content=chunks(), headers={"Content-Type": "application/octet-stream"}
+        )
 
 
 def file_digest(path: Path, on_progress: Callable[[int], None] | None = None) -> str:

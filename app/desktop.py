@@ -19,9 +19,10 @@ import logging.handlers
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import httpx
 
@@ -132,7 +133,9 @@ def setup_logging(log_dir: Path, debug: int) -> None:
     if any(getattr(h, "pollama", False) for h in root.handlers):
         return
     log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(log_dir / "app.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+    handler = logging.handlers.RotatingFileHandler(
+        log_dir / "app.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
+    )
     fmt = logging.Formatter("time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s")
     handler.setFormatter(fmt)
     handler.pollama = True  # type: ignore[attr-defined]

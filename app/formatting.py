@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 KB = 1000
 MB = KB * 1000
@@ -20,7 +21,7 @@ TB = GB * 1000
 def human_bytes(n: int | float) -> str:
     """Go's `format.HumanBytes`: 1000-based units; ≥10 → integer; else one decimal if fractional."""
     b = int(n)
-    for size, unit in ((TB, "TB"), (GB, "GB"), (MB, "MB"), (KB, "KB")):
+    for size, unit in ((TB, "TB"), (GB, "GB"), (MB, "MB"), (KB, "KB")):  # noqa: B007 (unit is used after the loop)
         if b >= size:
             value = b / size
             break
@@ -89,7 +90,7 @@ def parse_time(text: str | None) -> dt.datetime | None:
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     if when.year <= 1:
         return None
     return when
@@ -101,7 +102,7 @@ def human_time(when: dt.datetime | str | None, zero: str = "Never", *, now: dt.d
         when = parse_time(when)
     if when is None:
         return zero
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     delta = (now - when).total_seconds()
     # Go: int(delta.Hours())/24/365 < -20, integer divisions truncating toward zero.
     if math.trunc(math.trunc(delta / 3600) / (24 * 365)) < -20:
@@ -169,7 +170,7 @@ def processor(size: int, size_vram: int) -> str:
 def until(expires_at: str | None, *, now: dt.datetime | None = None) -> str:
     """`ollama ps` UNTIL column: `Stopping...` once the time has passed."""
     when = parse_time(expires_at)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if when is not None and now > when:
         return "Stopping..."
     return human_time(when, "Never", now=now)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import IO, Any, Protocol
 
 from app.formatting import human_bytes
 
@@ -100,8 +101,9 @@ class RichDisplay:
             cols.Spinner(SpinnerColumn(style="")),
             TextColumn("{task.description}", markup=False),
             cols.OnlyBars(TextColumn("{task.percentage:>3.0f}%")),
-            cols.OnlyBars(BarColumn(bar_width=None, style="grey50", complete_style="default",
-                                    finished_style="default")),
+            cols.OnlyBars(
+                BarColumn(bar_width=None, style="grey50", complete_style="default", finished_style="default")
+            ),
             cols.Sizes(),
             cols.Speed(),
             cols.Eta(),
@@ -123,8 +125,9 @@ class RichDisplay:
             self._end_status()
             task = self.tasks.get(digest)
             if task is None:
-                task = self.progress.add_task(layer_label(event, self.verb) + ":", total=total or None,
-                                              completed=completed, kind="bar")
+                task = self.progress.add_task(
+                    layer_label(event, self.verb) + ":", total=total or None, completed=completed, kind="bar"
+                )
                 self.tasks[digest] = task
             else:
                 self.progress.update(task, total=total or None, completed=completed)
@@ -247,7 +250,7 @@ class Spinner:
         self.text = text
         self.started = time.monotonic()
 
-    def start(self) -> "Spinner":
+    def start(self) -> Spinner:
         if _isatty(sys.stderr):
             from rich.console import Console
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from app.client import APIError, Client, ClientError
 from app.commands.run import RunOptions, chat, extract_images, load_model, parse_think

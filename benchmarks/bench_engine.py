@@ -91,8 +91,16 @@ def inprocess_stream(llm: Any, prompt: str, tokens: int, grammar: Any = None) ->
     start = time.perf_counter()
     first = last = 0.0
     count = 0
-    for _ in llm.create_completion(prompt, max_tokens=tokens, temperature=0.0, top_k=40, top_p=0.9,
-                                   repeat_penalty=1.0, grammar=grammar, stream=True):
+    for _ in llm.create_completion(
+        prompt,
+        max_tokens=tokens,
+        temperature=0.0,
+        top_k=40,
+        top_p=0.9,
+        repeat_penalty=1.0,
+        grammar=grammar,
+        stream=True,
+    ):
         now = time.perf_counter()
         if not first:
             first = now
@@ -118,12 +126,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     model = Path(args.model) if args.model else default_model()
     threads = args.threads or physical_cores()
     log = logging.getLogger("bench")
-    single = await RunnerClient.start(LoadOptions(str(model), num_ctx=args.ctx, num_parallel=1, num_thread=threads),
-                                      load_timeout=300, log=log)
-    multi = await RunnerClient.start(LoadOptions(str(model), num_ctx=args.ctx, num_parallel=4, num_thread=threads),
-                                     load_timeout=300, log=log)
-    llm = Llama(model_path=str(model), n_ctx=args.ctx, n_threads=threads, n_threads_batch=threads,
-                n_batch=512, verbose=False)
+    single = await RunnerClient.start(
+        LoadOptions(str(model), num_ctx=args.ctx, num_parallel=1, num_thread=threads), load_timeout=300, log=log
+    )
+    multi = await RunnerClient.start(
+        LoadOptions(str(model), num_ctx=args.ctx, num_parallel=4, num_thread=threads), load_timeout=300, log=log
+    )
+    llm = Llama(
+        model_path=str(model), n_ctx=args.ctx, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False
+    )
     rounds: list[dict[str, Any]] = []
     try:
         # warm-up: page in the weights for everyone
@@ -140,9 +151,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     row["inprocess"] = inprocess_stream(llm, PROMPT, args.tokens)
             row["runner_concurrent4"] = await runner_concurrent(multi, args.tokens)
             rounds.append(row)
-            print(f"round {i}: runner {row['runner']['decode_tok_s']:.1f} tok/s, in-process "
-                  f"{row['inprocess']['decode_tok_s']:.1f} tok/s, 4 concurrent "
-                  f"{row['runner_concurrent4']['aggregate_tok_s']:.1f} tok/s", file=sys.stderr)
+            print(
+                f"round {i}: runner {row['runner']['decode_tok_s']:.1f} tok/s, in-process "
+                f"{row['inprocess']['decode_tok_s']:.1f} tok/s, 4 concurrent "
+                f"{row['runner_concurrent4']['aggregate_tok_s']:.1f} tok/s",
+                file=sys.stderr,
+            )
     finally:
         await single.close()
         await multi.close()
@@ -151,7 +165,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     runner_rates = [r["runner"]["decode_tok_s"] for r in rounds]
     inproc_rates = [r["inprocess"]["decode_tok_s"] for r in rounds]
     agg = [r["runner_concurrent4"]["aggregate_tok_s"] for r in rounds]
-    ratios = [a / b for a, b in zip(runner_rates, inproc_rates) if b]
+    ratios = [a / b for a, b in zip(runner_rates, inproc_rates, strict=True) if b]
     return {
         "benchmark": "engine",
         "model": str(model),
@@ -170,10 +184,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "concurrent4": {
             "num_parallel": 4,
             "aggregate_tok_s_median": _median(agg),
-            "first_token_median_s": round(statistics.median(
-                r["runner_concurrent4"]["first_token_median_s"] for r in rounds), 3),
-            "aggregate_over_single_runner_median_ratio": round(statistics.median(
-                a / s for a, s in zip(agg, runner_rates) if s), 3),
+            "first_token_median_s": round(
+                statistics.median(r["runner_concurrent4"]["first_token_median_s"] for r in rounds), 3
+            ),
+            "aggregate_over_single_runner_median_ratio": round(
+                statistics.median(a / s for a, s in zip(agg, runner_rates, strict=True) if s), 3
+            ),
         },
         "raw": rounds,
     }

@@ -54,8 +54,12 @@ def driver_memory() -> dict[int, int]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return {}
-    out = subprocess.run([exe, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, timeout=20).stdout
+    out = subprocess.run(
+        [exe, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    ).stdout
     usage: dict[int, int] = {}
     for line in out.strip().splitlines():
         pid, _, mib = line.partition(",")
@@ -77,8 +81,12 @@ def generate(url: str, tokens: int, num_gpu: int | None) -> dict[str, Any]:
 
 
 def in_process(model: Path, layers: int, tokens: int, rounds: int) -> float:
-    out = subprocess.run([sys.executable, "-c", IN_PROCESS, str(model), str(layers), str(tokens), str(rounds), PROMPT],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", IN_PROCESS, str(model), str(layers), str(tokens), str(rounds), PROMPT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return float(statistics.median(json.loads(out.stdout)))
@@ -104,12 +112,19 @@ def main() -> None:
     n_layer = int(read_gguf(args.model).arch_value("block_count", 0) or 0)
     results: dict[str, Any] = {"benchmark": "gpu", "model": args.model.name, "n_layer": n_layer, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
-        server = LiveServer(Path(tmp) / "models", env={"OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": "2048"}).start()
+        server = LiveServer(
+            Path(tmp) / "models", env={"OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": "2048"}
+        ).start()
         try:
             import ollama
 
             client = ollama.Client(host=server.url)
-            client.create(model="bench", files={"bench.gguf": client.create_blob(args.model)}, template="{{ .Prompt }}", stream=False)
+            client.create(
+                model="bench",
+                files={"bench.gguf": client.create_blob(args.model)},
+                template="{{ .Prompt }}",
+                stream=False,
+            )
             # -1 first: an auto request matches any loaded layer count, explicit ones reload.
             for num_gpu in (None, n_layer // 2, 0):
                 generate(server.url, 8, num_gpu)  # load and warm up
@@ -121,17 +136,25 @@ def main() -> None:
                 runners = server.runner_pids()
                 seen = driver_memory()
                 layers = -1 if num_gpu is None else num_gpu
-                results["runs"].append({
-                    "num_gpu": layers,
-                    "size": ps["size"],
-                    "size_vram": ps["size_vram"],
-                    "processor": processor(ps["size"], ps["size_vram"]),
-                    "nvidia_smi_runner_bytes": sum(seen.get(pid, 0) for pid in runners),
-                    "pollama_decode_tok_s": round(statistics.median(rates), 1),
-                    "in_process_decode_tok_s": round(in_process(args.model, layers, args.tokens, args.rounds), 1),
-                })
-            cli = subprocess.run([sys.executable, "-m", "app", "ps"], capture_output=True, text=True, timeout=30,
-                                 env={**server.env()}, cwd=Path(__file__).resolve().parents[1])
+                results["runs"].append(
+                    {
+                        "num_gpu": layers,
+                        "size": ps["size"],
+                        "size_vram": ps["size_vram"],
+                        "processor": processor(ps["size"], ps["size_vram"]),
+                        "nvidia_smi_runner_bytes": sum(seen.get(pid, 0) for pid in runners),
+                        "pollama_decode_tok_s": round(statistics.median(rates), 1),
+                        "in_process_decode_tok_s": round(in_process(args.model, layers, args.tokens, args.rounds), 1),
+                    }
+                )
+            cli = subprocess.run(
+                [sys.executable, "-m", "app", "ps"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**server.env()},
+                cwd=Path(__file__).resolve().parents[1],
+            )
             results["pollama_ps"] = cli.stdout.strip().splitlines()
         finally:
             server.stop()

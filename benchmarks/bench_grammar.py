@@ -39,7 +39,11 @@ from server.runner.grammar import grammar_for_format  # noqa: E402
 PROMPT = "Describe a person as JSON:"
 SCHEMA = {
     "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}},
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
     "required": ["name", "age", "tags"],
 }
 
@@ -53,8 +57,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or physical_cores()
     gbnf = grammar_for_format(SCHEMA)
     assert gbnf is not None
-    runner = await RunnerClient.start(LoadOptions(str(model), num_ctx=1024, num_parallel=1, num_thread=threads),
-                                      load_timeout=300)
+    runner = await RunnerClient.start(
+        LoadOptions(str(model), num_ctx=1024, num_parallel=1, num_thread=threads), load_timeout=300
+    )
     llm = Llama(model_path=str(model), n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
     grammar = LlamaGrammar.from_string(gbnf, verbose=False)
     rates: dict[str, list[float]] = {"runner_grammar": [], "runner_plain": [], "inprocess_grammar": []}
@@ -63,7 +68,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         inprocess_stream(llm, PROMPT, 8, grammar)
         for i in range(args.rounds):
             order = ["runner_grammar", "runner_plain", "inprocess_grammar"]
-            for who in order[i % 3:] + order[: i % 3]:
+            for who in order[i % 3 :] + order[: i % 3]:
                 if who == "inprocess_grammar":
                     rates[who].append(inprocess_stream(llm, PROMPT, args.tokens, grammar)["decode_tok_s"])
                 else:

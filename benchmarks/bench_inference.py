@@ -62,7 +62,12 @@ def rss_mb(pid: int) -> float:
 
 
 def pollama_stream(url: str, tokens: int) -> dict[str, float]:
-    body = {"model": "bench", "prompt": PROMPT, "raw": True, "options": {"temperature": 0, "num_predict": tokens, "seed": 1}}
+    body = {
+        "model": "bench",
+        "prompt": PROMPT,
+        "raw": True,
+        "options": {"temperature": 0, "num_predict": tokens, "seed": 1},
+    }
     t0 = time.perf_counter()
     times: list[float] = []
     final: dict[str, Any] = {}
@@ -81,8 +86,15 @@ def pollama_stream(url: str, tokens: int) -> dict[str, float]:
 
 async def concurrent_pollama(url: str, tokens: int, clients: int) -> float:
     async with httpx.AsyncClient(base_url=url, timeout=600) as c:
+
         async def one(i: int) -> int:
-            body = {"model": "bench", "prompt": f"{PROMPT} {i}", "raw": True, "stream": False, "options": {"temperature": 0, "num_predict": tokens}}
+            body = {
+                "model": "bench",
+                "prompt": f"{PROMPT} {i}",
+                "raw": True,
+                "stream": False,
+                "options": {"temperature": 0, "num_predict": tokens},
+            }
             r = await c.post("/api/generate", json=body)
             return int(r.json()["eval_count"])
 
@@ -93,6 +105,7 @@ async def concurrent_pollama(url: str, tokens: int, clients: int) -> float:
 
 async def concurrent_llama_server(url: str, tokens: int, clients: int) -> float:
     async with httpx.AsyncClient(base_url=url, timeout=600) as c:
+
         async def one(i: int) -> int:
             body = {"prompt": f"{PROMPT} {i}", "max_tokens": tokens, "temperature": 0, "repeat_penalty": 1.0}
             r = await c.post("/v1/completions", json=body)
@@ -127,25 +140,47 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--no-llama-server", action="store_true", help="skip the llama_cpp.server peer")
-    parser.add_argument("--gpu-layers", type=int, default=-1,
-                        help="layers the baselines offload (default all, as pollama's num_gpu; no effect on CPU-only builds)")
+    parser.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=-1,
+        help="layers the baselines offload (default all, as pollama's num_gpu; no effect on CPU-only builds)",
+    )
     args = parser.parse_args()
     if args.model is None:
         from tests.fixtures.gguf_models import cached_model
 
         args.model = cached_model("bench")
 
-    results: dict[str, Any] = {"benchmark": "inference", "model": args.model.name, "threads": THREADS, "tokens": args.tokens}
+    results: dict[str, Any] = {
+        "benchmark": "inference",
+        "model": args.model.name,
+        "threads": THREADS,
+        "tokens": args.tokens,
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        server = LiveServer(Path(tmp) / "models", env={"OLLAMA_NUM_PARALLEL": "4", "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": "2048"}).start()
-        worker = subprocess.Popen([sys.executable, "-c", WORKER, str(args.model), str(THREADS), str(args.gpu_layers)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        server = LiveServer(
+            Path(tmp) / "models",
+            env={"OLLAMA_NUM_PARALLEL": "4", "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": "2048"},
+        ).start()
+        worker = subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(args.model), str(THREADS), str(args.gpu_layers)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         peer = None
         peer_url = ""
         try:
             import ollama
 
             client = ollama.Client(host=server.url)
-            client.create(model="bench", files={"bench.gguf": client.create_blob(args.model)}, template="{{ .Prompt }}", stream=False)
+            client.create(
+                model="bench",
+                files={"bench.gguf": client.create_blob(args.model)},
+                template="{{ .Prompt }}",
+                stream=False,
+            )
             pollama_stream(server.url, 8)  # load + warm up both
             assert worker.stdin and worker.stdout
             worker.stdin.write(json.dumps({"prompt": PROMPT, "tokens": 8}) + "\n")
@@ -171,8 +206,25 @@ def main() -> None:
                 port = free_port()
                 peer_url = f"http://127.0.0.1:{port}"
                 peer = subprocess.Popen(
-                    [sys.executable, "-m", "llama_cpp.server", "--model", str(args.model), "--n_threads", str(THREADS), "--n_ctx", "2048", "--n_gpu_layers", str(args.gpu_layers), "--interrupt_requests", "False", "--port", str(port)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        sys.executable,
+                        "-m",
+                        "llama_cpp.server",
+                        "--model",
+                        str(args.model),
+                        "--n_threads",
+                        str(THREADS),
+                        "--n_ctx",
+                        "2048",
+                        "--n_gpu_layers",
+                        str(args.gpu_layers),
+                        "--interrupt_requests",
+                        "False",
+                        "--port",
+                        str(port),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 deadline = time.time() + 120
                 while time.time() < deadline:
@@ -187,7 +239,7 @@ def main() -> None:
                 if peer is not None:
                     peers.append(asyncio.run(concurrent_llama_server(peer_url, args.tokens, 4)))
 
-            ratios = [s["decode"] / r["decode"] for s, r in zip(singles, raws)]
+            ratios = [s["decode"] / r["decode"] for s, r in zip(singles, raws, strict=True)]
             results["single_stream"] = {
                 "pollama_api_generate_tok_s": round(statistics.median(s["decode"] for s in singles), 1),
                 "llama_cpp_in_process_tok_s": round(statistics.median(r["decode"] for r in raws), 1),
@@ -200,7 +252,7 @@ def main() -> None:
             if peers:
                 results["four_concurrent"].update(
                     llama_cpp_server_tok_s=round(statistics.median(peers), 1),
-                    ratio_median_of_rounds=round(statistics.median(c / p for c, p in zip(conc, peers)), 2),
+                    ratio_median_of_rounds=round(statistics.median(c / p for c, p in zip(conc, peers, strict=True)), 2),
                     target=">= 2",
                 )
 
@@ -210,10 +262,16 @@ def main() -> None:
                 # A history of its own each round, so the first turn is never already cached.
                 history = []
                 for i in range(9):
-                    history += [{"role": "user", "content": f"Round {round_}, part {i}: " + filler * 4}, {"role": "assistant", "content": filler}]
+                    history += [
+                        {"role": "user", "content": f"Round {round_}, part {i}: " + filler * 4},
+                        {"role": "assistant", "content": filler},
+                    ]
                 history.append({"role": "user", "content": "What happened?"})
                 t1, answer, evaluated = chat_ttft(server.url, history)
-                t2, _, _ = chat_ttft(server.url, history + [{"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}])
+                t2, _, _ = chat_ttft(
+                    server.url,
+                    history + [{"role": "assistant", "content": answer}, {"role": "user", "content": "And then?"}],
+                )
                 first.append(t1)
                 second.append(t2)
                 history_tokens.append(evaluated)
@@ -221,7 +279,7 @@ def main() -> None:
                 "history_tokens": int(statistics.median(history_tokens)),
                 "first_turn_ttft_s": round(statistics.median(first), 3),
                 "second_turn_ttft_s": round(statistics.median(second), 3),
-                "ratio": round(statistics.median(b / a for a, b in zip(first, second)), 3),
+                "ratio": round(statistics.median(b / a for a, b in zip(first, second, strict=True)), 3),
                 "target": "<= 0.3",
             }
             assert server.proc is not None

@@ -55,7 +55,9 @@ def conversation(n: int = 50) -> list[dict]:
                 {
                     "role": "assistant",
                     "content": "",
-                    "tool_calls": [{"function": {"name": "tool_1", "arguments": {"location": f"City {i}", "unit": "celsius"}}}],
+                    "tool_calls": [
+                        {"function": {"name": "tool_1", "arguments": {"location": f"City {i}", "unit": "celsius"}}}
+                    ],
                 }
             )
             messages.append({"role": "tool", "content": '{"temperature": 21}', "tool_name": "tool_1"})
@@ -89,8 +91,12 @@ def main() -> None:
             "per_message_us": round(seconds * 1e6 / len(messages), 1),
         }
 
-    answer = "<think>" + "reasoning step. " * 200 + "</think>" + "Sure. " * 50 + (
-        '<tool_call>{"name": "tool_2", "arguments": {"location": "Paris", "unit": "celsius"}}</tool_call>'
+    answer = (
+        "<think>"
+        + "reasoning step. " * 200
+        + "</think>"
+        + "Sure. " * 50
+        + ('<tool_call>{"name": "tool_2", "arguments": {"location": "Paris", "unit": "celsius"}}</tool_call>')
     )
     tokens = [answer[i : i + 4] for i in range(0, len(answer), 4)]
 

@@ -96,7 +96,7 @@ class PeakRss:
             self.peak = max(self.peak, rss_kib(self.pid))
             time.sleep(0.005)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         try:
             with open(f"/proc/{self.pid}/clear_refs", "w") as f:
                 f.write("5")
@@ -162,7 +162,9 @@ def curl(url: str, dest: Path) -> tuple[float, float, int]:
     """curl's own transfer time, the CPU seconds it used, and the page cache's growth (KiB)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cached = page_cache_kib()
-    out = subprocess.run(["curl", "-s", "-f", "-o", str(dest), "-w", "%{time_total}", url], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["curl", "-s", "-f", "-o", str(dest), "-w", "%{time_total}", url], check=True, capture_output=True, text=True
+    )
     grown = page_cache_kib() - cached
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     size = dest.stat().st_size
@@ -196,7 +198,9 @@ def main() -> None:
             registry_cpu: dict[str, list[float]] = {"curl": [], "pull": []}
             curl(blob_url, root / "warm.bin")  # page cache warm for both
             with httpx.Client(trust_env=False, timeout=600) as client:
-                pull(client, server, big)  # untimed, as curl's start-up is: the server's first pull loads code and threads
+                pull(
+                    client, server, big
+                )  # untimed, as curl's start-up is: the server's first pull loads code and threads
                 delete(client, server, big)
 
                 def timed_curl() -> None:
@@ -229,28 +233,35 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     curl_s, pull_s = statistics.median(curl_times), statistics.median(pull_times)
     sha_rate = sha256_rate(bench)
-    print(json.dumps({
-        "blob_bytes": size,
-        "rounds": args.rounds,
-        "curl_seconds": [round(t, 3) for t in curl_times],
-        "pull_seconds": [round(t, 3) for t in pull_times],
-        "curl_MBps": round(size / curl_s / 1e6, 1),
-        "pull_MBps": round(size / pull_s / 1e6, 1),
-        "throughput_ratio_pull_over_curl": round(curl_s / pull_s, 3),
-        "target_ratio": 0.9,
-        "cpu_seconds_curl": round(statistics.median(curl_cpu), 3),
-        "cpu_seconds_pollama_server": round(statistics.median(pull_cpu), 3),
-        "cpu_seconds_registry": {k: round(statistics.median(v), 3) for k, v in registry_cpu.items()},
-        "direct_io": os.environ.get("POLLAMA_PULL_DIRECT_IO", "auto"),
-        "direct_io_auto_chooses_direct": TransferSettings().direct_for(size, lambda: system_memory().free, host_reclaims_free_memory),
-        "cores": os.cpu_count(),
-        "vm_free_page_reporting": host_reclaims_free_memory(),
-        "sha256_one_core_MBps": round(sha_rate / 1e6, 1),
-        "ratio_ceiling_from_sha256": round(min(1.0, sha_rate * curl_s / size), 3),
-        "page_cache_growth_MiB": {k: round(statistics.median(v) / 1024, 1) for k, v in cache_growth.items()},
-        "peak_rss_above_idle_MiB_262MB_blob": round(max(big_rss) / 1024, 1),
-        "peak_rss_above_idle_MiB_26MB_blob": round(max(small_rss) / 1024, 1),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "blob_bytes": size,
+                "rounds": args.rounds,
+                "curl_seconds": [round(t, 3) for t in curl_times],
+                "pull_seconds": [round(t, 3) for t in pull_times],
+                "curl_MBps": round(size / curl_s / 1e6, 1),
+                "pull_MBps": round(size / pull_s / 1e6, 1),
+                "throughput_ratio_pull_over_curl": round(curl_s / pull_s, 3),
+                "target_ratio": 0.9,
+                "cpu_seconds_curl": round(statistics.median(curl_cpu), 3),
+                "cpu_seconds_pollama_server": round(statistics.median(pull_cpu), 3),
+                "cpu_seconds_registry": {k: round(statistics.median(v), 3) for k, v in registry_cpu.items()},
+                "direct_io": os.environ.get("POLLAMA_PULL_DIRECT_IO", "auto"),
+                "direct_io_auto_chooses_direct": TransferSettings().direct_for(
+                    size, lambda: system_memory().free, host_reclaims_free_memory
+                ),
+                "cores": os.cpu_count(),
+                "vm_free_page_reporting": host_reclaims_free_memory(),
+                "sha256_one_core_MBps": round(sha_rate / 1e6, 1),
+                "ratio_ceiling_from_sha256": round(min(1.0, sha_rate * curl_s / size), 3),
+                "page_cache_growth_MiB": {k: round(statistics.median(v) / 1024, 1) for k, v in cache_growth.items()},
+                "peak_rss_above_idle_MiB_262MB_blob": round(max(big_rss) / 1024, 1),
+                "peak_rss_above_idle_MiB_26MB_blob": round(max(small_rss) / 1024, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,9 @@ def create(client: httpx.Client, name: str, path: Path) -> None:
     digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     if client.head(f"/api/blobs/{digest}").status_code != 200:
         client.post(f"/api/blobs/{digest}", content=path.read_bytes()).raise_for_status()
-    client.post("/api/create", json={"model": name, "files": {"model.gguf": digest}, "template": CHATML, "stream": False}).raise_for_status()
+    client.post(
+        "/api/create", json={"model": name, "files": {"model.gguf": digest}, "template": CHATML, "stream": False}
+    ).raise_for_status()
 
 
 def server_cpu_ns(pid: int | None) -> int:
@@ -75,7 +77,12 @@ def server_cpu_ns(pid: int | None) -> int:
 
 
 def native_run(client: httpx.Client, model: str, tokens: int) -> dict[str, float]:
-    body = {"model": model, "messages": MESSAGES, "stream": True, "options": {"temperature": 0, "top_p": 1.0, "seed": 1, "num_predict": tokens}}
+    body = {
+        "model": model,
+        "messages": MESSAGES,
+        "stream": True,
+        "options": {"temperature": 0, "top_p": 1.0, "seed": 1, "num_predict": tokens},
+    }
     t0 = time.perf_counter()
     first = last = 0.0
     final: dict[str, Any] = {}
@@ -94,7 +101,16 @@ def native_run(client: httpx.Client, model: str, tokens: int) -> dict[str, float
 
 
 def sse_run(client: httpx.Client, model: str, tokens: int) -> dict[str, float]:
-    body = {"model": model, "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}, "temperature": 0, "top_p": 1.0, "seed": 1, "max_tokens": tokens}
+    body = {
+        "model": model,
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0,
+        "top_p": 1.0,
+        "seed": 1,
+        "max_tokens": tokens,
+    }
     t0 = time.perf_counter()
     first = last = 0.0
     usage: dict[str, Any] = {}
@@ -116,7 +132,11 @@ def sse_run(client: httpx.Client, model: str, tokens: int) -> dict[str, float]:
 
 def _result(t0: float, first: float, last: float, count: int) -> dict[str, float]:
     end = time.perf_counter()
-    return {"tokens": count, "tok_s": count / (end - t0), "decode_tok_s": (count - 1) / (last - first) if last > first else 0.0}
+    return {
+        "tokens": count,
+        "tok_s": count / (end - t0),
+        "decode_tok_s": (count - 1) / (last - first) if last > first else 0.0,
+    }
 
 
 def bench_model(client: httpx.Client, pid: int | None, model: str, tokens: int, rounds: int) -> dict[str, Any]:
@@ -165,10 +185,22 @@ def http_layer_cost(chunks: int, rounds: int) -> dict[str, Any]:
 
         class Scripted:
             async def _events(self) -> Any:
-                piece = {"model": "m", "created_at": "2026-01-01T00:00:00.123456Z", "message": {"role": "assistant", "content": "abc"}, "done": False}
+                piece = {
+                    "model": "m",
+                    "created_at": "2026-01-01T00:00:00.123456Z",
+                    "message": {"role": "assistant", "content": "abc"},
+                    "done": False,
+                }
                 for _ in range(chunks):
                     yield piece
-                yield {**piece, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "length", "prompt_eval_count": 5, "eval_count": chunks}
+                yield {
+                    **piece,
+                    "message": {"role": "assistant", "content": ""},
+                    "done": True,
+                    "done_reason": "length",
+                    "prompt_eval_count": 5,
+                    "eval_count": chunks,
+                }
 
             def chat(self, req: Any, *, strict_think: bool = True) -> Any:
                 return self._events()
@@ -201,7 +233,11 @@ def http_layer_cost(chunks: int, rounds: int) -> dict[str, Any]:
             else:
                 os.environ["OLLAMA_MODELS"] = old
     out = {name: round(statistics.median(v), 2) for name, v in times.items()}
-    return {"chunks": chunks, "us_per_chunk": out, "extra_us_per_chunk": round(out["openai_sse"] - out["native_ndjson"], 2)}
+    return {
+        "chunks": chunks,
+        "us_per_chunk": out,
+        "extra_us_per_chunk": round(out["openai_sse"] - out["native_ndjson"], 2),
+    }
 
 
 def main() -> None:
@@ -225,8 +261,20 @@ def main() -> None:
     layer = http_layer_cost(20000, args.rounds)
     for result in results.values():
         # The HTTP layer's extra cost per chunk, measured without noise, at this model's speed.
-        result["ratio_implied_by_http_layer"] = implied_ratio(result["decode_tok_s"]["native_ndjson"], layer["extra_us_per_chunk"])
-    print(json.dumps({"benchmark": "sse_vs_ndjson", "target_ratio": 0.98, "models": results, "http_layer_scripted_service": layer}, indent=2))
+        result["ratio_implied_by_http_layer"] = implied_ratio(
+            result["decode_tok_s"]["native_ndjson"], layer["extra_us_per_chunk"]
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "sse_vs_ndjson",
+                "target_ratio": 0.98,
+                "models": results,
+                "http_layer_scripted_service": layer,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

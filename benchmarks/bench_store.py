@@ -36,12 +36,27 @@ def populate(models: Path, count: int) -> None:
 
     weights = blob(b"GGUF" + b"\0" * 1024)
     for i in range(count):
-        config = json.dumps({"model_format": "gguf", "model_family": "llama", "model_families": ["llama"], "model_type": "8B", "file_type": "Q4_K_M", "architecture": "amd64", "os": "linux", "i": i}).encode()
+        config = json.dumps(
+            {
+                "model_format": "gguf",
+                "model_family": "llama",
+                "model_families": ["llama"],
+                "model_type": "8B",
+                "file_type": "Q4_K_M",
+                "architecture": "amd64",
+                "os": "linux",
+                "i": i,
+            }
+        ).encode()
         template = f"{{{{ .Prompt }}}} {i}".encode()
         manifest = {
             "schemaVersion": 2,
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": blob(config), "size": len(config)},
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": blob(config),
+                "size": len(config),
+            },
             "layers": [
                 {"mediaType": "application/vnd.ollama.image.model", "digest": weights, "size": 1028},
                 {"mediaType": "application/vnd.ollama.image.template", "digest": blob(template), "size": len(template)},
@@ -97,10 +112,16 @@ def main() -> None:
             {
                 "benchmark": "store",
                 "models": args.models,
-                "tags_latency_ms": {"median": round(tags_ms, 2), "p90": round(sorted(tags)[int(len(tags) * 0.9)] * 1000, 2)},
+                "tags_latency_ms": {
+                    "median": round(tags_ms, 2),
+                    "p90": round(sorted(tags)[int(len(tags) * 0.9)] * 1000, 2),
+                },
                 "baseline_raw_scan_ms": {"median": round(scan_ms, 2)},
                 "tags_over_raw_scan": round(tags_ms / scan_ms, 2),
-                "serve_to_first_200_s": {"median": round(statistics.median(startups), 3), "min": round(min(startups), 3)},
+                "serve_to_first_200_s": {
+                    "median": round(statistics.median(startups), 3),
+                    "min": round(min(startups), 3),
+                },
             },
             indent=2,
         )

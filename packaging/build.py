@@ -49,15 +49,31 @@ def pinned_llama_cpp() -> str:
 
 def install_backend(backend: str) -> None:
     env = dict(os.environ, CMAKE_ARGS=BACKEND_FLAGS[backend], FORCE_CMAKE="1")
-    command = [sys.executable, "-m", "pip", "install", "--force-reinstall", "--no-deps", "--no-cache-dir", pinned_llama_cpp()]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--force-reinstall",
+        "--no-deps",
+        "--no-cache-dir",
+        pinned_llama_cpp(),
+    ]
     print("building llama-cpp-python:", f"CMAKE_ARGS={env['CMAKE_ARGS']!r}", " ".join(command), flush=True)
     subprocess.run(command, env=env, check=True)
 
 
 def freeze(dist: Path, work: Path) -> Path:
     command = [
-        sys.executable, "-m", "PyInstaller", "--noconfirm",
-        "--distpath", str(dist), "--workpath", str(work), str(ROOT / "packaging" / "pollama.spec"),
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        "--noconfirm",
+        "--distpath",
+        str(dist),
+        "--workpath",
+        str(work),
+        str(ROOT / "packaging" / "pollama.spec"),
     ]
     subprocess.run(command, check=True, cwd=ROOT)
     exe = dist / "pollama" / ("pollama.exe" if sys.platform == "win32" else "pollama")
@@ -82,7 +98,9 @@ def check(exe: Path) -> None:
             modelfile.write_text(f"FROM {model}\nPARAMETER num_predict 8\n")
 
             def cli(*args: str) -> str:
-                done = subprocess.run([str(exe), *args], env=server.env(), cwd=tmp, capture_output=True, text=True, timeout=300)
+                done = subprocess.run(
+                    [str(exe), *args], env=server.env(), cwd=tmp, capture_output=True, text=True, timeout=300
+                )
                 print(f"$ pollama {' '.join(args)}\n{done.stdout}{done.stderr}", flush=True)
                 if done.returncode != 0:
                     raise SystemExit(f"`pollama {' '.join(args)}` exited with {done.returncode}")

@@ -41,7 +41,12 @@ def ensure_display(argv: list[str]) -> None:
 
 def isolate(home: Path, port: int) -> None:
     os.environ["HOME"] = str(home)
-    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_STATE_HOME", ".local/state"), ("XDG_DATA_HOME", ".local/share"), ("XDG_CACHE_HOME", ".cache")):
+    for var, sub in (
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_STATE_HOME", ".local/state"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_CACHE_HOME", ".cache"),
+    ):
         os.environ[var] = str(home / sub)
     for key in [k for k in os.environ if k.startswith("OLLAMA_")]:
         del os.environ[key]
@@ -50,7 +55,9 @@ def isolate(home: Path, port: int) -> None:
     os.environ["OLLAMA_MODELS"] = str(home / ".ollama" / "models")
     config = home / ".config" / "pollama" / "config.json"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps({"OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_KEEP_ALIVE": "30m", "OLLAMA_NUM_PARALLEL": "2"}))
+    config.write_text(
+        json.dumps({"OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_KEEP_ALIVE": "30m", "OLLAMA_NUM_PARALLEL": "2"})
+    )
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
 
 
@@ -72,7 +79,10 @@ def add_models(url: str) -> None:
             c.post(f"/api/blobs/{digest}", content=data)
             r = c.post("/api/create", json={"model": name, "files": {"model.gguf": digest}, "stream": False, **extra})
             r.raise_for_status()
-        r = c.post("/api/generate", json={"model": "small-chat:f16", "prompt": "Hello", "stream": False, "options": {"num_predict": 4}})
+        r = c.post(
+            "/api/generate",
+            json={"model": "small-chat:f16", "prompt": "Hello", "stream": False, "options": {"num_predict": 4}},
+        )
         r.raise_for_status()
 
 
@@ -89,7 +99,14 @@ def start_registry(work: Path) -> tuple[str, list[object]] | None:
 
     registry = RegistryServer(work / "registry").start()
     with httpx.Client(trust_env=False, timeout=60) as c:
-        upload_model(c, registry.url, "library/small-demo", "latest", [("application/vnd.ollama.image.model", cached_model("small", predictable=False))], b'{"model_format":"gguf","model_family":"llama"}')
+        upload_model(
+            c,
+            registry.url,
+            "library/small-demo",
+            "latest",
+            [("application/vnd.ollama.image.model", cached_model("small", predictable=False))],
+            b'{"model_format":"gguf","model_family":"llama"}',
+        )
     proxy = FaultProxy(("127.0.0.1", registry.port), Faults(rate=1_000_000)).start()
     return f"{proxy.host}/library/small-demo:latest", [proxy, registry]
 
@@ -130,7 +147,9 @@ def main(argv: list[str]) -> int:
             pixmap = widget.grab()  # type: ignore[attr-defined]
             path = args.out / f"{name}.png"
             pixmap.save(str(path))
-            print(f"saved {path.relative_to(REPO) if path.is_relative_to(REPO) else path} ({pixmap.width()}x{pixmap.height()})")
+            print(
+                f"saved {path.relative_to(REPO) if path.is_relative_to(REPO) else path} ({pixmap.width()}x{pixmap.height()})"
+            )
 
         # library with a selected model's details
         library = desktop.show_library()

@@ -13,7 +13,8 @@ import errno
 import logging
 import signal
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
@@ -56,7 +57,12 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
     async def log_request(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         request_log.info(
-            "%s %s %d %.1fms %s", request.method, request.path, response.status_code, elapsed * 1000, request.remote_addr
+            "%s %s %d %.1fms %s",
+            request.method,
+            request.path,
+            response.status_code,
+            elapsed * 1000,
+            request.remote_addr,
         )
         return response
 
@@ -119,7 +125,13 @@ def _optional_blueprints() -> list[Any]:
     import importlib
 
     found = []
-    for module_name in ("server.api.inference", "server.api.openai", "server.api.anthropic", "server.api.pollama_ext", "server.api.transfer"):
+    for module_name in (
+        "server.api.inference",
+        "server.api.openai",
+        "server.api.anthropic",
+        "server.api.pollama_ext",
+        "server.api.transfer",
+    ):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
-
 #: VRAM a runner takes on each device it uses beyond its weights, KV cache and
 #: compute buffers (the driver context, cuBLAS workspace): Ollama keeps this
 #: much free per GPU when it places layers (`MinimumMemory`, 457 MiB for CUDA

@@ -7,7 +7,8 @@ everywhere.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from server.errors import BadRequest
 

@@ -8,7 +8,8 @@ and another elsewhere.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from server.errors import BadRequest, PollamaError
 

@@ -12,9 +12,10 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from server.config import Config
 from server.errors import PollamaError, RequestCanceled, ServerBusy
@@ -94,7 +95,9 @@ def estimate_memory(spec: RunnerSpec, info: GGUFInfo | None, file_sizes: int) ->
     embd = 0
     if info:
         tokens = info.get("tokenizer.ggml.tokens")
-        n_vocab = len(tokens) if isinstance(tokens, list) and tokens else int(info.arch_value("vocab_size", 32000) or 32000)
+        n_vocab = (
+            len(tokens) if isinstance(tokens, list) and tokens else int(info.arch_value("vocab_size", 32000) or 32000)
+        )
         embd = int(info.embedding_length or 0)
     # logits for one batch + activations; llama.cpp's graph buffers are of this order.
     compute = spec.num_batch * (n_vocab + 4 * embd) * 4 + 16 * 1024 * 1024
@@ -130,8 +133,13 @@ def choose_eviction(runners: list[RunnerState]) -> RunnerState | None:
     return ordered[0]
 
 
-def free_memory_for(spec: RunnerSpec, devices: list[Device], fresh: Callable[[], list[Device]],
-                    memory: Callable[[], SystemMemory], gpu_overhead: int) -> int:
+def free_memory_for(
+    spec: RunnerSpec,
+    devices: list[Device],
+    fresh: Callable[[], list[Device]],
+    memory: Callable[[], SystemMemory],
+    gpu_overhead: int,
+) -> int:
     """Memory a model would load into: the GPUs' free VRAM (as `fresh` reads it now, less the
     configured overhead and the new runner's own context on each GPU), or system memory
     without GPUs or for a CPU-only model."""
@@ -175,7 +183,7 @@ class Loaded:
 class Lease:
     """A request's hold on a runner: released on exit, which may start the keep-alive timer."""
 
-    def __init__(self, scheduler: "Scheduler", loaded: Loaded, wait_seconds: float) -> None:
+    def __init__(self, scheduler: Scheduler, loaded: Loaded, wait_seconds: float) -> None:
         self._scheduler = scheduler
         self.loaded = loaded
         self.load_duration = wait_seconds
@@ -189,7 +197,7 @@ class Lease:
     def spec(self) -> RunnerSpec:
         return self.loaded.spec
 
-    async def __aenter__(self) -> "Lease":
+    async def __aenter__(self) -> Lease:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -426,10 +434,10 @@ class Scheduler:
         return free_memory_for(spec, self.devices(), self._devices, self._memory, self.config.gpu_overhead)
 
     async def _evict_one(self) -> None:
-        victim_state = choose_eviction([l.state for l in self._loaded.values()])
+        victim_state = choose_eviction([loaded.state for loaded in self._loaded.values()])
         if victim_state is None:
             return
-        victim = next(l for l in self._loaded.values() if l.state is victim_state)
+        victim = next(loaded for loaded in self._loaded.values() if loaded.state is victim_state)
         victim.state.keep_alive = 0
         if not victim.state.idle:
             await victim.idle_event.wait()

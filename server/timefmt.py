@@ -10,8 +10,8 @@ FOREVER_YEARS = 292
 
 def rfc3339(ts: float | dt.datetime, *, utc: bool = False) -> str:
     """`2026-08-01T12:00:00.123456Z` (UTC) or with the local offset (`+02:00`)."""
-    when = ts if isinstance(ts, dt.datetime) else dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-    when = when.astimezone(dt.timezone.utc) if utc else when.astimezone()
+    when = ts if isinstance(ts, dt.datetime) else dt.datetime.fromtimestamp(ts, dt.UTC)
+    when = when.astimezone(dt.UTC) if utc else when.astimezone()
     text = when.strftime("%Y-%m-%dT%H:%M:%S")
     if when.microsecond:
         text += f".{when.microsecond:06d}".rstrip("0")
@@ -25,9 +25,9 @@ def rfc3339(ts: float | dt.datetime, *, utc: bool = False) -> str:
 
 
 def utc_now() -> str:
-    return rfc3339(dt.datetime.now(dt.timezone.utc), utc=True)
+    return rfc3339(dt.datetime.now(dt.UTC), utc=True)
 
 
 def far_future() -> dt.datetime:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return now.replace(year=now.year + FOREVER_YEARS)

@@ -27,7 +27,11 @@ from tests.fixtures import gguf_models as gm
 llama_cpp = pytest.importorskip("llama_cpp")
 if TYPE_CHECKING:
     from llama_cpp import Llama
-    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateChatCompletionResponse, CreateCompletionResponse
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        CreateChatCompletionResponse,
+        CreateCompletionResponse,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -123,9 +127,7 @@ def test_llama_metadata(request: pytest.FixtureRequest, fixture: str, preset: st
     assert _tensor(r, "blk.0.attn_norm.weight").tensor_type.name == "F32"
 
 
-def test_predictable_zeroes_exactly_the_unwanted_output_rows(
-    tiny_model_path: Path, tiny_model_eos_path: Path
-) -> None:
+def test_predictable_zeroes_exactly_the_unwanted_output_rows(tiny_model_path: Path, tiny_model_eos_path: Path) -> None:
     """Rows of control/unknown and non-printable byte tokens are 0 only when predictable."""
     out = np.asarray(_tensor(gguf.GGUFReader(tiny_model_path), "output.weight").data)
     zero = ~out.any(axis=1)
@@ -142,12 +144,18 @@ def test_generation_is_deterministic_and_seeded(tmp_path: Path) -> None:
     c = gm.write_llama_model(tmp_path / "c.gguf", seed=1)
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b, c)]
     assert digest[0] == digest[1] != digest[2]
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["a.gguf", "b.gguf", "c.gguf"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "a.gguf",
+        "b.gguf",
+        "c.gguf",
+    ]  # no temp files left
 
 
 def test_options_name_template_and_extra_metadata(tmp_path: Path) -> None:
     path = gm.write_llama_model(
-        tmp_path / "m.gguf", chat_template=None, name="custom",
+        tmp_path / "m.gguf",
+        chat_template=None,
+        name="custom",
         extra_metadata={"llama.context_length": 1024, "pollama.test": "yes", "pollama.n": 7},
     )
     r = gguf.GGUFReader(path)
@@ -167,9 +175,7 @@ def test_bert_metadata(bert_model_path: Path) -> None:
     assert _field(r, "tokenizer.ggml.tokens")[:5] == list(gm.BERT_SPECIALS)  # type: ignore[index]
 
 
-def test_cached_model_generates_once_even_when_raced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cached_model_generates_once_even_when_raced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POLLAMA_TEST_CACHE", str(tmp_path / "cache"))
     assert gm.model_cache_dir() == tmp_path / "cache"
     with ThreadPoolExecutor(4) as pool:
@@ -220,8 +226,9 @@ def test_greedy_output_is_the_same_in_a_fresh_process(tiny_llm: Llama, tiny_mode
         "llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=512, n_threads=1, verbose=False)\n"
         "print(json.dumps(llm.create_completion('Hello', max_tokens=16, temperature=0)['choices'][0]['text']))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(tiny_model_path)], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_model_path)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     # without stream=True the result is one response, not an iterator of chunks
     done = cast("CreateCompletionResponse", tiny_llm.create_completion("Hello", max_tokens=16, temperature=0))
     here = done["choices"][0]["text"]
@@ -244,10 +251,14 @@ def test_special_tokens_parse(tiny_llm: Llama) -> None:
 
 
 def test_chat_completion_uses_the_chatml_template(tiny_llm: Llama) -> None:
-    msgs: list[ChatCompletionRequestMessage] = [{"role": "system", "content": "Be brief."},
-                                                {"role": "user", "content": "Hello"}]
+    msgs: list[ChatCompletionRequestMessage] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello"},
+    ]
     # without stream=True the result is one response, not an iterator of chunks
-    r = cast("CreateChatCompletionResponse", tiny_llm.create_chat_completion(messages=msgs, max_tokens=12, temperature=0))
+    r = cast(
+        "CreateChatCompletionResponse", tiny_llm.create_chat_completion(messages=msgs, max_tokens=12, temperature=0)
+    )
     prompt = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
     prompt += "<|im_start|>assistant\n"
     # llama-cpp-python renders GGUF Jinja templates and adds no BOS of its own
@@ -289,8 +300,12 @@ def test_broken_files_are_rejected(truncated_gguf_path: Path, bad_magic_path: Pa
         "    except ValueError:\n"
         "        print('ValueError', p)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(truncated_gguf_path), str(bad_magic_path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(truncated_gguf_path), str(bad_magic_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["ValueError", str(truncated_gguf_path), "ValueError", str(bad_magic_path)]
 
@@ -310,10 +325,13 @@ bench_only = pytest.mark.skipif(os.environ.get("POLLAMA_TEST_BENCH") != "1", rea
 
 @pytest.mark.bench_model
 @bench_only
-@pytest.mark.parametrize("fixture,preset,size_mb", [
-    ("bench_model_path", "bench", (470, 510)),
-    ("bench_q8_model_path", "bench-q8", (250, 275)),
-])
+@pytest.mark.parametrize(
+    "fixture,preset,size_mb",
+    [
+        ("bench_model_path", "bench", (470, 510)),
+        ("bench_q8_model_path", "bench-q8", (250, 275)),
+    ],
+)
 def test_bench_models(request: pytest.FixtureRequest, fixture: str, preset: str, size_mb: tuple[int, int]) -> None:
     path: Path = request.getfixturevalue(fixture)
     lo, hi = size_mb

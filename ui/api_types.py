@@ -29,7 +29,7 @@ def parse_time(value: Any) -> dt.datetime | None:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _int(value: Any) -> int:
@@ -53,7 +53,7 @@ class ModelDetails:
     parent_model: str = ""
 
     @classmethod
-    def from_json(cls, obj: Any) -> "ModelDetails":
+    def from_json(cls, obj: Any) -> ModelDetails:
         if not isinstance(obj, dict):
             return cls()
         families = obj.get("families") or ()
@@ -84,7 +84,7 @@ class LocalModel:
         return self.digest.removeprefix("sha256:")[:12]
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "LocalModel":
+    def from_json(cls, obj: dict[str, Any]) -> LocalModel:
         caps = obj.get("capabilities") or ()
         return cls(
             name=_str(obj.get("name") or obj.get("model")),
@@ -121,14 +121,14 @@ class RunningModel:
         """Seconds until the idle timer unloads it; None = kept loaded forever (or unknown)."""
         if self.expires_at is None:
             return None
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         left = self.expires_at - now
         if left > FOREVER_AFTER:
             return None
         return max(0.0, left.total_seconds())
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "RunningModel":
+    def from_json(cls, obj: dict[str, Any]) -> RunningModel:
         return cls(
             name=_str(obj.get("name") or obj.get("model")),
             size=_int(obj.get("size")),
@@ -171,7 +171,7 @@ class Devices:
         return sum(d.total_memory for d in self.gpus)
 
     @classmethod
-    def from_json(cls, body: Any) -> "Devices":
+    def from_json(cls, body: Any) -> Devices:
         if not isinstance(body, dict):
             return cls()
         gpus = tuple(
@@ -206,7 +206,7 @@ class Estimate:
     fits: bool
 
     @classmethod
-    def from_json(cls, body: dict[str, Any]) -> "Estimate":
+    def from_json(cls, body: dict[str, Any]) -> Estimate:
         return cls(
             model=_str(body.get("model")),
             context_length=_int(body.get("context_length")),
@@ -234,7 +234,7 @@ class ShowInfo:
     details: ModelDetails = field(default_factory=ModelDetails)
 
     @classmethod
-    def from_json(cls, body: dict[str, Any]) -> "ShowInfo":
+    def from_json(cls, body: dict[str, Any]) -> ShowInfo:
         info = body.get("model_info")
         if not isinstance(info, dict):
             info = {}

@@ -13,8 +13,9 @@ import plistlib
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 LABEL = "io.pollama.app"
 RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"

@@ -120,9 +120,7 @@ class Call(QObject):
         network_error = reply.error()
         reply.deleteLater()
         self._reply = None
-        if self._status == 0 or (
-            network_error != QNetworkReply.NetworkError.NoError and not 400 <= self._status < 600
-        ):
+        if self._status == 0 or (network_error != QNetworkReply.NetworkError.NoError and not 400 <= self._status < 600):
             cancelled = network_error == QNetworkReply.NetworkError.OperationCanceledError
             self.fail(ApiError(0, "", "cancelled" if cancelled else reply.errorString()))
             return
@@ -178,7 +176,7 @@ class _HashJob(QRunnable):
 class UploadCall(Call):
     """Hash a file, ask whether the server has it (`HEAD /api/blobs`), upload it if not. Succeeds with the digest."""
 
-    def __init__(self, client: "ApiClient", path: Path) -> None:
+    def __init__(self, client: ApiClient, path: Path) -> None:
         super().__init__(client)
         self.client, self.path, self.digest = client, path, ""
         self._signals = _HashSignals(self)
@@ -230,7 +228,9 @@ class ApiClient(QObject):
         req = QNetworkRequest(QUrl(self.base_url + path))
         req.setTransferTimeout(timeout_ms)
         req.setRawHeader(b"Accept", b"application/json, application/x-ndjson")
-        req.setAttribute(QNetworkRequest.Attribute.RedirectPolicyAttribute, QNetworkRequest.RedirectPolicy.ManualRedirectPolicy)
+        req.setAttribute(
+            QNetworkRequest.Attribute.RedirectPolicyAttribute, QNetworkRequest.RedirectPolicy.ManualRedirectPolicy
+        )
         return req
 
     def request(

@@ -8,8 +8,8 @@ checkpoints pulls, stops polling and stops the embedded server if there is one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import platformdirs
 from PySide6.QtCore import QMetaObject, QObject, Qt, QUrl, Signal, Slot

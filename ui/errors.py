@@ -24,7 +24,10 @@ class ApiError:
 
 
 _RULES: tuple[tuple[str, str], ...] = (
-    ("file does not exist", "There is no model with that name on the registry. Check the spelling, or pick one from the suggestions."),
+    (
+        "file does not exist",
+        "There is no model with that name on the registry. Check the spelling, or pick one from the suggestions.",
+    ),
     ("invalid model name", "That is not a valid model name. Names look like “llama3.2” or “user/model:tag”."),
     ("digest mismatch", "The download was damaged on the way. Press Retry to download it again."),
     ("insecure protocol", "That registry only speaks plain HTTP. Pull from a registry that supports HTTPS."),
@@ -47,12 +50,13 @@ def friendly(error: ApiError) -> str:
     if error.status == 0:
         if "cancel" in error.network.lower():
             return "Cancelled."
-        return (
-            "Cannot reach the pollama server. It may still be starting, or it has stopped"
-            + (f" ({error.network})." if error.network else ".")
+        return "Cannot reach the pollama server. It may still be starting, or it has stopped" + (
+            f" ({error.network})." if error.network else "."
         )
-    if error.status == 404 and not error.message.strip().startswith(("model", "blob", "pull")) and (
-        "page not found" in error.message or not error.message
+    if (
+        error.status == 404
+        and not error.message.strip().startswith(("model", "blob", "pull"))
+        and ("page not found" in error.message or not error.message)
     ):
         return "The server does not offer this yet (it may be an older version)."
     lowered = error.message.lower()

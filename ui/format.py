@@ -54,11 +54,18 @@ def relative_time(when: dt.datetime | None, now: dt.datetime | None = None) -> s
     """`Just now`, `5 minutes ago`, `3 days ago`, as `ollama list` writes MODIFIED."""
     if when is None:
         return ""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     seconds = (now - when).total_seconds()
     if seconds < 60:
         return "Just now"
-    for size, unit in ((365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"), (86400, "day"), (3600, "hour"), (60, "minute")):
+    for size, unit in (
+        (365 * 86400, "year"),
+        (30 * 86400, "month"),
+        (7 * 86400, "week"),
+        (86400, "day"),
+        (3600, "hour"),
+        (60, "minute"),
+    ):
         if seconds >= size:
             n = int(seconds // size)
             if n == 1:

@@ -41,6 +41,8 @@ from ui.status_line import StatusLine
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 Index = QModelIndex | QPersistentModelIndex
+#: The invisible root, the default parent in Qt's item-model calls (one instance, not one per call).
+_ROOT = QModelIndex()
 
 
 class ModelTable(QAbstractTableModel):
@@ -55,10 +57,10 @@ class ModelTable(QAbstractTableModel):
         self.models = list(models)
         self.endResetModel()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
+    def rowCount(self, parent: Index = _ROOT) -> int:
         return 0 if parent.isValid() else len(self.models)
 
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
+    def columnCount(self, parent: Index = _ROOT) -> int:
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -85,7 +87,7 @@ class ModelTable(QAbstractTableModel):
             if col == 2:
                 return m.size
             if col == 6:
-                return (m.modified_at or dt.datetime.min.replace(tzinfo=dt.timezone.utc)).timestamp()
+                return (m.modified_at or dt.datetime.min.replace(tzinfo=dt.UTC)).timestamp()
             if col == 4:
                 return _param_count(m.details.parameter_size)
             return str(self.data(index)).lower()
@@ -412,7 +414,9 @@ class LibraryWindow(QWidget):
         mime = event.mimeData()
         if not mime.hasUrls():
             return []
-        return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile() and u.toLocalFile().lower().endswith(".gguf")]
+        return [
+            Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile() and u.toLocalFile().lower().endswith(".gguf")
+        ]
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self._gguf_paths(event):

@@ -140,7 +140,10 @@ class PullManager(QObject):
         if self.jobs.get(job.model) is not job or job.status is not PullStatus.RUNNING:
             return
         if not job.tracker.succeeded:
-            job.status, job.error = PullStatus.FAILED, "The download stopped before it finished. Press Retry to continue."
+            job.status, job.error = (
+                PullStatus.FAILED,
+                "The download stopped before it finished. Press Retry to continue.",
+            )
             self.failed.emit(job.model, job.error)
         else:
             job.status = PullStatus.SUCCEEDED

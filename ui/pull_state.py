@@ -49,7 +49,7 @@ class PendingPulls:
 
     def add(self, model: str, *, insecure: bool = False) -> None:
         entries = [p for p in self.items() if p.model != model]
-        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         entries.append(PendingPull(model, insecure, started))
         self._write(entries)
 

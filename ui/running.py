@@ -46,7 +46,9 @@ def vram_bar(model: RunningModel, vram_total: int) -> QProgressBar:
         return bar
     bar.setRange(0, 1000)
     bar.setValue(int(min(1.0, model.size_vram / vram_total) * 1000))
-    bar.setFormat(f"{human_size(model.size_vram)} of {human_size(vram_total)} ({gpu_share(model.size, model.size_vram)})")
+    bar.setFormat(
+        f"{human_size(model.size_vram)} of {human_size(vram_total)} ({gpu_share(model.size, model.size_vram)})"
+    )
     return bar
 
 
@@ -176,7 +178,7 @@ class RunningWindow(QWidget):
         self.refreshed.emit(self.models)
 
     def _tick(self) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         for row, m in enumerate(self.models):
             item = self.table.item(row, 4)
             if item is not None:

@@ -7,7 +7,8 @@ only this protocol, so it works the same with no embedded server at all
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 
 class ServerControl(Protocol):

@@ -94,7 +94,7 @@ def _upload_all(client: Client, paths: dict[str, Path], display: Display) -> dic
         digest = file_digest(real)
         last = [-1]
 
-        def progress(sent: int, digest: str = digest) -> None:
+        def progress(sent: int, digest: str = digest, size: int = size, last: list[int] = last) -> None:
             pct = int(100 * sent / size)
             if pct < 100 and not getattr(display, "live", False):
                 return  # logs get one line per file, not a hundred

@@ -43,14 +43,16 @@ def cmd_ps(args: argparse.Namespace, client: Client) -> int:
         if prefix and not str(m.get("model") or name).startswith(prefix):
             continue
         size = int(m.get("size") or 0)
-        rows.append([
-            name,
-            str(m.get("digest") or "")[:12],
-            human_bytes(size),
-            processor(size, int(m.get("size_vram") or 0)),
-            str(int(m.get("context_length") or 0)),
-            until(m.get("expires_at")),
-        ])
+        rows.append(
+            [
+                name,
+                str(m.get("digest") or "")[:12],
+                human_bytes(size),
+                processor(size, int(m.get("size_vram") or 0)),
+                str(int(m.get("context_length") or 0)),
+                until(m.get("expires_at")),
+            ]
+        )
     sys.stdout.write(table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]))
     return 0
 
@@ -58,7 +60,9 @@ def cmd_ps(args: argparse.Namespace, client: Client) -> int:
 def cmd_show(args: argparse.Namespace, client: Client) -> int:
     chosen = [flag for flag in SHOW_FLAGS if getattr(args, flag, False)]
     if len(chosen) > 1:
-        raise ClientError("only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified")
+        raise ClientError(
+            "only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified"
+        )
     resp = client.show(args.model, verbose=args.verbose)
     if chosen:
         print(str(resp.get(chosen[0]) or ""))
@@ -132,8 +136,10 @@ def render_show(resp: dict[str, Any], *, verbose: bool = False) -> str:
 
     tensors = resp.get("tensors") or []
     if tensors and verbose:
-        section("Tensors", [["", str(t.get("name")), str(t.get("type")), go_value(list(t.get("shape") or []))]
-                            for t in tensors])
+        section(
+            "Tensors",
+            [["", str(t.get("name")), str(t.get("type")), go_value(list(t.get("shape") or []))] for t in tensors],
+        )
 
     if resp.get("system"):
         section("System", [["", line] for line in head_lines(str(resp["system"]), 2)])

@@ -129,8 +129,10 @@ class ResponseWriter:
             args = json.dumps(fn.get("arguments") or {}, separators=(",", ":"))
             if i:
                 out += "\n"
-            out += (f"  Model called a non-existent function '{value}{fn.get('name', '')}{explain}()' "
-                    f"with arguments: {value}{args}{explain}")
+            out += (
+                f"  Model called a non-existent function '{value}{fn.get('name', '')}{explain}()' "
+                f"with arguments: {value}{args}{explain}"
+            )
         if not self.plain:
             out += DEFAULT
         return out

@@ -13,9 +13,10 @@ import base64
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from app.client import APIError, Client, ClientError
 from app.commands.render import ResponseWriter
@@ -213,8 +214,9 @@ def _common_fields(body: dict[str, Any], opts: RunOptions) -> None:
         body["think"] = opts.think
 
 
-def stream_to(writer: ResponseWriter, events: Iterator[dict[str, Any]], opts: RunOptions,
-              key: str | None) -> dict[str, Any] | None:
+def stream_to(
+    writer: ResponseWriter, events: Iterator[dict[str, Any]], opts: RunOptions, key: str | None
+) -> dict[str, Any] | None:
     """Print a response stream; Ctrl+C stops it (closing the connection) and returns None."""
     spinner = Spinner().start()
     latest: dict[str, Any] = {}
@@ -226,7 +228,9 @@ def stream_to(writer: ResponseWriter, events: Iterator[dict[str, Any]], opts: Ru
             thinking = str(part.get("thinking") or "")
             if content or not opts.hide_thinking:
                 spinner.stop()
-            writer.feed(content=content, thinking=thinking, tool_calls=part.get("tool_calls") or event.get("tool_calls"))
+            writer.feed(
+                content=content, thinking=thinking, tool_calls=part.get("tool_calls") or event.get("tool_calls")
+            )
     except KeyboardInterrupt:
         spinner.stop()
         close = getattr(events, "close", None)
@@ -240,9 +244,24 @@ def stream_to(writer: ResponseWriter, events: Iterator[dict[str, Any]], opts: Ru
 
 
 _IMAGE_PATH = re.compile(r"(?:[a-zA-Z]:)?(?:\./|/|\\)[\S\\ ]+?\.(?i:jpg|jpeg|png|webp)\b")
-_UNESCAPE = [("\\ ", " "), ("\\(", "("), ("\\)", ")"), ("\\[", "["), ("\\]", "]"), ("\\{", "{"), ("\\}", "}"),
-             ("\\$", "$"), ("\\&", "&"), ("\\;", ";"), ("\\'", "'"), ("\\\\", "\\"), ("\\*", "*"),
-             ("\\?", "?"), ("\\~", "~"), ("'\\''", "'")]
+_UNESCAPE = [
+    ("\\ ", " "),
+    ("\\(", "("),
+    ("\\)", ")"),
+    ("\\[", "["),
+    ("\\]", "]"),
+    ("\\{", "{"),
+    ("\\}", "}"),
+    ("\\$", "$"),
+    ("\\&", "&"),
+    ("\\;", ";"),
+    ("\\'", "'"),
+    ("\\\\", "\\"),
+    ("\\*", "*"),
+    ("\\?", "?"),
+    ("\\~", "~"),
+    ("'\\''", "'"),
+]
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
 
 

@@ -6,7 +6,8 @@ stream its objects as NDJSON or fold them into one response.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from quart import Blueprint, Response
 

@@ -18,7 +18,7 @@ from quart import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from server.api.compat import openai as oa
-from server.api.compat.responses import ResponsesStream, ResponseBuilder, responses_request
+from server.api.compat.responses import ResponseBuilder, ResponsesStream, responses_request
 from server.api.context import services
 from server.api.http import json_response, parse_json_object, read_body, read_json
 from server.api.inference import fold
@@ -92,7 +92,9 @@ async def completions() -> Response:
         final = await fold(events, "response")
         return json_response(oa.text_completion(final, id=oa.completion_id(), model=req.model, echo_prompt=echo))
     first = await first_event(events)
-    stream = oa.CompletionStream(id=oa.completion_id(), model=req.model, include_usage=call.include_usage, echo_prompt=echo)
+    stream = oa.CompletionStream(
+        id=oa.completion_id(), model=req.model, include_usage=call.include_usage, echo_prompt=echo
+    )
     return sse_stream(first, events, lambda ev: b"".join(frame(c) for c in stream.feed(ev)), error_frame, tail=DONE)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable
 
 from quart import Quart, Response, request
 

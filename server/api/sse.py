@@ -15,7 +15,8 @@ only be reported in-band, as a final error frame in the API's own shape.
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, TypeVar
 
 from quart import Response
 

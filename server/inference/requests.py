@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from server.duration import DurationError, parse_keep_alive
 from server.errors import BadRequest
@@ -40,7 +41,7 @@ def parse_think(value: Any) -> bool | str | None:
         return value
     if isinstance(value, str) and value in ("true", "false"):
         return value == "true"
-    raise BadRequest(f"invalid think value: {value!r} (expected true, false, \"low\", \"medium\", \"high\" or \"max\")")
+    raise BadRequest(f'invalid think value: {value!r} (expected true, false, "low", "medium", "high" or "max")')
 
 
 def parse_format(value: Any) -> str | dict[str, Any] | None:
@@ -150,7 +151,7 @@ class GenerateRequest(GenerationFields):
         return self.prompt == "" and not self.suffix and not self.images
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> "GenerateRequest":
+    def from_json(cls, body: Mapping[str, Any]) -> GenerateRequest:
         context = typed_field(body, "context", list)
         if context is not None and not all(isinstance(t, int) and not isinstance(t, bool) for t in context):
             raise BadRequest("invalid value for field 'context': expected an array of integers")
@@ -179,7 +180,7 @@ class ChatRequest(GenerationFields):
         return not self.messages
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> "ChatRequest":
+    def from_json(cls, body: Mapping[str, Any]) -> ChatRequest:
         messages = typed_field(body, "messages", list, [])
         decoded = []
         for i, m in enumerate(messages):
@@ -218,7 +219,7 @@ class EmbedRequest:
     normalize: bool = True
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> "EmbedRequest":
+    def from_json(cls, body: Mapping[str, Any]) -> EmbedRequest:
         raw = body.get("input")
         if raw is None or raw == "":
             inputs: list[str] = []

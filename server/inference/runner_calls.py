@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from server.errors import BadRequest
 from server.scheduler import RunnerSpec
@@ -55,7 +56,9 @@ def _grammar(fmt: Any) -> str | None:
         raise BadRequest(f"invalid format: {exc}") from None
 
 
-async def completion(runner: Any, prompt: str, options: dict[str, Any], fmt: Any, req: Any, *, images: list[Any]) -> AsyncIterator[dict[str, Any]]:
+async def completion(
+    runner: Any, prompt: str, options: dict[str, Any], fmt: Any, req: Any, *, images: list[Any]
+) -> AsyncIterator[dict[str, Any]]:
     from server.runner.client import CompletionRequest
 
     request = CompletionRequest(
@@ -104,6 +107,8 @@ async def completion(runner: Any, prompt: str, options: dict[str, Any], fmt: Any
         await stream.aclose()
 
 
-async def embed(runner: Any, inputs: list[str], *, truncate: bool, normalize: bool, dimensions: int | None, num_ctx: int) -> tuple[list[list[float]], int]:
+async def embed(
+    runner: Any, inputs: list[str], *, truncate: bool, normalize: bool, dimensions: int | None, num_ctx: int
+) -> tuple[list[list[float]], int]:
     result = await runner.embed(inputs, truncate=truncate, normalize=normalize, dimensions=dimensions)
     return [list(v) for v in result.vectors], int(result.prompt_eval_count)

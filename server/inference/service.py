@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from server.errors import BadRequest, NotFound, PollamaError
 from server.inference import runner_calls
@@ -68,9 +69,17 @@ class Inference:
                 tokens = info.get("tokenizer.ggml.tokens") or []
                 bos = _token_text(tokens, info.get("tokenizer.ggml.bos_token_id"))
                 eos = _token_text(tokens, info.get("tokenizer.ggml.eos_token_id"))
-        return select_template(request_template=request_template, model_template=model.template, gguf_chat_template=jinja, bos_token=bos, eos_token=eos)
+        return select_template(
+            request_template=request_template,
+            model_template=model.template,
+            gguf_chat_template=jinja,
+            bos_token=bos,
+            eos_token=eos,
+        )
 
-    def _think(self, model: Model, caps: list[str], think: bool | str | None, *, strict: bool = True) -> bool | str | None:
+    def _think(
+        self, model: Model, caps: list[str], think: bool | str | None, *, strict: bool = True
+    ) -> bool | str | None:
         if "thinking" in caps:
             return True if think is None else think
         if think not in (None, False) and strict:
@@ -80,11 +89,21 @@ class Inference:
     def _options(self, model: Model, request: dict[str, Any]) -> dict[str, Any]:
         return {**DEFAULT_OPTIONS, **model.parameters, **request}
 
-    async def _acquire(self, model: Model, options: dict[str, Any], keep_alive: float | None, *, embedding: bool = False) -> Lease:
+    async def _acquire(
+        self, model: Model, options: dict[str, Any], keep_alive: float | None, *, embedding: bool = False
+    ) -> Lease:
         spec = await asyncio.to_thread(self.scheduler.spec_for, model, options, embedding=embedding)
         return await self.scheduler.acquire(model, spec, keep_alive)
 
-    async def _fit(self, lease: Lease, messages: list[dict[str, Any]], render: Any, num_ctx: int, truncate: bool, has_projector: bool) -> Any:
+    async def _fit(
+        self,
+        lease: Lease,
+        messages: list[dict[str, Any]],
+        render: Any,
+        num_ctx: int,
+        truncate: bool,
+        has_projector: bool,
+    ) -> Any:
         """Drop old messages until the prompt fits; tokenizing in the runner from a worker thread."""
         loop = asyncio.get_running_loop()
 
@@ -92,7 +111,13 @@ class Inference:
             return len(asyncio.run_coroutine_threadsafe(lease.runner.tokenize(text), loop).result())
 
         return await asyncio.to_thread(
-            fit_messages, messages, render, count, num_ctx, image_tokens=768 if has_projector else None, truncate=truncate
+            fit_messages,
+            messages,
+            render,
+            count,
+            num_ctx,
+            image_tokens=768 if has_projector else None,
+            truncate=truncate,
         )
 
     # ---- generate ----------------------------------------------------------------------------
@@ -128,11 +153,25 @@ class Inference:
                 msgs = ([{"role": "system", "content": system}] if system else []) + list(history)
                 msgs.append({"role": "user", "content": req.prompt, "images": req.images})
                 return render_chat(template, msgs, think=think)
-            return render_generate(template, prompt=req.prompt, system=system, suffix=req.suffix or None, history=history, images=req.images, think=think)
+            return render_generate(
+                template,
+                prompt=req.prompt,
+                system=system,
+                suffix=req.suffix or None,
+                history=history,
+                images=req.images,
+                think=think,
+            )
 
         if req.debug_render_only:
             text = render() if req.prompt or req.suffix else ""
-            yield {"model": req.model, "created_at": utc_now(), "response": "", "done": False, "_debug_info": {"rendered_template": text, "image_count": len(req.images)}}
+            yield {
+                "model": req.model,
+                "created_at": utc_now(),
+                "response": "",
+                "done": False,
+                "_debug_info": {"rendered_template": text, "image_count": len(req.images)},
+            }
             return
 
         lease = await self._acquire(model, options, req.keep_alive)
@@ -160,7 +199,12 @@ class Inference:
                     yield final
                     return
                 piece = pipeline.feed(chunk["content"])
-                out: dict[str, Any] = {"model": req.model, "created_at": utc_now(), "response": piece.content, "done": False}
+                out: dict[str, Any] = {
+                    "model": req.model,
+                    "created_at": utc_now(),
+                    "response": piece.content,
+                    "done": False,
+                }
                 if piece.thinking:
                     out["thinking"] = piece.thinking
                 if chunk.get("logprobs"):
@@ -170,7 +214,9 @@ class Inference:
 
     # ---- chat ----------------------------------------------------------------------------------
 
-    async def chat(self, req: ChatRequest, *, strict_think: bool = True, report_stop: bool = False) -> AsyncIterator[dict[str, Any]]:
+    async def chat(
+        self, req: ChatRequest, *, strict_think: bool = True, report_stop: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
         """Native chat chunks. `report_stop` adds `stop_sequence` (which of the request's own
         stop strings ended the reply) to the final chunk: Anthropic's API has the field,
         Ollama's has not."""
@@ -180,7 +226,13 @@ class Inference:
         model = self._lookup(req.model, f"model '{req.model}' not found", BadRequest("model is required"))
         if req.only_loads and req.keep_alive == 0:
             await self.scheduler.expire(model)
-            yield {"model": req.model, "created_at": utc_now(), "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "unload"}
+            yield {
+                "model": req.model,
+                "created_at": utc_now(),
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "unload",
+            }
             return
         caps = await asyncio.to_thread(capabilities, model)
         if "completion" not in caps:
@@ -200,19 +252,39 @@ class Inference:
             return render_chat(template, msgs, tools=req.tools, think=think)
 
         if req.debug_render_only:
-            text = await asyncio.to_thread(render_chat, template, messages, tools=req.tools, think=think) if req.messages else ""
+            text = (
+                await asyncio.to_thread(render_chat, template, messages, tools=req.tools, think=think)
+                if req.messages
+                else ""
+            )
             images = sum(len(m.get("images") or []) for m in messages)
-            yield {"model": req.model, "created_at": utc_now(), "message": {"role": "", "content": ""}, "done": False, "_debug_info": {"rendered_template": text, "image_count": images}}
+            yield {
+                "model": req.model,
+                "created_at": utc_now(),
+                "message": {"role": "", "content": ""},
+                "done": False,
+                "_debug_info": {"rendered_template": text, "image_count": images},
+            }
             return
 
         lease = await self._acquire(model, options, req.keep_alive)
         async with lease:
             if req.only_loads:
-                yield {"model": req.model, "created_at": utc_now(), "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "load"}
+                yield {
+                    "model": req.model,
+                    "created_at": utc_now(),
+                    "message": {"role": "assistant", "content": ""},
+                    "done": True,
+                    "done_reason": "load",
+                }
                 return
-            fit = await self._fit(lease, messages, render, lease.spec.num_ctx, req.truncate, bool(model.projector_paths))
+            fit = await self._fit(
+                lease, messages, render, lease.spec.num_ctx, req.truncate, bool(model.projector_paths)
+            )
             if fit.dropped:
-                log.warning("%s: dropped %d old messages to fit num_ctx=%d", model.name.display, fit.dropped, lease.spec.num_ctx)
+                log.warning(
+                    "%s: dropped %d old messages to fit num_ctx=%d", model.name.display, fit.dropped, lease.spec.num_ctx
+                )
             if not req.truncate and fit.token_count is None:
                 count = len(await lease.runner.tokenize(fit.prompt))
                 if count > lease.spec.num_ctx:
@@ -221,7 +293,11 @@ class Inference:
             tags = getattr(template, "thinking_tags", None)
             if think and tags:
                 thinking = ThinkingParser.for_prompt(tags[0], tags[1], fit.prompt)
-            tool_parser = ToolCallParser(template if isinstance(template, ChatTemplate) else template.tool_call_tag, req.tools) if req.tools else None
+            tool_parser = (
+                ToolCallParser(template if isinstance(template, ChatTemplate) else template.tool_call_tag, req.tools)
+                if req.tools
+                else None
+            )
             pipeline = OutputPipeline(thinking, tool_parser)
             async for chunk in self._complete(lease, fit.prompt, options, req.format, req, images=fit.images):
                 if chunk.get("done"):
@@ -254,7 +330,9 @@ class Inference:
 
     # ---- the runner call ----------------------------------------------------------------------
 
-    async def _complete(self, lease: Lease, prompt: str, options: dict[str, Any], fmt: Any, req: Any, *, images: Any = ()) -> AsyncIterator[dict[str, Any]]:
+    async def _complete(
+        self, lease: Lease, prompt: str, options: dict[str, Any], fmt: Any, req: Any, *, images: Any = ()
+    ) -> AsyncIterator[dict[str, Any]]:
         async for chunk in runner_calls.completion(lease.runner, prompt, options, fmt, req, images=list(images)):
             yield chunk
 
@@ -281,21 +359,32 @@ class Inference:
         async with lease:
             if not req.inputs:
                 return {"model": req.model, "embeddings": []}
-            vectors, count = await runner_calls.embed(lease.runner, req.inputs, truncate=req.truncate, normalize=req.normalize, dimensions=req.dimensions, num_ctx=lease.spec.num_ctx)
+            vectors, count = await runner_calls.embed(
+                lease.runner,
+                req.inputs,
+                truncate=req.truncate,
+                normalize=req.normalize,
+                dimensions=req.dimensions,
+                num_ctx=lease.spec.num_ctx,
+            )
         out: dict[str, Any] = {"model": req.model, "embeddings": vectors}
         out["total_duration"] = int((time.perf_counter() - started) * 1e9)
         out["load_duration"] = int(lease.load_duration * 1e9)
         out["prompt_eval_count"] = count
         return out
 
-    async def embeddings(self, model_raw: str, prompt: str, options: dict[str, Any], keep_alive: float | None) -> dict[str, Any]:
+    async def embeddings(
+        self, model_raw: str, prompt: str, options: dict[str, Any], keep_alive: float | None
+    ) -> dict[str, Any]:
         model = self._lookup(model_raw, f'model "{model_raw}" not found, try pulling it first')
         lease = await self._acquire(model, self._options(model, options), keep_alive)
         async with lease:
             if not prompt:
                 return {"embedding": []}
             try:
-                vectors, _ = await runner_calls.embed(lease.runner, [prompt], truncate=True, normalize=False, dimensions=None, num_ctx=lease.spec.num_ctx)
+                vectors, _ = await runner_calls.embed(
+                    lease.runner, [prompt], truncate=True, normalize=False, dimensions=None, num_ctx=lease.spec.num_ctx
+                )
             except BadRequest as exc:
                 raise PollamaError(exc.message) from None
         return {"embedding": vectors[0]}

@@ -139,9 +139,7 @@ def _compile(source: str) -> gotpl.Template:
     try:
         return gotpl.Template(source, missing_key="zero", functions=FUNCTIONS)
     except TemplateSyntaxError as exc:
-        raise TemplateParseError(
-            str(exc), line=exc.line, column=exc.column, position=exc.position
-        ) from exc
+        raise TemplateParseError(str(exc), line=exc.line, column=exc.column, position=exc.position) from exc
     except Exception as exc:  # gotpl's link step: undefined template, etc.
         raise TemplateParseError(f"template: {exc}") from exc
 
@@ -158,9 +156,7 @@ class ChatTemplate:
         try:
             tree = parse_template(text, functions=tuple(_all_function_names()))
         except TemplateSyntaxError as exc:
-            raise TemplateParseError(
-                str(exc), line=exc.line, column=exc.column, position=exc.position
-            ) from exc
+            raise TemplateParseError(str(exc), line=exc.line, column=exc.column, position=exc.position) from exc
         except Exception as exc:
             raise TemplateParseError(f"template: {exc}") from exc
         self._vars = analysis.identifiers(tree)

@@ -32,10 +32,10 @@ def _raise_exception(message: str) -> None:
     raise _TemplateRaised(message)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
-            separators: Any = None, sort_keys: bool = False) -> str:
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent,
-                      separators=separators, sort_keys=sort_keys)
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False
+) -> str:
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
 def _strftime_now(fmt: str) -> str:
@@ -44,9 +44,7 @@ def _strftime_now(fmt: str) -> str:
 
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
-    )
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
@@ -58,9 +56,7 @@ def _compile(text: str) -> jinja2.Template:
     try:
         return _environment().from_string(text)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateParseError(
-            f"jinja template: line {exc.lineno}: {exc.message}", line=exc.lineno
-        ) from exc
+        raise TemplateParseError(f"jinja template: line {exc.lineno}: {exc.message}", line=exc.lineno) from exc
     except Exception as exc:
         raise TemplateParseError(f"jinja template: {exc}") from exc
 

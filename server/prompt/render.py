@@ -166,9 +166,7 @@ def render_generate(
     return _execute(tpl, msgs, None, flags)
 
 
-def _execute(
-    tpl: ChatTemplate, msgs: list[Message], tools: list[Tool] | None, flags: ThinkFlags
-) -> str:
+def _execute(tpl: ChatTemplate, msgs: list[Message], tools: list[Tool] | None, flags: ThinkFlags) -> str:
     system, collated = collate(msgs)
     if tpl.uses_messages:
         return tpl.execute(

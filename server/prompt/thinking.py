@@ -105,7 +105,7 @@ class ThinkingParser:
         if state is _State.LOOKING_FOR_OPENING:
             trimmed = go_trim_left_space(acc)
             if trimmed.startswith(self.open_tag):
-                after = trimmed[len(self.open_tag):]
+                after = trimmed[len(self.open_tag) :]
                 after_trimmed = go_trim_left_space(after)
                 self._emit("markup", acc[: len(acc) - len(after_trimmed)])
                 self._acc = after_trimmed
@@ -131,10 +131,10 @@ class ThinkingParser:
             index = acc.find(self.close_tag)
             if index >= 0:
                 before = acc[:index]
-                remaining = acc[index + len(self.close_tag):]
+                remaining = acc[index + len(self.close_tag) :]
                 remaining_trimmed = go_trim_left_space(remaining)
                 self._emit("thinking", before)
-                self._emit("markup", acc[index: len(acc) - len(remaining_trimmed)])
+                self._emit("markup", acc[index : len(acc) - len(remaining_trimmed)])
                 self._emit("content", remaining_trimmed)
                 self._acc = ""
                 self._state = _State.DONE if remaining_trimmed else _State.DONE_EATING_WHITESPACE
@@ -143,7 +143,7 @@ class ThinkingParser:
                 return False
             held = _overlap(acc, self.close_tag)
             settled = acc[: len(acc) - held]
-            self._acc = acc[len(acc) - held:]
+            self._acc = acc[len(acc) - held :]
             self._emit("thinking", settled)
             thinking.append(settled)
             return False

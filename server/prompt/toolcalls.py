@@ -149,14 +149,14 @@ class ToolCallParser:
             if balance is None:
                 return ""
             self._state = _State.DONE
-            rest = self._buffer[self._owed:]
+            rest = self._buffer[self._owed :]
             self._buffer, self._owed = "", 0
             self._emit("content", rest)
             return rest
 
     def finish(self) -> tuple[str, list[ToolCall]]:
         """End of output: settle what is held back (see the module notes)."""
-        rest = self._buffer[self._owed:]
+        rest = self._buffer[self._owed :]
         self._buffer, self._owed = "", 0
         if self._state is _State.DONE or not rest:
             return "", []
@@ -242,7 +242,7 @@ class ToolCallParser:
         # The text the call consumed: up to and including the object's
         # closing brace, even though (like Ollama) that brace stays buffered.
         raw_end = max(end, close + 1)
-        raw = self._buffer[self._owed:raw_end]
+        raw = self._buffer[self._owed : raw_end]
         self._buffer = self._buffer[end:]
         self._owed = raw_end - end
         self._emit("call", raw)
@@ -318,7 +318,7 @@ def _first_object(buffer: str) -> tuple[dict[str, Any], int] | None:
         elif ch == "}":
             braces -= 1
             if braces == 0 and start != -1:
-                data = _loads_object(buffer[start: i + 1])
+                data = _loads_object(buffer[start : i + 1])
                 if data is None:
                     start = -1
                     continue

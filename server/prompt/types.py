@@ -151,9 +151,7 @@ def _text(value: Any, name: str) -> str:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", errors="replace")
     if not isinstance(value, str):
-        raise InvalidMessage(
-            f"invalid message: {name} must be a string, not {type(value).__name__}"
-        )
+        raise InvalidMessage(f"invalid message: {name} must be a string, not {type(value).__name__}")
     return clean_text(value)
 
 
@@ -282,9 +280,7 @@ class Tool:
         if params is None:
             parameters = ToolParameters()
         elif not isinstance(params, Mapping):
-            raise InvalidTool(
-                f"invalid tool {name!r}: parameters must be a JSON schema object"
-            )
+            raise InvalidTool(f"invalid tool {name!r}: parameters must be a JSON schema object")
         else:
             ptype = params.get("type") or ""
             if not isinstance(ptype, str):

@@ -18,9 +18,9 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 import httpx
@@ -115,7 +115,9 @@ class Authenticator:
             raise Unauthorized(f"unauthorized: {host} refused the request without saying how to authenticate")
         if challenge.scheme == "basic":
             if creds is None:
-                raise Unauthorized(f"unauthorized: {host} requires a user name and password; {_where_credentials_go(host)}")
+                raise Unauthorized(
+                    f"unauthorized: {host} requires a user name and password; {_where_credentials_go(host)}"
+                )
             header = creds.basic_header()
         elif challenge.scheme == "bearer" and challenge.realm:
             header = "Bearer " + self._token(client, challenge, url, creds)
@@ -127,7 +129,9 @@ class Authenticator:
 
     def _token(self, client: httpx.Client, challenge: ch.Challenge, url: str, creds: Credentials | None) -> str:
         host = urlsplit(url).netloc
-        attempts = plan_attempts(challenge, url, creds, self._signer(), ts=int(time.time()), nonce=secrets.token_bytes(16))
+        attempts = plan_attempts(
+            challenge, url, creds, self._signer(), ts=int(time.time()), nonce=secrets.token_bytes(16)
+        )
         failures: list[str] = []
         for attempt in attempts:
             try:

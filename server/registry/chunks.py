@@ -21,7 +21,7 @@ from __future__ import annotations
 import mmap
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from server.registry.claims import Claim
 from server.registry.errors import Cancelled
@@ -55,7 +55,7 @@ class Chunk:
 
     __slots__ = ("view", "position", "claim", "_lanes", "_buffer", "_holders")
 
-    def __init__(self, lanes: "LaneBuffers", buffer: mmap.mmap, view: memoryview, position: int, claim: Claim) -> None:
+    def __init__(self, lanes: LaneBuffers, buffer: mmap.mmap, view: memoryview, position: int, claim: Claim) -> None:
         self.view = view
         self.position = position
         self.claim = claim

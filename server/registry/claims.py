@@ -22,8 +22,8 @@ writing them, so a split never hands out a part that is being written.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from server.registry.parts import Part
 

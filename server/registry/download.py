@@ -34,9 +34,10 @@ import concurrent.futures
 import errno
 import logging
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from server.gpu import system_memory
@@ -134,7 +135,9 @@ class BlobDownload:
 
     # ---- the asyncio side ------------------------------------------------------------------
 
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any, executor: concurrent.futures.Executor | None = None) -> Any:
+    async def _in_thread(
+        self, fn: Callable[..., Any], *args: Any, executor: concurrent.futures.Executor | None = None
+    ) -> Any:
         """Run `fn` on the transfer pool (or `executor`); its thread outlives a cancelled caller, so `_settle` can wait for it."""
         fut = asyncio.get_running_loop().run_in_executor(executor or self.executor, fn, *args)
         fut.add_done_callback(_retrieve)
@@ -159,7 +162,12 @@ class BlobDownload:
         except BaseException as exc:
             await self._call_off(checkpoints)
             if isinstance(exc, asyncio.CancelledError):
-                log.info("download of %s stopped at %d of %d bytes; the next pull resumes it", self.digest[7:19], self.completed, self.total)
+                log.info(
+                    "download of %s stopped at %d of %d bytes; the next pull resumes it",
+                    self.digest[7:19],
+                    self.completed,
+                    self.total,
+                )
             if isinstance(exc, BaseExceptionGroup):
                 raise _first_error(exc) from None
             raise
@@ -209,7 +217,7 @@ class BlobDownload:
         finally:
             self._close_opened()
 
-    async def _call_off(self, checkpoints: "asyncio.Task[None]") -> None:
+    async def _call_off(self, checkpoints: asyncio.Task[None]) -> None:
         """Stop every thread, then save how far each part got, for the next pull."""
         self.cancel.set()
         self._wake_followers()  # they see `cancel`
@@ -257,12 +265,21 @@ class BlobDownload:
                     raise TransferFailed(
                         f"download of {self.digest[7:19]} failed after {attempts.failures} tries: {reason}"
                     ) from None
-                log.info("bytes %d-%d of %s: %s; retrying in %.1fs", claim.next_byte, claim.end - 1, self.digest[7:19], reason, wait)
+                log.info(
+                    "bytes %d-%d of %s: %s; retrying in %.1fs",
+                    claim.next_byte,
+                    claim.end - 1,
+                    self.digest[7:19],
+                    reason,
+                    wait,
+                )
             await asyncio.sleep(wait)
             if not self._source[1]:  # a CDN URL may have expired: ask the registry again
                 self._source = await self._in_thread(self._resolve, claim)
 
-    async def _pace(self, lanes: Lanes, claims: Claims, group: asyncio.TaskGroup, running: set["asyncio.Task[None]"]) -> None:
+    async def _pace(
+        self, lanes: Lanes, claims: Claims, group: asyncio.TaskGroup, running: set[asyncio.Task[None]]
+    ) -> None:
         """Measure the byte rate now and then, and add lanes while each is slow.
 
         Not before the first bytes have landed: a slow first response is
@@ -290,7 +307,9 @@ class BlobDownload:
         while True:
             await asyncio.sleep(poll)
             now = self.completed
-            if now - saved < _CHECKPOINT_BYTES and (now == saved or loop.time() - at < self.settings.checkpoint_interval):
+            if now - saved < _CHECKPOINT_BYTES and (
+                now == saved or loop.time() - at < self.settings.checkpoint_interval
+            ):
                 continue
             try:
                 await self._in_thread(self._checkpoint)
@@ -418,7 +437,14 @@ class BlobDownload:
             body.abort()
 
     def _copy(
-        self, body: RangeBody, claims: Claims, claim: Claim, position: int, skip: int, buffers: LaneBuffers, writer: ChunkWriter
+        self,
+        body: RangeBody,
+        claims: Claims,
+        claim: Claim,
+        position: int,
+        skip: int,
+        buffers: LaneBuffers,
+        writer: ChunkWriter,
     ) -> None:
         """The body into the file from `position`, until it ends or the claim does (a split may end it early).
 
@@ -433,7 +459,8 @@ class BlobDownload:
             skip -= len(got[1])
             buffers.put_back(*got)
         while room := claims.room(claim, position):
-            got = buffers.read(position, room, lambda view: claims.reserve(claim, position, self._read(body, view)))
+            # called before the loop moves on, so `position` is this turn's
+            got = buffers.read(position, room, lambda view: claims.reserve(claim, position, self._read(body, view)))  # noqa: B023
             if got is None:
                 return
             chunk = buffers.chunk(*got, position, claim)
@@ -479,14 +506,14 @@ def _unusable(body: RangeBody) -> RegistryError:
     return status_error(body.status, body.text())
 
 
-def _retrieve(fut: "asyncio.Future[Any]") -> None:
+def _retrieve(fut: asyncio.Future[Any]) -> None:
     """Mark a thread's exception as seen: when its caller was cancelled nobody awaits it,
     and asyncio would log it as `Future exception was never retrieved`."""
     if not fut.cancelled():
         fut.exception()
 
 
-async def _stop(fut: "asyncio.Future[Any]") -> None:
+async def _stop(fut: asyncio.Future[Any]) -> None:
     """Cancel a helper task (or shielded thread wait) and wait until it is gone."""
     fut.cancel()
     await asyncio.gather(fut, return_exceptions=True)

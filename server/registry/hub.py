@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from server.registry.download import BlobDownload
 
@@ -22,7 +22,7 @@ from server.registry.download import BlobDownload
 @dataclass(eq=False)
 class Entry:
     download: BlobDownload
-    task: "asyncio.Task[None]"
+    task: asyncio.Task[None]
     waiters: int = 0
     abandoned: bool = False
 
@@ -52,13 +52,13 @@ class DownloadHub:
         task.add_done_callback(functools.partial(self._task_done, digest, entry))
         return entry
 
-    async def _run(self, download: BlobDownload, previous: "asyncio.Task[None] | None") -> None:
+    async def _run(self, download: BlobDownload, previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
             with contextlib.suppress(BaseException):
                 await previous
         await download.run()
 
-    def _task_done(self, digest: str, entry: Entry, _task: "asyncio.Task[None]") -> None:
+    def _task_done(self, digest: str, entry: Entry, _task: asyncio.Task[None]) -> None:
         self._finished(digest, entry)
 
     def _finished(self, digest: str, entry: Entry) -> None:

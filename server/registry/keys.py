@@ -27,9 +27,11 @@ class KeyPair:
     @property
     def public_line(self) -> str:
         """`ssh-ed25519 AAAA…`, the `.pub` file's content without the newline."""
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        ).decode()
+        return (
+            self.private.public_key()
+            .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            .decode()
+        )
 
     @property
     def public_blob_b64(self) -> str:

@@ -21,13 +21,12 @@ import errno
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from server.registry.parts import Part, records_from_files
 from server.store.blobs import fsync_dir, parse_digest
 from server.store.fileio import O_BINARY, PositionalIO, sync_data
-
 
 _SYNC_FILE_RANGE_WRITE = 2
 #: The largest single buffered write into the data file (see `PartialFile.write_at`).
@@ -90,7 +89,7 @@ class PartialFile:
     def record_paths(self) -> list[Path]:
         prefix = self.final.name + "-partial-"
         with contextlib.suppress(OSError):
-            return [p for p in self.root.iterdir() if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
+            return [p for p in self.root.iterdir() if p.name.startswith(prefix) and p.name[len(prefix) :].isdigit()]
         return []
 
     def load(self) -> tuple[list[Part], int | None]:

@@ -11,8 +11,9 @@ be tested exhaustively without sockets.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 MB = 1000 * 1000
 
@@ -76,7 +77,7 @@ class Part:
         return json.dumps(obj, separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "Part | None":
+    def from_json(cls, raw: bytes | str) -> Part | None:
         """A part record, or None if it is not one (a damaged file is just ignored)."""
         try:
             obj = json.loads(raw)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from server.registry import progress as pr
 from server.registry.context import RegistryContext
@@ -39,7 +39,9 @@ def parse_manifest(raw: bytes, content_type: str | None) -> Manifest:
     if obj.get("schemaVersion") != 2:
         raise RegistryError(f"pull model manifest: unsupported manifest schema version {obj.get('schemaVersion')!r}")
     header_type = (content_type or "").split(";")[0].strip()
-    media_type = obj.get("mediaType") or (header_type if header_type.startswith("application/vnd.") else MANIFEST_MEDIA_TYPE)
+    media_type = obj.get("mediaType") or (
+        header_type if header_type.startswith("application/vnd.") else MANIFEST_MEDIA_TYPE
+    )
     if media_type not in ACCEPTED_MANIFESTS:
         raise RegistryError(f"pull model manifest: unsupported manifest media type {media_type!r}")
     try:
@@ -88,7 +90,14 @@ async def pull(ctx: RegistryContext, name: Name, *, insecure: bool = False) -> A
                     entries[layer.digest] = ctx.hub.join(
                         layer.digest,
                         functools.partial(
-                            BlobDownload, ctx.transport, repo, layer.digest, layer.size, store.blobs.root, ctx.settings, ctx.executor
+                            BlobDownload,
+                            ctx.transport,
+                            repo,
+                            layer.digest,
+                            layer.size,
+                            store.blobs.root,
+                            ctx.settings,
+                            ctx.executor,
                         ),
                     )
                     line = reporter.update(layer.digest, layer.size, entries[layer.digest].completed)

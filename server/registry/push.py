@@ -7,7 +7,7 @@ ID on the registry and whoever pulls it gets the same one.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from server.registry import progress as pr
 from server.registry.context import RegistryContext

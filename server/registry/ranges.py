@@ -21,7 +21,8 @@ import http.client
 import socket
 import ssl
 import threading
-from typing import Mapping, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from server.registry.errors import RegistryError
@@ -112,7 +113,14 @@ class FillingBody:
 class RawBody(FillingBody):
     """A body read by http.client `readinto`: no new `bytes` per read, one copy from the socket."""
 
-    def __init__(self, pool: "ConnectionPool", key: tuple[str, str, int], conn: http.client.HTTPConnection, response: http.client.HTTPResponse, url: str) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        key: tuple[str, str, int],
+        conn: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        url: str,
+    ) -> None:
         self._pool = pool
         self._key = key
         self._conn = conn
@@ -235,6 +243,13 @@ class ConnectionPool:
             conn.close()
             raise RegistryError(describe_os(exc, url)) from exc
 
-    def _send(self, key: tuple[str, str, int], conn: http.client.HTTPConnection, target: str, headers: Mapping[str, str], url: str) -> RawBody:
+    def _send(
+        self,
+        key: tuple[str, str, int],
+        conn: http.client.HTTPConnection,
+        target: str,
+        headers: Mapping[str, str],
+        url: str,
+    ) -> RawBody:
         conn.request("GET", target, headers=dict(headers))
         return RawBody(self, key, conn, conn.getresponse(), url)

@@ -13,8 +13,9 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 from server.registry import keys
 from server.registry.auth import Authenticator

@@ -16,8 +16,8 @@ variable, read once when the service is built:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from server.config import ConfigError, parse_bool
 from server.registry.parts import PartSizing, RetryPolicy
@@ -40,7 +40,7 @@ class TransferSettings:
     direct_io: bool | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "TransferSettings":
+    def from_env(cls, environ: Mapping[str, str]) -> TransferSettings:
         def num(name: str, default: float, kind: type = float, minimum: float = 0) -> float:
             raw = environ.get(name, "").strip()
             if not raw:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def client_context(environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
@@ -30,7 +30,9 @@ def client_context(environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
         ctx.load_default_certs()  # Windows and macOS system stores; harmless elsewhere
     except (OSError, ssl.SSLError):
         pass
-    if ctx.cert_store_stats().get("x509_ca", 0) == 0 and not (paths.openssl_capath and os.path.isdir(paths.openssl_capath)):
+    if ctx.cert_store_stats().get("x509_ca", 0) == 0 and not (
+        paths.openssl_capath and os.path.isdir(paths.openssl_capath)
+    ):
         try:
             import certifi
 

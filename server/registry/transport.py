@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import platform
 import ssl
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import httpx
@@ -51,7 +51,7 @@ class Repository:
     path: str
 
     @classmethod
-    def of(cls, name: Name, *, insecure: bool) -> "Repository":
+    def of(cls, name: Name, *, insecure: bool) -> Repository:
         scheme = name.scheme.lower()
         if insecure:
             scheme = "http"
@@ -123,7 +123,9 @@ class Transport:
             ),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
-        self.parts = ConnectionPool(tls, connect_timeout=settings.connect_timeout, read_timeout=settings.retry.stall_timeout)
+        self.parts = ConnectionPool(
+            tls, connect_timeout=settings.connect_timeout, read_timeout=settings.retry.stall_timeout
+        )
 
     def close(self) -> None:
         self.client.close()

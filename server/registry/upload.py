@@ -10,8 +10,8 @@ Ollama's registry expects on the final PUT; others ignore it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urljoin
 
 import httpx
@@ -46,7 +46,13 @@ def with_query(url: str, **params: str) -> str:
 
 class BlobUpload:
     def __init__(
-        self, transport: Transport, repo: Repository, layer: Layer, path: Path, settings: TransferSettings, mount_from: str | None
+        self,
+        transport: Transport,
+        repo: Repository,
+        layer: Layer,
+        path: Path,
+        settings: TransferSettings,
+        mount_from: str | None,
     ) -> None:
         self.transport = transport
         self.repo = repo
@@ -89,7 +95,7 @@ class BlobUpload:
             raise RegistryError(f"registry did not say where to upload ({response.status_code})")
         return urljoin(base, location)
 
-    def _body(self, part: pp.Part, md5: "hashlib._Hash") -> Iterator[bytes]:
+    def _body(self, part: pp.Part, md5: hashlib._Hash) -> Iterator[bytes]:
         self.completed = self._sent_before_part
         with open(self.path, "rb") as f:
             offset = f.seek(part.offset)
@@ -104,7 +110,7 @@ class BlobUpload:
 
     def _upload_part(self, location: str, part: pp.Part) -> tuple[str, bytes]:
         self._sent_before_part = part.offset
-        holder: dict[str, "hashlib._Hash"] = {}
+        holder: dict[str, hashlib._Hash] = {}
 
         def body() -> Iterator[bytes]:
             holder["md5"] = hashlib.md5()

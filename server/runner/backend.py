@@ -12,12 +12,12 @@ import ctypes
 import re
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 import llama_cpp as L
+import numpy as np
 
 _GGML_LOG_ERROR = 4
 _GGML_LOG_WARN = 3
@@ -136,8 +136,9 @@ def meta_str(model: Any, key: str) -> str | None:
 class Model:
     """A loaded model and its vocabulary; tokenizing and token pieces live here."""
 
-    def __init__(self, path: str, *, n_gpu_layers: int, main_gpu: int, use_mmap: bool | None,
-                 lora_paths: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, path: str, *, n_gpu_layers: int, main_gpu: int, use_mmap: bool | None, lora_paths: tuple[str, ...] = ()
+    ) -> None:
         params = L.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.main_gpu = main_gpu
@@ -284,7 +285,7 @@ class Context:
             scales = (ctypes.c_float * n)(*([1.0] * n))
             L.llama_set_adapters_lora(ptr, adapters, n, scales)
 
-    def decode(self, batch: "Batch") -> int:
+    def decode(self, batch: Batch) -> int:
         return int(L.llama_decode(self.ptr, batch.raw))
 
     def seq_rm(self, seq: int, p0: int, p1: int) -> bool:

@@ -15,8 +15,9 @@ import logging
 import signal
 import sys
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from server.child_env import child_env
 from server.errors import BadRequest, PollamaError, RunnerError
@@ -25,8 +26,13 @@ from server.runner.messages import CompletionRequest, LoadOptions, RunnerInfo
 from server.runner.protocol import DecodedFrame, FrameDecoder, FrameError, encode
 
 __all__ = [
-    "CompletionChunk", "CompletionRequest", "EmbedResult", "LoadOptions", "RunnerClient",
-    "RunnerInfo", "runner_command",
+    "CompletionChunk",
+    "CompletionRequest",
+    "EmbedResult",
+    "LoadOptions",
+    "RunnerClient",
+    "RunnerInfo",
+    "runner_command",
 ]
 
 STDERR_LINES = 200  # ring buffer of the runner's log
@@ -87,21 +93,26 @@ class RunnerClient:
     # ---- life cycle -------------------------------------------------------------------
 
     @classmethod
-    async def start(cls, options: LoadOptions, *, load_timeout: float | None = None,
-                    log: logging.Logger | None = None) -> "RunnerClient":
+    async def start(
+        cls, options: LoadOptions, *, load_timeout: float | None = None, log: logging.Logger | None = None
+    ) -> RunnerClient:
         """Spawn a runner, send it `load`, and wait until it has loaded the model."""
         log = log or logging.getLogger("pollama.runner")
         try:
             proc = await asyncio.create_subprocess_exec(
-                *runner_command(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=child_env())
+                *runner_command(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=child_env(),
+            )
         except OSError as exc:
             raise RunnerError(f"could not start a runner for {options.model_path}: {exc}") from None
         client = cls(proc, options, log)
         try:
             client._send(m.Load(options))
             msg = await asyncio.wait_for(asyncio.shield(client._loaded), load_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await client._kill()
             raise RunnerError(f"timed out after {load_timeout:g}s loading {options.model_path}") from None
         except BaseException:
@@ -137,7 +148,7 @@ class RunnerClient:
                 if self._proc.stdin is not None:
                     self._proc.stdin.close()
                 await asyncio.wait_for(self._proc.wait(), CLOSE_GRACE_SECONDS)
-            except (asyncio.TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 await self._kill()
         await self._stdout_task
 
@@ -175,20 +186,27 @@ class RunnerClient:
                 elif isinstance(msg, m.Done):
                     finished = True
                     yield CompletionChunk(
-                        content=msg.content, logprobs=_logprobs(msg.logprobs), done=True,
-                        done_reason=msg.done_reason, prompt_eval_count=msg.prompt_eval_count,
-                        prompt_eval_duration=msg.prompt_eval_duration, eval_count=msg.eval_count,
-                        eval_duration=msg.eval_duration, prompt_count=msg.prompt_count,
+                        content=msg.content,
+                        logprobs=_logprobs(msg.logprobs),
+                        done=True,
+                        done_reason=msg.done_reason,
+                        prompt_eval_count=msg.prompt_eval_count,
+                        prompt_eval_duration=msg.prompt_eval_duration,
+                        eval_count=msg.eval_count,
+                        eval_duration=msg.eval_duration,
+                        prompt_count=msg.prompt_count,
                         stop_sequence=msg.stop_sequence,
-                        context=list(msg.context) if msg.context is not None else None)
+                        context=list(msg.context) if msg.context is not None else None,
+                    )
                     return
         finally:
             self._streams.pop(rid, None)
             if not finished and self.alive and not self._closing:
                 self._send_quietly(m.Cancel(rid))
 
-    async def embed(self, inputs: list[str], *, truncate: bool = True, normalize: bool = True,
-                    dimensions: int | None = None) -> EmbedResult:
+    async def embed(
+        self, inputs: list[str], *, truncate: bool = True, normalize: bool = True, dimensions: int | None = None
+    ) -> EmbedResult:
         msg = await self._call(lambda rid: m.Embed(rid, tuple(inputs), truncate, normalize, dimensions))
         return EmbedResult([list(v) for v in msg.vectors], msg.prompt_eval_count)
 
@@ -206,7 +224,7 @@ class RunnerClient:
             return False
         try:
             msg = await asyncio.wait_for(self._call(lambda rid: m.Health(rid)), timeout)
-        except (asyncio.TimeoutError, PollamaError):
+        except (TimeoutError, PollamaError):
             return False
         return msg.status == "ok"
 
@@ -260,7 +278,9 @@ class RunnerClient:
                 self._loaded.set_result(msg)
         elif isinstance(msg, m.Error) and msg.id == 0:
             if not self._loaded.done():
-                self._loaded.set_exception(RunnerError(f"failed to load model {self.options.model_path}: {msg.message}"))
+                self._loaded.set_exception(
+                    RunnerError(f"failed to load model {self.options.model_path}: {msg.message}")
+                )
             else:
                 self._log.error("runner %d: %s", self.pid, msg.message)
         elif isinstance(msg, (m.Piece, m.Done)) or (isinstance(msg, m.Error) and msg.id in self._streams):
@@ -316,7 +336,7 @@ class RunnerClient:
         code = await self._proc.wait()
         try:
             await asyncio.wait_for(asyncio.shield(self._stderr_task), 2.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self._alive = False
         loading = not self._loaded.done()

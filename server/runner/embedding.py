@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 import llama_cpp as L
+import numpy as np
 
 from server.runner.backend import Batch, Context, ContextSpec, Model
 
@@ -72,17 +71,20 @@ class Embedder:
     def __init__(self, model: Model, settings: EmbedSettings) -> None:
         self.model = model
         self.n_ctx = settings.n_ctx
-        self.ctx = Context(model, ContextSpec(
-            n_ctx=settings.n_ctx,
-            n_seq_max=min(MAX_SEQS_PER_BATCH, settings.n_ctx),  # llama.cpp aborts when n_seq_max > n_batch
-            n_batch=settings.n_ctx,
-            n_ubatch=settings.n_ctx,  # non-causal models need a whole input in one ubatch
-            n_threads=settings.n_threads,
-            flash_attention=settings.flash_attention,
-            embeddings=True,
-            pooling=L.LLAMA_POOLING_TYPE_UNSPECIFIED if settings.model_pooling else L.LLAMA_POOLING_TYPE_LAST,
-            kv_unified=True,
-        ))
+        self.ctx = Context(
+            model,
+            ContextSpec(
+                n_ctx=settings.n_ctx,
+                n_seq_max=min(MAX_SEQS_PER_BATCH, settings.n_ctx),  # llama.cpp aborts when n_seq_max > n_batch
+                n_batch=settings.n_ctx,
+                n_ubatch=settings.n_ctx,  # non-causal models need a whole input in one ubatch
+                n_threads=settings.n_threads,
+                flash_attention=settings.flash_attention,
+                embeddings=True,
+                pooling=L.LLAMA_POOLING_TYPE_UNSPECIFIED if settings.model_pooling else L.LLAMA_POOLING_TYPE_LAST,
+                kv_unified=True,
+            ),
+        )
         self.batch = Batch(settings.n_ctx)
         ends = {t for t in (model.eos, _sep(model)) if t is not None}
         self._end_tokens = ends if (model.add_eos or model.add_sep) else set()
@@ -141,8 +143,9 @@ class EmbedJob:
     queued behind it waiting for all of them.
     """
 
-    def __init__(self, embedder: Embedder, inputs: list[str], *, truncate: bool, normalize: bool,
-                 dimensions: int | None) -> None:
+    def __init__(
+        self, embedder: Embedder, inputs: list[str], *, truncate: bool, normalize: bool, dimensions: int | None
+    ) -> None:
         self._embedder = embedder
         self.tokenized = embedder.tokenize(inputs, truncate)
         self.normalize = normalize

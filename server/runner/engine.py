@@ -21,21 +21,34 @@ import queue
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from server.runner import messages as m
 from server.runner.backend import (
-    POOLING_NAMES, Batch, BackendError, BufferSizes, Context, ContextSpec, LogSink, Model,
+    POOLING_NAMES,
+    BackendError,
+    Batch,
+    BufferSizes,
+    Context,
+    ContextSpec,
+    LogSink,
+    Model,
     init_backend,
 )
 from server.runner.cpu import physical_cores
 from server.runner.detokenize import TextStream
-from server.runner.embedding import EmbedError, EmbedFailure, Embedder, EmbedJob, EmbedSettings
+from server.runner.embedding import Embedder, EmbedError, EmbedFailure, EmbedJob, EmbedSettings
 from server.runner.media import IMAGE_MARKER, ImageSpan, is_sentinel, safe_prefix, truncate_with_images
 from server.runner.sampling import SamplerChain, SamplerError, TokenText, logprob_entry
 from server.runner.slots import (
-    PromptTooLong, Slot, choose_slot, effective_num_keep, predict_limit, reusable_prefix,
+    PromptTooLong,
+    Slot,
+    choose_slot,
+    effective_num_keep,
+    predict_limit,
+    reusable_prefix,
     shift_amount,
 )
 from server.runner.vision import ImageError, Vision, VisionPrompt
@@ -106,34 +119,56 @@ class Engine:
         try:
             if not os.path.isfile(options.model_path):
                 raise BackendError(f"model file not found: {options.model_path}")
-            self.model = model = Model(options.model_path, n_gpu_layers=options.num_gpu,
-                                       main_gpu=options.main_gpu, use_mmap=options.use_mmap,
-                                       lora_paths=tuple(options.lora_paths))
+            self.model = model = Model(
+                options.model_path,
+                n_gpu_layers=options.num_gpu,
+                main_gpu=options.main_gpu,
+                use_mmap=options.use_mmap,
+                lora_paths=tuple(options.lora_paths),
+            )
             self._text = TokenText(model.piece)
             num_ctx = options.num_ctx if options.num_ctx > 0 else model.n_ctx_train
             embedding_only = options.embedding or model.model_pooling is not None
             if embedding_only:
                 n_ctx = min(num_ctx, model.n_ctx_train) if model.n_ctx_train > 0 else num_ctx
-                self.embedder = Embedder(model, EmbedSettings(
-                    n_ctx=n_ctx, n_threads=self.n_threads, flash_attention=options.flash_attention,
-                    model_pooling=model.model_pooling is not None))
+                self.embedder = Embedder(
+                    model,
+                    EmbedSettings(
+                        n_ctx=n_ctx,
+                        n_threads=self.n_threads,
+                        flash_attention=options.flash_attention,
+                        model_pooling=model.model_pooling is not None,
+                    ),
+                )
                 ctx, parallel, n_ctx_slot = self.embedder.ctx, 1, n_ctx
                 self.n_ctx_slot = n_ctx_slot
             else:
                 parallel = max(1, options.num_parallel)
                 n_batch = max(1, options.num_batch)
-                self.ctx = ctx = Context(model, ContextSpec(
-                    n_ctx=num_ctx * parallel, n_seq_max=parallel, n_batch=n_batch,
-                    n_ubatch=min(n_batch, 512), n_threads=self.n_threads,
-                    flash_attention=options.flash_attention, kv_cache_type=options.kv_cache_type,
-                ))
+                self.ctx = ctx = Context(
+                    model,
+                    ContextSpec(
+                        n_ctx=num_ctx * parallel,
+                        n_seq_max=parallel,
+                        n_batch=n_batch,
+                        n_ubatch=min(n_batch, 512),
+                        n_threads=self.n_threads,
+                        flash_attention=options.flash_attention,
+                        kv_cache_type=options.kv_cache_type,
+                    ),
+                )
                 self.n_ctx_slot = n_ctx_slot = min(num_ctx, ctx.n_ctx_seq)
                 self.batch = Batch(max(n_batch, parallel))
                 self.slots = [Slot(seq_id=i) for i in range(parallel)]
                 if options.projector_path:
-                    self.vision = Vision(options.projector_path, model, n_threads=self.n_threads,
-                                         use_gpu=options.num_gpu != 0,
-                                         flash_attention=options.flash_attention, log=log)
+                    self.vision = Vision(
+                        options.projector_path,
+                        model,
+                        n_threads=self.n_threads,
+                        use_gpu=options.num_gpu != 0,
+                        flash_attention=options.flash_attention,
+                        log=log,
+                    )
         except BackendError as exc:
             detail = " | ".join(list(log.errors)[-4:])
             raise BackendError(f"{exc}" + (f": {detail}" if detail else "")) from None
@@ -190,7 +225,7 @@ class Engine:
 
     # ---- the loop ---------------------------------------------------------------------
 
-    def run(self, inbox: "queue.SimpleQueue[Any]") -> None:
+    def run(self, inbox: queue.SimpleQueue[Any]) -> None:
         """Serve until a Shutdown arrives. Blocks on the inbox only when there is no work."""
         while True:
             idle = not self.running and not self.waiting and not self.embedding
@@ -260,12 +295,23 @@ class Engine:
         assert self.model is not None and self.options is not None
         if self.embedder is None:
             n_ctx = self.n_ctx_slot
-            self.embedder = Embedder(self.model, EmbedSettings(
-                n_ctx=n_ctx, n_threads=self.n_threads, flash_attention=self.options.flash_attention,
-                model_pooling=False))
+            self.embedder = Embedder(
+                self.model,
+                EmbedSettings(
+                    n_ctx=n_ctx,
+                    n_threads=self.n_threads,
+                    flash_attention=self.options.flash_attention,
+                    model_pooling=False,
+                ),
+            )
         try:
-            job = EmbedJob(self.embedder, list(msg.inputs), truncate=msg.truncate,
-                           normalize=msg.normalize, dimensions=msg.dimensions)
+            job = EmbedJob(
+                self.embedder,
+                list(msg.inputs),
+                truncate=msg.truncate,
+                normalize=msg.normalize,
+                dimensions=msg.dimensions,
+            )
         except EmbedError as exc:
             self._emit(m.Error(msg.id, str(exc), "bad_request"))
             return
@@ -324,14 +370,25 @@ class Engine:
         chain.prime([t for t in tokens if not is_sentinel(t)])
         slot.busy = True
         pending = tokens[keep:]
-        _note(f"request {rid}: slot {slot.seq_id}, {len(tokens)} prompt tokens ({keep} cached"
-              + (f", {len(spans)} images)" if spans else ")"))
-        return Sequence(id=rid, req=req, prompt=tokens, slot=slot, chain=chain,
-                        text=TextStream(tuple(req.stop)), num_keep=num_keep, pending=pending,
-                        n_prompt_eval=len(pending), limit=predict_limit(req.num_predict, n_ctx),
-                        t_start=time.perf_counter_ns(),
-                        images={s.start: s for s in spans if s.start >= keep},
-                        vision_prompt=vision_prompt)
+        _note(
+            f"request {rid}: slot {slot.seq_id}, {len(tokens)} prompt tokens ({keep} cached"
+            + (f", {len(spans)} images)" if spans else ")")
+        )
+        return Sequence(
+            id=rid,
+            req=req,
+            prompt=tokens,
+            slot=slot,
+            chain=chain,
+            text=TextStream(tuple(req.stop)),
+            num_keep=num_keep,
+            pending=pending,
+            n_prompt_eval=len(pending),
+            limit=predict_limit(req.num_predict, n_ctx),
+            t_start=time.perf_counter_ns(),
+            images={s.start: s for s in spans if s.start >= keep},
+            vision_prompt=vision_prompt,
+        )
 
     def _tokenize(self, req: m.CompletionRequest) -> tuple[list[int], list[ImageSpan], VisionPrompt | None]:
         """The prompt's positions; with images (and `[img-n]` markers) through the projector."""
@@ -420,13 +477,14 @@ class Engine:
             span = seq.images.pop(start)
             last = span.length == len(seq.pending)
             try:
-                self.vision.eval(self.ctx, span, n_past=start, seq_id=seq.slot.seq_id,
-                                 n_batch=self.batch.capacity, logits_last=last)
+                self.vision.eval(
+                    self.ctx, span, n_past=start, seq_id=seq.slot.seq_id, n_batch=self.batch.capacity, logits_last=last
+                )
             except (BackendError, ImageError) as exc:
                 self._fail(seq, str(exc), "bad_request" if isinstance(exc, ImageError) else None)
                 return
-            seq.slot.tokens.extend(seq.pending[:span.length])
-            del seq.pending[:span.length]
+            seq.slot.tokens.extend(seq.pending[: span.length])
+            del seq.pending[: span.length]
             if last:  # the prompt ends with this image: its last embedding gave the logits
                 self._sample_at(seq, 0)
             return
@@ -442,7 +500,7 @@ class Engine:
         sid, keep = seq.slot.seq_id, seq.num_keep
         self.ctx.seq_rm(sid, keep, keep + discard)
         self.ctx.seq_add(sid, keep + discard, n_past, -discard)
-        del seq.slot.tokens[keep: keep + discard]
+        del seq.slot.tokens[keep : keep + discard]
         return True
 
     def _sample(self, seq: Sequence) -> None:
@@ -475,19 +533,21 @@ class Engine:
         now = time.perf_counter_ns()
         rest = seq.text.finish() if not flushed else None
         t_first = seq.t_first or now
-        self._emit(m.Done(
-            id=seq.id,
-            done_reason=reason,
-            content=rest.text if rest else "",
-            logprobs=tuple(rest.logprobs) if (rest and seq.req.logprobs) else None,
-            prompt_eval_count=seq.n_prompt_eval,
-            prompt_eval_duration=t_first - seq.t_start,
-            eval_count=len(seq.generated),
-            eval_duration=now - t_first,
-            context=tuple([t for t in seq.prompt if not is_sentinel(t)] + seq.generated),
-            prompt_count=len(seq.prompt),
-            stop_sequence=seq.text.matched,
-        ))
+        self._emit(
+            m.Done(
+                id=seq.id,
+                done_reason=reason,
+                content=rest.text if rest else "",
+                logprobs=tuple(rest.logprobs) if (rest and seq.req.logprobs) else None,
+                prompt_eval_count=seq.n_prompt_eval,
+                prompt_eval_duration=t_first - seq.t_start,
+                eval_count=len(seq.generated),
+                eval_duration=now - t_first,
+                context=tuple([t for t in seq.prompt if not is_sentinel(t)] + seq.generated),
+                prompt_count=len(seq.prompt),
+                stop_sequence=seq.text.matched,
+            )
+        )
         self.running.pop(seq.id, None)
         self._release(seq)
         _note(f"request {seq.id}: {reason} after {len(seq.generated)} tokens")

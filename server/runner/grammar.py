@@ -55,4 +55,4 @@ def _not_schema(format: Any) -> str:
         shown = json.dumps(format)
     except (TypeError, ValueError):
         shown = repr(format)
-    raise ValueError(f"{shown}; expected \"json\" or a valid JSON Schema object")
+    raise ValueError(f'{shown}; expected "json" or a valid JSON Schema object')

@@ -36,7 +36,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 class Writer(threading.Thread):
     """Drains the outbox into the protocol pipe, several messages per write when they queue up."""
 
-    def __init__(self, out: BinaryIO, outbox: "queue.SimpleQueue[Any]") -> None:
+    def __init__(self, out: BinaryIO, outbox: queue.SimpleQueue[Any]) -> None:
         super().__init__(name="runner-writer", daemon=True)
         self._out = out
         self._outbox = outbox
@@ -69,8 +69,14 @@ class Writer(threading.Thread):
 class Reader(threading.Thread):
     """stdin → messages. Loading waits on `load_box`; afterwards messages go to the engine."""
 
-    def __init__(self, stdin: BinaryIO, inbox: "queue.SimpleQueue[Any]", outbox: "queue.SimpleQueue[Any]",
-                 load_box: "queue.SimpleQueue[Any]", status: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        stdin: BinaryIO,
+        inbox: queue.SimpleQueue[Any],
+        outbox: queue.SimpleQueue[Any],
+        load_box: queue.SimpleQueue[Any],
+        status: dict[str, Any],
+    ) -> None:
         super().__init__(name="runner-reader", daemon=True)
         self._stdin = stdin
         self._inbox = inbox
@@ -140,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         outbox.put(None)
         writer.join(timeout=EXIT_GRACE_SECONDS)
         return 1
-    sys.stderr.write(f"pollama runner: loaded {info.model_path} ({info.description}), ctx {info.n_ctx} x "
-                     f"{info.num_parallel}, {info.n_threads} threads, {info.size} bytes\n")
+    sys.stderr.write(
+        f"pollama runner: loaded {info.model_path} ({info.description}), ctx {info.n_ctx} x "
+        f"{info.num_parallel}, {info.n_threads} threads, {info.size} bytes\n"
+    )
     status["engine"] = engine
     status["state"] = "ok"
     outbox.put(m.Loaded(info))

@@ -11,8 +11,9 @@ image, which is what the helpers here guarantee. No llama.cpp in this module.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from server.runner.slots import PromptTooLong
 
@@ -54,7 +55,7 @@ def split_markers(prompt: str, n_images: int) -> tuple[list[str], list[int]]:
         index = int(match.group(1))
         if index >= n_images:
             raise ValueError(f"invalid image index: {index}")
-        texts.append(prompt[last:match.start()])
+        texts.append(prompt[last : match.start()])
         order.append(index)
         last = match.end()
     texts.append(prompt[last:])
@@ -70,8 +71,9 @@ def safe_prefix(keep: int, spans: Sequence[ImageSpan]) -> int:
     return keep
 
 
-def truncate_with_images(tokens: list[int], spans: list[ImageSpan], n_ctx: int, num_keep: int,
-                         truncate: bool) -> tuple[list[int], list[ImageSpan]]:
+def truncate_with_images(
+    tokens: list[int], spans: list[ImageSpan], n_ctx: int, num_keep: int, truncate: bool
+) -> tuple[list[int], list[ImageSpan]]:
     """Ollama's truncation of a prompt longer than the slot's context (keep num_keep positions
     and the tail; refused when truncation is off), without splitting an image: the kept head
     stops before an image it would cut, the dropped middle grows to swallow an image it would
@@ -89,6 +91,6 @@ def truncate_with_images(tokens: list[int], spans: list[ImageSpan], n_ctx: int, 
         raise PromptTooLong("the input length exceeds the context length")
     removed = tail - head
     kept = [s for s in spans if s.end <= head] + [
-        ImageSpan(s.start - removed, s.length, s.chunk) for s in spans if s.start >= tail]
+        ImageSpan(s.start - removed, s.length, s.chunk) for s in spans if s.start >= tail
+    ]
     return tokens[:head] + tokens[tail:], kept
-

@@ -223,13 +223,28 @@ class Shutdown:
     """Not a wire message: the reader puts it in the engine's inbox when stdin closes."""
 
 
-ToRunner = Union[Load, Completion, Embed, Tokenize, Detokenize, Cancel, Health]
-FromRunner = Union[Loaded, Piece, Done, Embedded, Tokens, Text, HealthReply, Error]
+ToRunner = Load | Completion | Embed | Tokenize | Detokenize | Cancel | Health
+FromRunner = Loaded | Piece | Done | Embedded | Tokens | Text | HealthReply | Error
 
 MESSAGE_TYPES: dict[str, type] = {
     cls.__name__.lower(): cls
-    for cls in (Load, Completion, Embed, Tokenize, Detokenize, Cancel, Health,
-                Loaded, Piece, Done, Embedded, Tokens, Text, HealthReply, Error)
+    for cls in (
+        Load,
+        Completion,
+        Embed,
+        Tokenize,
+        Detokenize,
+        Cancel,
+        Health,
+        Loaded,
+        Piece,
+        Done,
+        Embedded,
+        Tokens,
+        Text,
+        HealthReply,
+        Error,
+    )
 }
 _TYPE_NAMES: dict[type, str] = {cls: name for name, cls in MESSAGE_TYPES.items()}
 
@@ -297,4 +312,3 @@ def _convert(hint: Any, value: Any) -> Any:
         inner = args[0] if args else Any
         return tuple(_convert(inner, v) for v in value)
     return value
-

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import ctypes
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 import llama_cpp as L
+import numpy as np
 
 from server.runner.messages import CompletionRequest
 
@@ -50,7 +50,8 @@ class SamplerChain:
                 # llama.cpp 0.3.36's prototype leads with n_vocab (the backend sampler sizes
                 # its buffers by it); leaving it out shifts penalty_last_n into garbage
                 self._penalties = L.llama_sampler_init_penalties(
-                    n_vocab, last_n, req.repeat_penalty, req.frequency_penalty, req.presence_penalty)
+                    n_vocab, last_n, req.repeat_penalty, req.frequency_penalty, req.presence_penalty
+                )
                 L.llama_sampler_chain_add(self.ptr, self._penalties)
             self.penalty_window = last_n
             if req.temperature <= 0:
@@ -75,7 +76,7 @@ class SamplerChain:
         """Penalties look at the prompt's last tokens too (not the grammar: it starts fresh)."""
         if self._penalties is None:
             return
-        for token in prompt[-self.penalty_window:]:
+        for token in prompt[-self.penalty_window :]:
             L.llama_sampler_accept(self._penalties, token)
 
     def sample(self, ctx: Any, i: int) -> int:

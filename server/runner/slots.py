@@ -8,8 +8,8 @@ prefix reuse and context shifting plain list arithmetic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 
 @dataclass

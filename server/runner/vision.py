@@ -9,8 +9,9 @@ batching of text, sampling. Like the rest of `server/runner`, only the engine th
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import llama_cpp as L
 import llama_cpp.mtmd_cpp as M
@@ -43,8 +44,9 @@ class VisionPrompt:
 class Vision:
     """A loaded projector bound to its text model."""
 
-    def __init__(self, path: str, model: Model, *, n_threads: int, use_gpu: bool,
-                 flash_attention: bool | None, log: LogSink) -> None:
+    def __init__(
+        self, path: str, model: Model, *, n_threads: int, use_gpu: bool, flash_attention: bool | None, log: LogSink
+    ) -> None:
         # libmtmd logs through its own hook; send it where llama.cpp's log goes
         M.mtmd_log_set(log.callback, ctypes.c_void_p(0))
         M.mtmd_helper_log_set(log.callback, ctypes.c_void_p(0))
@@ -81,8 +83,9 @@ class Vision:
             for i, piece in enumerate(texts):
                 if piece:
                     data = piece.encode("utf-8")
-                    item = M.mtmd_input_text(text=data, text_len=len(data), add_special=False,
-                                             parse_special=parse_special)
+                    item = M.mtmd_input_text(
+                        text=data, text_len=len(data), add_special=False, parse_special=parse_special
+                    )
                     part = M.mtmd_input_part(text=ctypes.pointer(item), bitmap=None)
                     keep += [data, item]
                     parts.append(part)
@@ -103,8 +106,7 @@ class Vision:
 
     def _bitmap(self, data: bytes, index: int) -> Any:
         buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        bitmap = M.mtmd_helper_bitmap_init_from_buf(self.ptr, buf, len(data), False,
-                                                    M.mtmd_helper_init_opt_default())
+        bitmap = M.mtmd_helper_bitmap_init_from_buf(self.ptr, buf, len(data), False, M.mtmd_helper_init_opt_default())
         if not bitmap:
             raise ImageError(f"image {index} could not be decoded (supported: PNG, JPEG, BMP, GIF)")
         return bitmap
@@ -127,8 +129,7 @@ class Vision:
             tokens += [sentinel(image_id)] * n_pos
         return VisionPrompt(tokens, spans, chunks)
 
-    def eval(self, ctx: Context, span: ImageSpan, *, n_past: int, seq_id: int, n_batch: int,
-             logits_last: bool) -> None:
+    def eval(self, ctx: Context, span: ImageSpan, *, n_past: int, seq_id: int, n_batch: int, logits_last: bool) -> None:
         """Encode one image and decode its embeddings into `seq_id` from position `n_past`.
 
         With `logits_last` (the prompt ends with this image) the last embedding is decoded
@@ -138,8 +139,9 @@ class Vision:
         if logits_last and M.mtmd_decode_use_mrope(self.ptr):
             raise ImageError("this model cannot end a prompt with an image; put text after it")
         new_past = L.llama_pos(0)
-        rc = M.mtmd_helper_eval_chunk_single(self.ptr, ctx.ptr, span.chunk, n_past, seq_id, n_batch,
-                                             False, ctypes.byref(new_past))
+        rc = M.mtmd_helper_eval_chunk_single(
+            self.ptr, ctx.ptr, span.chunk, n_past, seq_id, n_batch, False, ctypes.byref(new_past)
+        )
         if rc != 0:
             raise BackendError(f"the image could not be encoded (libmtmd status {rc})")
         if logits_last:

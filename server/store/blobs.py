@@ -16,8 +16,8 @@ import os
 import re
 import secrets
 import time
+from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
-from typing import AsyncIterable, Iterable
 
 from server.errors import BadRequest, NotFound, StorageError
 

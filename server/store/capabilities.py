@@ -40,7 +40,9 @@ def capabilities(model: Model) -> list[str]:
         from server.prompt import ChatTemplate
 
         try:
-            for cap in sorted(ChatTemplate.parse(model.template).capabilities, key=("tools", "insert", "thinking").index):
+            for cap in sorted(
+                ChatTemplate.parse(model.template).capabilities, key=("tools", "insert", "thinking").index
+            ):
                 add(cap)
         except PollamaError:
             pass

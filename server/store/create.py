@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import json
 import posixpath
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from server.errors import BadRequest, InvalidModelName, NotFound, TemplateError
 from server.options import coerce_options
@@ -136,7 +137,9 @@ def _check_template(text: str) -> None:
         raise BadRequest(f"template error: {exc.message}") from None
 
 
-def model_config(info: GGUFInfo | None, *, base: dict[str, Any] | None, req: CreateRequest, projector_archs: list[str]) -> dict[str, Any]:
+def model_config(
+    info: GGUFInfo | None, *, base: dict[str, Any] | None, req: CreateRequest, projector_archs: list[str]
+) -> dict[str, Any]:
     """The config blob (§6.3), in Ollama's field order."""
     base = base or {}
     cfg: dict[str, Any] = {
@@ -199,7 +202,9 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
         for layer in base.manifest.layers:
             if layer.media_type == mt.PARAMS:
                 continue
-            from_ = layer.from_ or (base.name.display if layer.media_type in (mt.MODEL, mt.PROJECTOR, mt.ADAPTER) else None)
+            from_ = layer.from_ or (
+                base.name.display if layer.media_type in (mt.MODEL, mt.PROJECTOR, mt.ADAPTER) else None
+            )
             layers.append(Layer(layer.media_type, layer.digest, layer.size, from_, layer.name))
         model_info = await asyncio.to_thread(_safe_gguf, base)
 
@@ -215,7 +220,9 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
         for filename, digest in {**req.files, **req.adapters}.items():
             pins.add(digest)
             if not store.blobs.exists(digest):
-                raise BadRequest(f"blob {digest} for {filename} not found; upload it with POST /api/blobs/{digest} first")
+                raise BadRequest(
+                    f"blob {digest} for {filename} not found; upload it with POST /api/blobs/{digest} first"
+                )
 
         if req.files:
             yield {"status": "parsing GGUF"}
@@ -238,27 +245,28 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
                     model_layers.append(Layer(mt.MODEL, digest, size))
             if not model_layers:
                 raise BadRequest("no model GGUF in files (only projectors or adapters)")
-            layers = [l for l in layers if l.media_type != mt.MODEL]
+            layers = [layer for layer in layers if layer.media_type != mt.MODEL]
             layers = model_layers + layers
             if model_info and model_info.chat_template and req.template is None:
                 detected_template = _detect_template(model_info.chat_template)
 
-        for filename, digest in req.adapters.items():
+        for digest in req.adapters.values():
             path = store.blobs.path(digest)
             await asyncio.to_thread(read_gguf, path)
-            layers = [l for l in layers if l.media_type != mt.ADAPTER]
+            layers = [layer for layer in layers if layer.media_type != mt.ADAPTER]
             layers.append(Layer(mt.ADAPTER, digest, path.stat().st_size))
 
         if req.quantize:
             # Checked before anything is written; Ollama skips a quantize to the type the model has.
-            source = next((l for l in layers if l.media_type == mt.MODEL), None)
+            source = next((layer for layer in layers if layer.media_type == mt.MODEL), None)
             if source is None or model_info is None:
                 raise BadRequest(SOURCE_ERROR)
             check_source(model_info.file_type)
             if model_info.file_type != req.quantize:
                 result: Quantized | None = None
-                events = quantize_blob(store.blobs, store.blobs.path(source.digest), model_info.file_type,
-                                       req.quantize, pin=pins.add)
+                events = quantize_blob(
+                    store.blobs, store.blobs.path(source.digest), model_info.file_type, req.quantize, pin=pins.add
+                )
                 async with contextlib.aclosing(events):
                     async for event in events:
                         if isinstance(event, Quantized):
@@ -269,7 +277,7 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
                 if result.created:
                     fresh.add(result.digest)
                 model_info = result.info
-                layers = [Layer(mt.MODEL, result.digest, result.size) if l is source else l for l in layers]
+                layers = [Layer(mt.MODEL, result.digest, result.size) if layer is source else layer for layer in layers]
 
         template = req.template
         params = dict(base_params)
@@ -290,7 +298,7 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
 
         def replace(media_types: tuple[str, ...], new: Layer | None) -> None:
             nonlocal layers
-            layers = [l for l in layers if l.media_type not in media_types]
+            layers = [layer for layer in layers if layer.media_type not in media_types]
             if new is not None:
                 layers.append(new)
 
@@ -308,7 +316,7 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
             replace((mt.PARAMS,), None)
 
         cfg = model_config(model_info, base=base_config, req=req, projector_archs=projector_archs)
-        cfg["rootfs"]["diff_ids"] = [l.digest for l in layers]
+        cfg["rootfs"]["diff_ids"] = [layer.digest for layer in layers]
         cfg_bytes = json.dumps(cfg, separators=(",", ":")).encode()
         pins.add(sha256_digest(cfg_bytes))
         cfg_digest = store.blobs.write_bytes(cfg_bytes)
@@ -316,7 +324,7 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
 
         # As in Ollama, a layer is new only if this request wrote its blob; uploaded `files`
         # (`NewLayerFromLayer`) and blobs already in the store are existing ones.
-        existed_before = {l.digest for l in layers} - fresh
+        existed_before = {layer.digest for layer in layers} - fresh
         for layer in layers:
             verb = "using existing" if layer.digest in existed_before else "creating new"
             yield {"status": f"{verb} layer {layer.digest}"}

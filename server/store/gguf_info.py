@@ -118,8 +118,7 @@ def _read_cached(path: str, size: int, mtime_ns: int, verbose: bool) -> GGUFInfo
                 continue
             kv[key] = _plain(fld.contents())
         tensors = [
-            {"name": t.name, "type": t.tensor_type.name, "shape": [int(d) for d in t.shape]}
-            for t in reader.tensors
+            {"name": t.name, "type": t.tensor_type.name, "shape": [int(d) for d in t.shape]} for t in reader.tensors
         ]
         counted = sum(int(t.n_elements) for t in reader.tensors)
         # Touch the end of the data region: a truncated file fails here, not at load.

@@ -42,7 +42,7 @@ class Layer:
     name: str | None = None
 
     @classmethod
-    def from_json(cls, obj: Any) -> "Layer":
+    def from_json(cls, obj: Any) -> Layer:
         if not isinstance(obj, dict):
             raise ManifestError("layer is not an object")
         try:
@@ -55,7 +55,13 @@ class Layer:
             raise ManifestError("invalid layer fields")
         frm = obj.get("from")
         name = obj.get("name")
-        return cls(media_type, digest, size, frm if isinstance(frm, str) and frm else None, name if isinstance(name, str) and name else None)
+        return cls(
+            media_type,
+            digest,
+            size,
+            frm if isinstance(frm, str) and frm else None,
+            name if isinstance(name, str) and name else None,
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
@@ -91,7 +97,7 @@ class Manifest:
         return [layer for layer in self.layers if layer.media_type in media_types]
 
     @classmethod
-    def parse(cls, raw: bytes) -> "Manifest":
+    def parse(cls, raw: bytes) -> Manifest:
         try:
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -111,7 +117,7 @@ class Manifest:
         )
 
     @classmethod
-    def build(cls, config: Layer, layers: list[Layer]) -> "Manifest":
+    def build(cls, config: Layer, layers: list[Layer]) -> Manifest:
         """A new manifest as Ollama writes one: compact JSON, Go's HTML escaping, newline."""
         obj = {
             "schemaVersion": 2,

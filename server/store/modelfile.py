@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from server.errors import BadRequest, ModelfileError
 from server.options import DEPRECATED_OPTIONS, OPTION_TYPES, parse_option_text
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("from", "license", "template", "system", "adapter", "draft", "renderer", "parser", "parameter", "message", "requires")
+COMMANDS = (
+    "from",
+    "license",
+    "template",
+    "system",
+    "adapter",
+    "draft",
+    "renderer",
+    "parser",
+    "parameter",
+    "message",
+    "requires",
+)
 MESSAGE_ROLES = ("system", "user", "assistant")
 _COMMAND_ERROR = (
     'command must be one of "from", "license", "template", "system", "adapter", "draft", '

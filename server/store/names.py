@@ -50,7 +50,7 @@ class Name:
     scheme: str = DEFAULT_SCHEME
 
     @classmethod
-    def parse(cls, text: str) -> "Name":
+    def parse(cls, text: str) -> Name:
         """Parse and fill defaults; raises InvalidModelName for anything not a valid name."""
         name = cls.parse_lenient(text)
         if not name.is_valid:
@@ -58,7 +58,7 @@ class Name:
         return name
 
     @classmethod
-    def parse_lenient(cls, text: str) -> "Name":
+    def parse_lenient(cls, text: str) -> Name:
         """Parse without validating (invalid parts are kept, `is_valid` is False)."""
         if not isinstance(text, str):
             return cls(_MISSING, _MISSING, _MISSING, _MISSING)
@@ -114,7 +114,7 @@ class Name:
         """The manifest path components, host first."""
         return (self.host, self.namespace, self.model, self.tag)
 
-    def same_as(self, other: "Name") -> bool:
+    def same_as(self, other: Name) -> bool:
         """Names are equal ignoring case, which is how the store matches them."""
         return tuple(p.lower() for p in self.parts) == tuple(p.lower() for p in other.parts)
 

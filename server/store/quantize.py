@@ -26,9 +26,10 @@ import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, AsyncGenerator, Callable
+from typing import IO, Any
 
 from server.child_env import child_env
 from server.errors import BadRequest, PollamaError, StorageError
@@ -123,9 +124,17 @@ async def quantize_blob(
     try:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *quantize_command(), str(source), str(tmp), target, "--threads", str(threads),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=child_env())
+                *quantize_command(),
+                str(source),
+                str(tmp),
+                target,
+                "--threads",
+                str(threads),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=child_env(),
+            )
         except OSError as exc:
             raise PollamaError(f"quantizing to {target}: could not start the quantizer: {exc}") from None
         assert proc.stdout is not None and proc.stderr is not None
@@ -150,8 +159,13 @@ async def quantize_blob(
         rc = await proc.wait()
         await stderr_task
         if rc != 0:
-            log.warning("quantizing %s to %s failed (exit %d): %s", source.name, target, rc,
-                        " | ".join([*([error] if error else []), *stderr_tail]))
+            log.warning(
+                "quantizing %s to %s failed (exit %d): %s",
+                source.name,
+                target,
+                rc,
+                " | ".join([*([error] if error else []), *stderr_tail]),
+            )
             raise _failure(target, rc, error, list(stderr_tail), disk_full=_disk_full(tmp.parent))
         if completed < total:
             yield {"status": status, "digest": PROGRESS_DIGEST, "total": total, "completed": total}
@@ -207,7 +221,9 @@ def _failure(target: str, rc: int, error: str | None, stderr: list[str], *, disk
         except ValueError:
             name = f"signal {-rc}"
         last = next((line for line in reversed(stderr) if line.strip()), "")
-        return PollamaError(f"quantizing to {target} failed: the quantizer crashed ({name})" + (f": {last}" if last else ""))
+        return PollamaError(
+            f"quantizing to {target} failed: the quantizer crashed ({name})" + (f": {last}" if last else "")
+        )
     if error:
         return BadRequest(f"quantizing to {target} failed: {error}")
     last = stderr[-1] if stderr else f"exit status {rc}"
@@ -219,7 +235,9 @@ def _verify_and_hash(tmp: Path, target: str) -> tuple[GGUFInfo, str, int]:
     try:
         info = read_gguf(tmp)
     except InvalidGGUF as exc:
-        raise PollamaError(f"quantizing to {target} produced a damaged file ({exc.message}); is the disk full?") from None
+        raise PollamaError(
+            f"quantizing to {target} produced a damaged file ({exc.message}); is the disk full?"
+        ) from None
     if info.file_type != target:
         raise PollamaError(f"quantizing to {target} produced a {info.file_type} model")
     hasher = hashlib.sha256()
@@ -288,6 +306,7 @@ def _tensor_sizes(path: str) -> dict[str, int]:
 
 def _watch_parent() -> None:
     """Exit when the server goes away (our stdin closes), so no orphan keeps writing."""
+
     def run() -> None:
         try:
             while os.read(0, 4096):  # the raw fd: a buffered reader's lock would trip shutdown

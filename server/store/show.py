@@ -64,7 +64,9 @@ def modelfile_text(model: Model, *, system: str | None = None, parameters: dict[
     )
 
 
-def show(model: Model, *, verbose: bool = False, system: str | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+def show(
+    model: Model, *, verbose: bool = False, system: str | None = None, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     params = dict(model.parameters)
     params.update(options or {})
     out: dict[str, Any] = {}

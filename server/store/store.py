@@ -18,10 +18,11 @@ import os
 import secrets
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from server.errors import NotFound, PollamaError
 from server.store import manifest as mt
@@ -275,7 +276,7 @@ class Store:
     # ---- writing ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def pinned(self, digests: Iterable[str] = ()) -> Iterator["PinSet"]:
+    def pinned(self, digests: Iterable[str] = ()) -> Iterator[PinSet]:
         """Keep blobs from being collected while an operation that will reference them runs."""
         pins = PinSet(self)
         for digest in digests:

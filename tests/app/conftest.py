@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -43,7 +43,9 @@ class CLI:
         env.update(extra)
         return env
 
-    def run(self, *args: str, input: str | None = None, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 120, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "app", *args],
             cwd=self.cwd,
@@ -56,7 +58,9 @@ class CLI:
 
     def ok(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
         result = self.run(*args, **kwargs)  # type: ignore[arg-type]
-        assert result.returncode == 0, f"pollama {' '.join(args)} → {result.returncode}\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0, (
+            f"pollama {' '.join(args)} → {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
         return result
 
 

@@ -56,7 +56,14 @@ def test_api_error_is_a_client_error() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(-0.23108960688114166, "-0.2310896"), (0.0840320736169815, "0.08403207"), (1.5e-7, "1.5e-7"), (100.0, "100"), (0.1, "0.1"), (3.4e38, "3.4e+38")],
+    [
+        (-0.23108960688114166, "-0.2310896"),
+        (0.0840320736169815, "0.08403207"),
+        (1.5e-7, "1.5e-7"),
+        (100.0, "100"),
+        (0.1, "0.1"),
+        (3.4e38, "3.4e+38"),
+    ],
 )
 def test_embedding_values_print_as_go_float32(value: float, text: str) -> None:
     assert float32_json(value) == text

@@ -65,18 +65,23 @@ def test_create_uploads_files_and_shows_progress(cli: CLI, tiny_model_path: Path
     folder = cli.cwd / "create-test"
     folder.mkdir()
     (folder / "weights.gguf").write_bytes(tiny_model_path.read_bytes())
-    (folder / "Modelfile").write_text("# a comment\nFROM ./weights.gguf\nPARAMETER temperature 0.5\nPARAMETER stop <|x|>\n"
-                                      'LICENSE """MIT License\n\nCopyright (c) 2026\nPermission is hereby granted"""\n')
+    (folder / "Modelfile").write_text(
+        "# a comment\nFROM ./weights.gguf\nPARAMETER temperature 0.5\nPARAMETER stop <|x|>\n"
+        'LICENSE """MIT License\n\nCopyright (c) 2026\nPermission is hereby granted"""\n'
+    )
     result = cli.ok("create", "created", "-f", str(folder / "Modelfile"), "-q", "")
     lines = result.stderr.splitlines()
     assert lines[0] == "gathering model components"
     assert re.fullmatch(r"copying file sha256:[0-9a-f]{64} 100%", lines[1]), lines
     assert "parsing GGUF" in lines
-    assert any(line.startswith("creating new layer sha256:") or line.startswith("using existing layer sha256:") for line in lines)
+    assert any(
+        line.startswith("creating new layer sha256:") or line.startswith("using existing layer sha256:")
+        for line in lines
+    )
     assert lines[-2:] == ["writing manifest", "success"]
     assert result.stdout == ""
     show = cli.ok("show", "created", "--parameters").stdout
-    assert re.search(r'^temperature\s+0\.5$', show, re.M) and re.search(r'^stop\s+"<\|x\|>"$', show, re.M)
+    assert re.search(r"^temperature\s+0\.5$", show, re.M) and re.search(r'^stop\s+"<\|x\|>"$', show, re.M)
     # The blob is already there: the second create uploads nothing new and still succeeds.
     again = cli.ok("create", "created", "-f", str(folder / "Modelfile"))
     assert again.stderr.splitlines()[-1] == "success"
@@ -91,8 +96,14 @@ def test_create_without_modelfile_uses_the_folder(cli: CLI, tiny_model_path: Pat
     folder = cli.cwd / "no-modelfile"
     folder.mkdir()
     (folder / "only.gguf").write_bytes(tiny_model_path.read_bytes())
-    result = subprocess.run([sys.executable, "-m", "app", "create", "from-folder"], cwd=folder, env=cli.env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "create", "from-folder"],
+        cwd=folder,
+        env=cli.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "from-folder:latest" in cli.ok("list").stdout
     cli.ok("rm", "from-folder")
@@ -102,9 +113,12 @@ def test_create_errors(cli: CLI, tmp_path: Path) -> None:
     bad = tmp_path / "Modelfile"
     bad.write_text("FROM tiny\nPARAMETER temperature 0.5\nBOGUS x\n")
     result = cli.run("create", "broken", "-f", str(bad))
-    assert (result.returncode, result.stderr) == (1, 'Error: (line 3): command must be one of "from", "license", '
-                                                      '"template", "system", "adapter", "draft", "renderer", "parser", '
-                                                      '"parameter", "message", or "requires"\n')
+    assert (result.returncode, result.stderr) == (
+        1,
+        'Error: (line 3): command must be one of "from", "license", '
+        '"template", "system", "adapter", "draft", "renderer", "parser", '
+        '"parameter", "message", or "requires"\n',
+    )
     bad.write_text("FROM tiny\n\nPARAMETER nonsense 1\n")
     result = cli.run("create", "broken", "-f", str(bad))
     assert (result.returncode, result.stderr) == (1, "Error: (line 3): unknown parameter 'nonsense'\n")
@@ -128,7 +142,7 @@ def test_list_table_matches_api(cli: CLI, server, tiny: str, bert: str) -> None:
     rows = {}
     for line in lines[1:]:
         assert line.endswith("    ")
-        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [len(line)])]
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [len(line)], strict=True)]
         rows[cells[0]] = cells
     assert set(rows) == set(tags)
     for name, (_, ident, size, modified) in rows.items():
@@ -170,8 +184,10 @@ def test_show_flags(cli: CLI, server, tiny: str) -> None:  # type: ignore[no-unt
     assert cli.ok("show", "tiny", "--system").stdout == "You are a tiny test model.\n"
     assert cli.ok("show", "tiny", "--license").stdout == "\n"
     both = cli.run("show", "tiny", "--system", "--template")
-    assert (both.returncode, both.stderr) == (1, "Error: only one of '--license', '--modelfile', '--parameters', "
-                                                 "'--system', or '--template' can be specified\n")
+    assert (both.returncode, both.stderr) == (
+        1,
+        "Error: only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified\n",
+    )
     verbose = cli.ok("show", "tiny", "-v").stdout
     assert "\n  Metadata\n" in verbose and "\n  Tensors\n" in verbose
     assert re.search(r"^    general\.architecture +llama +$", verbose, re.M)
@@ -221,7 +237,9 @@ def test_list_does_not_import_heavy_modules(cli: CLI, tiny: str) -> None:
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'PySide6', 'llama_cpp', 'quart', 'hypercorn', 'numpy'})\n"
         "print('HEAVY', heavy, rc)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli.env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=cli.env(), capture_output=True, text=True, timeout=60
+    )
     assert "HEAVY [] 0" in result.stdout, result.stdout + result.stderr
 
 

@@ -19,7 +19,7 @@ from app.formatting import (
     until,
 )
 
-NOW = dt.datetime(2026, 8, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 8, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,14 @@ def test_human_bytes(size: int, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(8_000_000_000, "8B"), (3_212_749_888, "3.2B"), (137_000_000, "137M"), (22_570_000, "22.57M"), (500_000, "500K"), (999, "999")],
+    [
+        (8_000_000_000, "8B"),
+        (3_212_749_888, "3.2B"),
+        (137_000_000, "137M"),
+        (22_570_000, "22.57M"),
+        (500_000, "500K"),
+        (999, "999"),
+    ],
 )
 def test_human_number(n: int, text: str) -> None:
     assert human_number(n) == text
@@ -98,8 +105,10 @@ def test_processor_column() -> None:
 
 
 def test_table_is_tablewriter_without_borders() -> None:
-    text = table([["llama3.2:latest", "a80c4f17acd5", "2.0 GB", "2 weeks ago"], ["x:1", "0123456789ab", "12 MB", "Never"]],
-                 ["NAME", "ID", "SIZE", "MODIFIED"])
+    text = table(
+        [["llama3.2:latest", "a80c4f17acd5", "2.0 GB", "2 weeks ago"], ["x:1", "0123456789ab", "12 MB", "Never"]],
+        ["NAME", "ID", "SIZE", "MODIFIED"],
+    )
     assert text == (
         "NAME               ID              SIZE      MODIFIED    \n"  # last header cell + one space
         "llama3.2:latest    a80c4f17acd5    2.0 GB    2 weeks ago    \n"
@@ -116,15 +125,32 @@ def test_table_header_only() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(2048.0, "2048"), (1e6, "1e+06"), (205120.0, "205120"), (3212749888.0, "3.212749888e+09"), (0.9, "0.9"), (1e-05, "1e-05"), (0.0001, "0.0001"), (-2.5, "-2.5")],
+    [
+        (2048.0, "2048"),
+        (1e6, "1e+06"),
+        (205120.0, "205120"),
+        (3212749888.0, "3.212749888e+09"),
+        (0.9, "0.9"),
+        (1e-05, "1e-05"),
+        (0.0001, "0.0001"),
+        (-2.5, "-2.5"),
+    ],
 )
 def test_go_g(value: float, text: str) -> None:
     assert go_g(value) == text
 
 
 def test_metrics_summary_matches_ollama() -> None:
-    text = metrics_summary({"total_duration": 512345678, "load_duration": 2345678, "prompt_eval_count": 26,
-                            "prompt_eval_duration": 130000000, "eval_count": 290, "eval_duration": 4700000000})
+    text = metrics_summary(
+        {
+            "total_duration": 512345678,
+            "load_duration": 2345678,
+            "prompt_eval_count": 26,
+            "prompt_eval_duration": 130000000,
+            "eval_count": 290,
+            "eval_duration": 4700000000,
+        }
+    )
     assert text == (
         "total duration:       512.345678ms\n"
         "load duration:        2.345678ms\n"

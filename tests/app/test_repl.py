@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pexpect
@@ -25,8 +25,13 @@ def generation(server, tiny: str) -> str:  # type: ignore[no-untyped-def]
 
 def spawn(cli: CLI, *args: str, **env: str) -> pexpect.spawn:
     child = pexpect.spawn(
-        sys.executable, ["-m", "app", "run", *args], cwd=str(REPO), encoding="utf-8", timeout=90,
-        dimensions=(24, 100), env=cli.env(TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", **env),
+        sys.executable,
+        ["-m", "app", "run", *args],
+        cwd=str(REPO),
+        encoding="utf-8",
+        timeout=90,
+        dimensions=(24, 100),
+        env=cli.env(TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", **env),
     )
     return child
 

@@ -60,7 +60,7 @@ def test_keepalive_ps_and_stop(cli: CLI, generation: str) -> None:
     assert re.fullmatch(r"NAME +ID +SIZE +PROCESSOR +CONTEXT +UNTIL +", header)
     starts = [header.index(c) for c in ("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL")]
     row = next(line for line in lines[1:] if line.startswith("tiny:latest"))
-    cells = [row[a:b].strip() for a, b in zip(starts, starts[1:] + [len(row)])]
+    cells = [row[a:b].strip() for a, b in zip(starts, starts[1:] + [len(row)], strict=True)]
     assert re.fullmatch(r"[0-9a-f]{12}", cells[1])
     assert re.fullmatch(r"\d+(\.\d)? [KMG]B", cells[2])
     assert re.fullmatch(r"100% CPU|100% GPU|\d+%/\d+% CPU/GPU", cells[3])
@@ -86,7 +86,9 @@ def test_run_flag_errors(cli: CLI, generation: str) -> None:
     assert (bad.returncode, bad.stderr) == (1, 'Error: time: invalid duration "soon"\n')
     think = cli.run("run", "tiny", "--think=maybe", "hi")
     assert (think.returncode, think.stderr) == (
-        1, 'Error: invalid value for --think: "maybe" (must be true, false, high, medium, low, or max)\n')
+        1,
+        'Error: invalid value for --think: "maybe" (must be true, false, high, medium, low, or max)\n',
+    )
     unsupported = cli.run("run", "tiny", "--think", "hi")
     assert unsupported.returncode == 1 and "does not support thinking" in unsupported.stderr
     assert unsupported.stderr.startswith("Error: ")
@@ -114,7 +116,9 @@ def test_embedding_model_prints_a_vector(cli: CLI, server, bert: str) -> None:  
     assert len(cut) == 8
     empty = cli.run("run", "bert")
     assert (empty.returncode, empty.stderr) == (
-        1, 'Error: embedding models require input text. Usage: pollama run bert "your text here"\n')
+        1,
+        'Error: embedding models require input text. Usage: pollama run bert "your text here"\n',
+    )
 
 
 def test_image_paths_in_a_prompt_are_attached(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,7 +142,8 @@ def test_vision_model_from_two_from_lines(cli: CLI, tiny_model_path: Path, tiny_
     folder = cli.cwd / "seer"
     folder.mkdir(exist_ok=True)
     (folder / "Modelfile").write_text(
-        f"FROM {tiny_model_path}\nFROM {tiny_projector_path}\nPARAMETER num_predict 6\nPARAMETER temperature 0\n")
+        f"FROM {tiny_model_path}\nFROM {tiny_projector_path}\nPARAMETER num_predict 6\nPARAMETER temperature 0\n"
+    )
     cli.ok("create", "seer", "-f", str(folder / "Modelfile"))
     shown = cli.ok("show", "seer").stdout
     assert "Projector" in shown and "vision" in shown

@@ -6,8 +6,8 @@ import hashlib
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pexpect
 import pytest
@@ -37,8 +37,12 @@ def pull_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A server with small pull parts and frequent checkpoints, so an interrupted pull leaves progress on disk."""
     home = tmp_path / "pull-home"
     home.mkdir()
-    env = {"HOME": str(home), "POLLAMA_PULL_PART_SIZE": "500000", "POLLAMA_PULL_CHECKPOINT": "0.05",
-           "POLLAMA_PULL_PARALLEL": "2"}
+    env = {
+        "HOME": str(home),
+        "POLLAMA_PULL_PART_SIZE": "500000",
+        "POLLAMA_PULL_CHECKPOINT": "0.05",
+        "POLLAMA_PULL_PARALLEL": "2",
+    }
     live = LiveServer(home / ".ollama" / "models", env=env).start()
     try:
         yield live
@@ -46,18 +50,32 @@ def pull_server(tmp_path: Path) -> Iterator[LiveServer]:
         live.stop()
 
 
-def test_pull_shows_progress_and_resumes_after_ctrl_c(pull_server: LiveServer, registry: RegistryServer,
-                                                      registry_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pull_shows_progress_and_resumes_after_ctrl_c(
+    pull_server: LiveServer, registry: RegistryServer, registry_client, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     require_endpoint(pull_server, "/api/pull")
     data = weights()
-    upload_model(registry_client, registry.url, "library/m", "latest", [(MODEL_LAYER, data)],
-                 config=b'{"model_format":"gguf","model_family":"llama"}')
+    upload_model(
+        registry_client,
+        registry.url,
+        "library/m",
+        "latest",
+        [(MODEL_LAYER, data)],
+        config=b'{"model_format":"gguf","model_family":"llama"}',
+    )
     proxy = FaultProxy(("127.0.0.1", registry.port), Faults(rate=1_000_000)).start()
     cli = CLI(pull_server, tmp_path / "pull-home", tmp_path)
     name = f"{proxy.host}/library/m"
     try:
-        child = pexpect.spawn(sys.executable, ["-m", "app", "pull", name, "--insecure"], cwd=str(REPO),
-                              encoding="utf-8", timeout=60, dimensions=(24, 120), env=cli.env(TERM="xterm"))
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "app", "pull", name, "--insecure"],
+            cwd=str(REPO),
+            encoding="utf-8",
+            timeout=60,
+            dimensions=(24, 120),
+            env=cli.env(TERM="xterm"),
+        )
         child.expect("pulling manifest")
         digest12 = hashlib.sha256(data).hexdigest()[:12]
         percent = 0

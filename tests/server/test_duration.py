@@ -7,7 +7,16 @@ from server.duration import DurationError, format_go_duration, parse_env_duratio
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("5m", 300), ("1h30m", 5400), ("300ms", 0.3), ("0", 0), ("-1s", -1), ("1.5h", 5400), ("2h45m10.5s", 9910.5), ("10us", 1e-5)],
+    [
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("300ms", 0.3),
+        ("0", 0),
+        ("-1s", -1),
+        ("1.5h", 5400),
+        ("2h45m10.5s", 9910.5),
+        ("10us", 1e-5),
+    ],
 )
 def test_parse_go_duration(text: str, seconds: float) -> None:
     assert parse_go_duration(text) == pytest.approx(seconds)

@@ -50,7 +50,9 @@ def test_a_hyperv_balloon_counts(tmp_path: Path) -> None:
     assert reclaims_free_memory(tmp_path)
 
 
-@pytest.mark.parametrize("case", ["bare metal", "driver loaded, no device", "kernel without page reporting", "unreadable features"])
+@pytest.mark.parametrize(
+    "case", ["bare metal", "driver loaded, no device", "kernel without page reporting", "unreadable features"]
+)
 def test_what_does_not_count(tmp_path: Path, case: str) -> None:
     if case == "driver loaded, no device":
         folder = _sysfs(tmp_path) / "bus" / "virtio" / "drivers" / "virtio_balloon"

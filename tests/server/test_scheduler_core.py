@@ -29,7 +29,15 @@ def test_same_options_reuse() -> None:
 
 @pytest.mark.parametrize(
     "changed",
-    [{"num_ctx": 1024}, {"num_batch": 256}, {"main_gpu": 1}, {"use_mmap": False}, {"num_thread": 3}, {"num_parallel": 4}, {"path": "/m/b"}],
+    [
+        {"num_ctx": 1024},
+        {"num_batch": 256},
+        {"main_gpu": 1},
+        {"use_mmap": False},
+        {"num_thread": 3},
+        {"num_parallel": 4},
+        {"path": "/m/b"},
+    ],
 )
 def test_runner_option_change_reloads(changed: dict) -> None:
     assert needs_reload(spec(num_ctx=2048), spec(**{"num_ctx": 2048, **changed}))
@@ -70,6 +78,7 @@ def test_fit_rules() -> None:
 def test_free_memory_is_vram_unless_the_model_stays_on_the_cpu() -> None:
     ram = SystemMemory(total=64 << 30, free=40 << 30)
     gpus = [Device("0", "g", "cuda", 24 << 30, 20 << 30), Device("1", "g", "cuda", 24 << 30, 10 << 30)]
+
     def fresh() -> list[Device]:  # GPU 0 filled since start-up; GPU 1 not re-read
         return [Device("0", "g", "cuda", 24 << 30, 2 << 30)]
 

@@ -20,7 +20,9 @@ def create(client: ollama.Client, name: str, path: Path) -> None:
     client.create(model=name, files={"m.gguf": client.create_blob(path)}, template=TEMPLATE, stream=False)
 
 
-def test_max_loaded_models_evicts_the_idle_model(models_dir: Path, tiny_model_path: Path, tiny_model_eos_path: Path) -> None:
+def test_max_loaded_models_evicts_the_idle_model(
+    models_dir: Path, tiny_model_path: Path, tiny_model_eos_path: Path
+) -> None:
     server = LiveServer(models_dir, env={"OLLAMA_MAX_LOADED_MODELS": "1"}).start()
     try:
         client = ollama.Client(host=server.url)
@@ -36,7 +38,9 @@ def test_max_loaded_models_evicts_the_idle_model(models_dir: Path, tiny_model_pa
         server.stop()
 
 
-def test_three_models_fit_by_default(models_dir: Path, tiny_model_path: Path, tiny_model_eos_path: Path, small_model_path: Path) -> None:
+def test_three_models_fit_by_default(
+    models_dir: Path, tiny_model_path: Path, tiny_model_eos_path: Path, small_model_path: Path
+) -> None:
     server = LiveServer(models_dir).start()
     try:
         client = ollama.Client(host=server.url)

@@ -30,7 +30,12 @@ class LiveServer:
     `pollama app` also serves) on a free port, with `models` as its model folder."""
 
     def __init__(
-        self, models: Path, *, env: dict[str, str] | None = None, port: int | None = None, command: list[str] | None = None
+        self,
+        models: Path,
+        *,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.models = models
         self.command = command or [sys.executable, "-m", "app", "serve"]
@@ -53,12 +58,10 @@ class LiveServer:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 30.0) -> "LiveServer":
+    def start(self, timeout: float = 30.0) -> LiveServer:
         self.models.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            self.command, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(self.command, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -92,7 +95,7 @@ class LiveServer:
             self.proc.kill()
             self.proc.wait()
 
-    def restart(self) -> "LiveServer":
+    def restart(self) -> LiveServer:
         self.stop()
         return self.start()
 

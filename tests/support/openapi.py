@@ -29,9 +29,10 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -145,7 +146,7 @@ class OpenAPISpec:
     # ---- loading -------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: Path | str = SPEC_PATH) -> "OpenAPISpec":
+    def load(cls, path: Path | str = SPEC_PATH) -> OpenAPISpec:
         return _load_cached(str(Path(path).resolve()))
 
     def deref(self, node: dict[str, Any], pointer: str = "") -> tuple[dict[str, Any], str]:
@@ -233,9 +234,7 @@ class OpenAPISpec:
         """A cached validator for the schema at `pointer` (e.g. `/components/schemas/Error`)."""
         found = self._validators.get(pointer)
         if found is None:
-            found = _Validator(
-                {"$ref": f"{SPEC_URI}#{pointer}"}, registry=self.registry, format_checker=FORMAT_CHECKER
-            )
+            found = _Validator({"$ref": f"{SPEC_URI}#{pointer}"}, registry=self.registry, format_checker=FORMAT_CHECKER)
             self._validators[pointer] = found
         return found
 
@@ -296,7 +295,9 @@ class OpenAPISpec:
             # CORS preflights are answered by the CORS/Host layer on any path, never by an operation
             if status in (204, 403, 404, 405):
                 if status in (204, 403) and body_bytes.strip():
-                    raise AssertionError(f"OPTIONS {url_path} → {status}: expected an empty body, got {_excerpt(body_bytes)}")
+                    raise AssertionError(
+                        f"OPTIONS {url_path} → {status}: expected an empty body, got {_excerpt(body_bytes)}"
+                    )
                 return
         if op is None:
             template = self.match_path(url_path)

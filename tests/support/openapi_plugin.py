@@ -20,7 +20,8 @@ Enable with ``pytest_plugins = ["tests.support.openapi_plugin"]`` in ``tests/con
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest

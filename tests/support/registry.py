@@ -88,7 +88,7 @@ class RegistryServer:
                     lines.append(f"    {key}: {value}")
         return "\n".join(lines) + "\n"
 
-    def start(self, timeout: float = 20.0) -> "RegistryServer":
+    def start(self, timeout: float = 20.0) -> RegistryServer:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / "config.yml"
         path.write_text(self.config())
@@ -167,7 +167,12 @@ def upload_model(
         out.append({"mediaType": media_type, "digest": digest, "size": size})
     cdigest, csize = upload_blob(client, base, repo, config)
     manifest = json.dumps(
-        {"schemaVersion": 2, "mediaType": MANIFEST_V2, "config": {"mediaType": CONFIG_V1, "digest": cdigest, "size": csize}, "layers": out},
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_V2,
+            "config": {"mediaType": CONFIG_V1, "digest": cdigest, "size": csize},
+            "layers": out,
+        },
         indent=3,  # registry-style bytes, not how pollama would write them: proves byte-for-byte storage
     ).encode()
     r = client.put(f"{base}/v2/{repo}/manifests/{tag}", content=manifest, headers={"Content-Type": MANIFEST_V2})
@@ -181,7 +186,9 @@ def upload_model(
 class TokenServer:
     """Issues RS256 JWTs distribution accepts; Basic credentials required (no anonymous access)."""
 
-    def __init__(self, root: Path, users: dict[str, str], *, service: str = "test-registry", issuer: str = "test-issuer") -> None:
+    def __init__(
+        self, root: Path, users: dict[str, str], *, service: str = "test-registry", issuer: str = "test-issuer"
+    ) -> None:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
@@ -193,7 +200,7 @@ class TokenServer:
         self.requests: list[dict[str, Any]] = []
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pollama test token signer")])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.cert = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -251,7 +258,7 @@ class TokenServer:
         signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{b64url(signature)}"
 
-    def start(self) -> "TokenServer":
+    def start(self) -> TokenServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -340,7 +347,7 @@ class FaultProxy:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         ready = threading.Event()
 
         def run() -> None:
@@ -368,6 +375,7 @@ class FaultProxy:
     def stop(self) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
+
             def cancel_all() -> None:
                 if self._server is not None:
                     self._server.close()
@@ -431,7 +439,12 @@ class FaultProxy:
         response = _Response()
         while chunk := await reader.read(65536):
             data = bytearray(chunk)
-            if not drop_at and not stall_at and sent + len(data) > min(x for x in (self.faults.drop_after or 1 << 62, self.faults.stall_after or 1 << 62)):
+            if (
+                not drop_at
+                and not stall_at
+                and sent + len(data)
+                > min(x for x in (self.faults.drop_after or 1 << 62, self.faults.stall_after or 1 << 62))
+            ):
                 drop_at = self._take("drop")
                 if not drop_at:
                     stall_at = self._take("stall")

@@ -9,8 +9,8 @@ installs it from `.ci/apt-packages-registry.txt`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -29,7 +29,9 @@ REGISTRY_PASSWORD = "s3cret-pass"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow_pull: a pull of the ~260 MB bench blob (~30 s); deselect with -m 'not slow_pull'")
+    config.addinivalue_line(
+        "markers", "slow_pull: a pull of the ~260 MB bench blob (~30 s); deselect with -m 'not slow_pull'"
+    )
 
 
 @pytest.fixture

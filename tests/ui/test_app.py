@@ -80,7 +80,13 @@ def test_tray_shows_an_unreachable_server(qtbot, tmp_path: Path) -> None:
     from ui.desktop import DesktopApp
     from ui.pull_state import PendingPulls
 
-    app = DesktopApp(f"http://127.0.0.1:{free_port()}", None, pending=PendingPulls(tmp_path / "p.json"), use_system_tray=False, poll_ms=200)
+    app = DesktopApp(
+        f"http://127.0.0.1:{free_port()}",
+        None,
+        pending=PendingPulls(tmp_path / "p.json"),
+        use_system_tray=False,
+        poll_ms=200,
+    )
     app.start()
     try:
         qtbot.waitUntil(lambda: app.tray.state is TrayState.ERROR, timeout=10_000)
@@ -136,7 +142,7 @@ def test_curated_suggestions_ship_in_resources() -> None:
 
 
 def test_running_model_countdown() -> None:
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     m = RunningModel("m", expires_at=now + dt.timedelta(seconds=299.6))
     left = m.seconds_left(now)
     assert left is not None and round(left) == 300
@@ -144,7 +150,9 @@ def test_running_model_countdown() -> None:
     assert forever.seconds_left(now) is None
 
 
-def test_launch_embeds_a_server_and_a_second_launch_hands_over(qtbot, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launch_embeds_a_server_and_a_second_launch_hands_over(
+    qtbot, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.desktop import launch, server_answers
 
     port = free_port()

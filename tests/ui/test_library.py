@@ -94,7 +94,9 @@ def test_create_from_a_modelfile_in_the_dialog(qtbot, desktop, server) -> None:
     window = open_library(qtbot, desktop)
     dialog = window.open_create_dialog()
     dialog.name_edit.setText("pirate")
-    dialog.text_edit.setPlainText('FROM tiny\nSYSTEM """You are a pirate."""\nPARAMETER temperature 0.3\nPARAMETER stop "<end>"\n')
+    dialog.text_edit.setPlainText(
+        'FROM tiny\nSYSTEM """You are a pirate."""\nPARAMETER temperature 0.3\nPARAMETER stop "<end>"\n'
+    )
     with qtbot.waitSignal(window.operation_done, timeout=20_000):
         dialog.accept()
     shown = httpx.post(server.url + "/api/show", json={"model": "pirate"}, trust_env=False).json()
@@ -109,7 +111,9 @@ def test_create_from_a_dropped_gguf(qtbot, desktop, prompter, server, tiny_model
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(dropped))])
     prompter.texts = ["dropped"]
-    event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     with qtbot.waitSignal(window.operation_done, timeout=30_000):
         window.dropEvent(event)
     assert "dropped:latest" in server_names(server)

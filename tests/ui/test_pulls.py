@@ -12,7 +12,9 @@ from tests.support.live_server import LiveServer
 from tests.support.registry import Faults, upload_model
 
 MODEL_MEDIA = "application/vnd.ollama.image.model"
-CONFIG = json.dumps({"model_format": "gguf", "model_family": "llama", "model_families": ["llama"], "file_type": "F32"}).encode()
+CONFIG = json.dumps(
+    {"model_format": "gguf", "model_family": "llama", "model_families": ["llama"], "file_type": "F32"}
+).encode()
 
 
 @pytest.fixture

@@ -23,19 +23,34 @@ from ui.settings_store import SettingsStore
 
 def test_parse_time_takes_go_nanoseconds_and_offsets() -> None:
     t = parse_time("2026-08-01T12:00:00.123456789Z")
-    assert t == dt.datetime(2026, 8, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
-    assert parse_time("2026-08-01T14:00:00+02:00") == dt.datetime(2026, 8, 1, 12, tzinfo=dt.timezone.utc)
+    assert t == dt.datetime(2026, 8, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    assert parse_time("2026-08-01T14:00:00+02:00") == dt.datetime(2026, 8, 1, 12, tzinfo=dt.UTC)
     assert parse_time("garbage") is None and parse_time(None) is None
 
 
 def test_api_shapes_with_missing_fields() -> None:
-    m = LocalModel.from_json({"name": "a:latest", "digest": "0123456789abcdef" * 4, "size": 5, "details": {"families": None}})
+    m = LocalModel.from_json(
+        {"name": "a:latest", "digest": "0123456789abcdef" * 4, "size": 5, "details": {"families": None}}
+    )
     assert m.id == "0123456789ab" and m.details.families == ()
-    ps = parse_ps({"models": [{"name": "a", "size": 10, "size_vram": 4, "context_length": 2048, "expires_at": "2026-01-01T00:00:00Z"}]})
+    ps = parse_ps(
+        {
+            "models": [
+                {"name": "a", "size": 10, "size_vram": 4, "context_length": 2048, "expires_at": "2026-01-01T00:00:00Z"}
+            ]
+        }
+    )
     assert ps[0].on_gpu_fraction == 0.4 and ps[0].context_length == 2048
-    d = Devices.from_json({"devices": [{"id": "0", "name": "H100", "kind": "cuda", "total_memory": 80, "free_memory": 60}], "system_memory": {"total": 10, "free": 3}})
+    d = Devices.from_json(
+        {
+            "devices": [{"id": "0", "name": "H100", "kind": "cuda", "total_memory": 80, "free_memory": 60}],
+            "system_memory": {"total": 10, "free": 3},
+        }
+    )
     assert d.vram_total == 80 and d.gpus[0].used_memory == 20 and d.system_free == 3
-    info = ShowInfo.from_json({"model_info": {"b": [1] * 20, "a": 1}, "license": ["MIT", "Apache"], "capabilities": ["completion"]})
+    info = ShowInfo.from_json(
+        {"model_info": {"b": [1] * 20, "a": 1}, "license": ["MIT", "Apache"], "capabilities": ["completion"]}
+    )
     assert info.model_info[0] == ("a", "1") and info.model_info[1][1].endswith("…]")
     assert info.license == "MIT\nApache"
 
@@ -46,10 +61,14 @@ def test_formatting() -> None:
     assert human_size(844_288) == "844 KB"
     assert human_duration(299.6) == "5:00" and human_duration(3723) == "1:02:03" and human_duration(None) == "forever"
     assert human_eta(30) == "30 s left" and human_eta(61) == "2 min left" and human_eta(None) == ""
-    now = dt.datetime(2026, 1, 10, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
     assert relative_time(now - dt.timedelta(days=3), now) == "3 days ago"
     assert relative_time(now - dt.timedelta(hours=1), now) == "An hour ago"
-    assert gpu_share(100, 0) == "100% CPU" and gpu_share(100, 100) == "100% GPU" and gpu_share(100, 48) == "52%/48% CPU/GPU"
+    assert (
+        gpu_share(100, 0) == "100% CPU"
+        and gpu_share(100, 100) == "100% GPU"
+        and gpu_share(100, 48) == "52%/48% CPU/GPU"
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,7 +160,9 @@ def test_autostart_linux_mac_windows(tmp_path: Path) -> None:
     xdg.set_enabled(False)
     assert not xdg.is_enabled() and not xdg.path.exists()
 
-    mac = LaunchAgent(["/Applications/pollama.app/Contents/MacOS/pollama", "app", "--hidden"], tmp_path / "LaunchAgents")
+    mac = LaunchAgent(
+        ["/Applications/pollama.app/Contents/MacOS/pollama", "app", "--hidden"], tmp_path / "LaunchAgents"
+    )
     mac.set_enabled(True)
     data = plistlib.loads(mac.path.read_bytes())
     assert data["RunAtLoad"] is True and data["ProgramArguments"][1:] == ["app", "--hidden"]
@@ -193,8 +214,10 @@ def test_autostart_linux_mac_windows(tmp_path: Path) -> None:
 
 
 def test_modelfile_to_create_request(tmp_path: Path) -> None:
-    p = plan('FROM llama3.2\nPARAMETER temperature 0.7\nPARAMETER stop "<|im_end|>"\nPARAMETER stop "###"\n'
-             'SYSTEM """\nYou are\nterse.\n"""\nTEMPLATE {{ .Prompt }}\nLICENSE MIT\nMESSAGE user "hi there"\n# comment\n')
+    p = plan(
+        'FROM llama3.2\nPARAMETER temperature 0.7\nPARAMETER stop "<|im_end|>"\nPARAMETER stop "###"\n'
+        'SYSTEM """\nYou are\nterse.\n"""\nTEMPLATE {{ .Prompt }}\nLICENSE MIT\nMESSAGE user "hi there"\n# comment\n'
+    )
     assert p.model_file is None
     assert p.body == {
         "from": "llama3.2",

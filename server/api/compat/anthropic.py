@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from server.api.compat.common import (
     decode_base64,
@@ -78,7 +79,7 @@ def _system(value: Any) -> str:
         text = []
         for block in value:
             if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-                raise BadRequest("invalid system block: expected {\"type\": \"text\", \"text\": ...}")
+                raise BadRequest('invalid system block: expected {"type": "text", "text": ...}')
             text.append(block["text"])
         return "".join(text)
     raise BadRequest(f"invalid type for 'system': expected string or array, got {json_type(value)}")
@@ -156,7 +157,16 @@ def convert_message(msg: Any, names: dict[str, str]) -> list[dict[str, Any]]:
                 raise BadRequest("tool_use block missing required 'name' field")
             arguments = block.get("input")
             names[call_id] = name
-            calls.append({"id": call_id, "function": {"index": len(calls), "name": name, "arguments": arguments if isinstance(arguments, dict) else {}}})
+            calls.append(
+                {
+                    "id": call_id,
+                    "function": {
+                        "index": len(calls),
+                        "name": name,
+                        "arguments": arguments if isinstance(arguments, dict) else {},
+                    },
+                }
+            )
         elif kind == "tool_result":
             results.append(_tool_result(block, names))
         elif kind == "thinking":
@@ -194,7 +204,10 @@ def _tools(raw: list[Any] | None) -> list[dict[str, Any]] | None:
         name = tool.get("name")
         if not isinstance(name, str) or not name:
             raise BadRequest("tool is missing required 'name' field")
-        function: dict[str, Any] = {"name": name, "parameters": tool.get("input_schema") or {"type": "object", "properties": {}}}
+        function: dict[str, Any] = {
+            "name": name,
+            "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
+        }
         if isinstance(tool.get("description"), str):
             function["description"] = tool["description"]
         tools.append({"type": "function", "function": function})
@@ -224,7 +237,7 @@ def _format(body: Mapping[str, Any]) -> str | dict[str, Any] | None:
     if fmt is None:
         return None
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
-        raise BadRequest("invalid output format: expected {\"type\": \"json_schema\", \"schema\": {...}}")
+        raise BadRequest('invalid output format: expected {"type": "json_schema", "schema": {...}}')
     return parse_format(fmt.get("schema"))
 
 
@@ -298,7 +311,12 @@ def stop_reason(done_reason: str | None, had_tool_calls: bool, stop_sequence: st
 
 def _tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
     function = call.get("function") or {}
-    return {"type": "tool_use", "id": call.get("id") or "", "name": function.get("name", ""), "input": function.get("arguments") or {}}
+    return {
+        "type": "tool_use",
+        "id": call.get("id") or "",
+        "name": function.get("name", ""),
+        "input": function.get("arguments") or {},
+    }
 
 
 def message_response(final: Mapping[str, Any], *, id: str, model: str) -> dict[str, Any]:
@@ -366,7 +384,9 @@ class MessagesStream:
         out = self._close()
         self._index += 1
         self._open = kind
-        out.append(("content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block}))
+        out.append(
+            ("content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block})
+        )
         return out
 
     def _delta(self, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -389,7 +409,14 @@ class MessagesStream:
             self._tool_calls = True
             use = _tool_use(call)
             out += self._open_block("tool_use", {**use, "input": {}})
-            out.append(self._delta({"type": "input_json_delta", "partial_json": json.dumps(use["input"], ensure_ascii=False, separators=(",", ":"))}))
+            out.append(
+                self._delta(
+                    {
+                        "type": "input_json_delta",
+                        "partial_json": json.dumps(use["input"], ensure_ascii=False, separators=(",", ":")),
+                    }
+                )
+            )
             out += self._close()
         if native.get("done"):
             out += self._close()
@@ -400,8 +427,12 @@ class MessagesStream:
                     "message_delta",
                     {
                         "type": "message_delta",
-                        "delta": {"stop_reason": stop_reason(native.get("done_reason"), self._tool_calls, native.get("stop_sequence")),
-                                  "stop_sequence": native.get("stop_sequence")},
+                        "delta": {
+                            "stop_reason": stop_reason(
+                                native.get("done_reason"), self._tool_calls, native.get("stop_sequence")
+                            ),
+                            "stop_sequence": native.get("stop_sequence"),
+                        },
                         "usage": {"input_tokens": prompt, "output_tokens": completion},
                     },
                 )

@@ -7,7 +7,8 @@ import binascii
 import json
 import math
 import secrets
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from server.api.http import dumps
 from server.errors import BadRequest

@@ -12,8 +12,9 @@ import base64
 import random
 import struct
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from server.api.compat.common import (
     arguments_json,
@@ -133,7 +134,7 @@ def reasoning_think(body: Mapping[str, Any]) -> bool | str | None:
         return None
     if not isinstance(effort, str) or effort not in REASONING_EFFORTS:
         raise BadRequest(
-            f"invalid reasoning value: '{effort}' (must be \"none\", \"minimal\", \"low\", \"medium\", \"high\", \"xhigh\" or \"max\")"
+            f'invalid reasoning value: \'{effort}\' (must be "none", "minimal", "low", "medium", "high", "xhigh" or "max")'
         )
     return REASONING_EFFORTS[effort]
 
@@ -172,7 +173,9 @@ def tool_calls_from_openai(raw: Any) -> list[dict[str, Any]]:
         name = function.get("name") or ""
         if not isinstance(name, str):
             raise BadRequest("invalid tool call: function.name must be a string")
-        native: dict[str, Any] = {"function": {"index": i, "name": name, "arguments": parse_arguments(function.get("arguments"))}}
+        native: dict[str, Any] = {
+            "function": {"index": i, "name": name, "arguments": parse_arguments(function.get("arguments"))}
+        }
         if isinstance(call.get("id"), str) and call["id"]:
             native["id"] = call["id"]
         calls.append(native)
@@ -329,7 +332,11 @@ def chat_completion(final: Mapping[str, Any], *, id: str, model: str, created: i
         message["reasoning"] = native["thinking"]
     if calls:
         message["tool_calls"] = calls
-    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish_reason(final.get("done_reason"), bool(calls))}
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "finish_reason": finish_reason(final.get("done_reason"), bool(calls)),
+    }
     if final.get("logprobs"):
         choice["logprobs"] = {"content": final["logprobs"]}
     return {
@@ -493,7 +500,9 @@ class LegacyLogprobs:
             token = str(item.get("token", ""))
             out["tokens"].append(token)
             out["token_logprobs"].append(item.get("logprob"))
-            out["top_logprobs"].append({str(t.get("token", "")): t.get("logprob") for t in item.get("top_logprobs") or []})
+            out["top_logprobs"].append(
+                {str(t.get("token", "")): t.get("logprob") for t in item.get("top_logprobs") or []}
+            )
             out["text_offset"].append(self.offset)
             self.offset += len(token)
         return out
@@ -553,7 +562,9 @@ class CompletionStream:
             self.echo_prompt = None
         done = bool(native.get("done"))
         logprobs = self._logprobs.convert(native.get("logprobs"))
-        out.append(self._chunk(native.get("response", ""), (native.get("done_reason") or None) if done else None, logprobs))
+        out.append(
+            self._chunk(native.get("response", ""), (native.get("done_reason") or None) if done else None, logprobs)
+        )
         if done and self.include_usage:
             out.append(
                 {
@@ -602,7 +613,9 @@ def encode_base64(vector: list[float]) -> str:
 def embedding_list(native: Mapping[str, Any], *, model: str, encoding: str) -> dict[str, Any]:
     data = []
     for i, vector in enumerate(native.get("embeddings") or []):
-        data.append({"object": "embedding", "embedding": encode_base64(vector) if encoding == "base64" else vector, "index": i})
+        data.append(
+            {"object": "embedding", "embedding": encode_base64(vector) if encoding == "base64" else vector, "index": i}
+        )
     tokens = int(native.get("prompt_eval_count") or 0)
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 

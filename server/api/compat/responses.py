@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from server.api.compat.common import (
     arguments_json,
@@ -121,7 +122,9 @@ def input_messages(raw: Any, instructions: str | None) -> list[dict[str, Any]]:
             if isinstance(call_id, str) and call_id:
                 call["id"] = call_id
                 names[call_id] = name
-            if last_was_call or (out and out[-1]["role"] == "assistant" and not out[-1].get("tool_calls") and not pending_thinking):
+            if last_was_call or (
+                out and out[-1]["role"] == "assistant" and not out[-1].get("tool_calls") and not pending_thinking
+            ):
                 target = out[-1]
             else:
                 target = {"role": "assistant", "content": ""}
@@ -198,7 +201,9 @@ def _text_format(text: dict[str, Any] | None) -> str | dict[str, Any] | None:
 def responses_request(body: Mapping[str, Any]) -> ResponsesCall:
     for key in ("previous_response_id", "conversation"):
         if body.get(key):
-            raise BadRequest(f"'{key}' is not supported: this server keeps no response state; send the whole conversation in 'input'")
+            raise BadRequest(
+                f"'{key}' is not supported: this server keeps no response state; send the whole conversation in 'input'"
+            )
     instructions = opt_str(body, "instructions")
     messages = input_messages(body.get("input"), instructions)
     options: dict[str, Any] = {}
@@ -271,7 +276,9 @@ class ResponseBuilder:
         self.output: list[dict[str, Any]] = []
         self._seq = 0
 
-    def response(self, status: str, final: Mapping[str, Any] | None = None, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    def response(
+        self, status: str, final: Mapping[str, Any] | None = None, error: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "response",
@@ -355,21 +362,44 @@ class ResponsesStream(ResponseBuilder):
 
     def start(self) -> list[tuple[str, dict[str, Any]]]:
         snapshot = self.response("in_progress")
-        return [self._event("response.created", response=snapshot), self._event("response.in_progress", response=snapshot)]
+        return [
+            self._event("response.created", response=snapshot),
+            self._event("response.in_progress", response=snapshot),
+        ]
 
     def feed(self, native: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         out: list[tuple[str, dict[str, Any]]] = []
         message = native.get("message") or {}
-        thinking, content, calls = message.get("thinking") or "", message.get("content") or "", message.get("tool_calls") or []
+        thinking, content, calls = (
+            message.get("thinking") or "",
+            message.get("content") or "",
+            message.get("tool_calls") or [],
+        )
         if thinking:
             if self._reasoning is None:
                 self._reasoning = len(self.output)
                 item = self.reasoning_item("")
                 self.output.append(item)
                 out.append(self._event("response.output_item.added", output_index=self._reasoning, item=dict(item)))
-                out.append(self._event("response.reasoning_summary_part.added", item_id=item["id"], output_index=self._reasoning, summary_index=0, part={"type": "summary_text", "text": ""}))
+                out.append(
+                    self._event(
+                        "response.reasoning_summary_part.added",
+                        item_id=item["id"],
+                        output_index=self._reasoning,
+                        summary_index=0,
+                        part={"type": "summary_text", "text": ""},
+                    )
+                )
             self._thinking.append(thinking)
-            out.append(self._event("response.reasoning_summary_text.delta", item_id=self.output[self._reasoning]["id"], output_index=self._reasoning, summary_index=0, delta=thinking))
+            out.append(
+                self._event(
+                    "response.reasoning_summary_text.delta",
+                    item_id=self.output[self._reasoning]["id"],
+                    output_index=self._reasoning,
+                    summary_index=0,
+                    delta=thinking,
+                )
+            )
         if content or calls:
             out += self._close_reasoning()
         if content:
@@ -377,18 +407,45 @@ class ResponsesStream(ResponseBuilder):
                 self._message = len(self.output)
                 item = self.message_item("", status="in_progress")
                 self.output.append(item)
-                out.append(self._event("response.output_item.added", output_index=self._message, item=dict(item, content=[])))
-                out.append(self._event("response.content_part.added", item_id=item["id"], output_index=self._message, content_index=0, part=_output_text("")))
+                out.append(
+                    self._event("response.output_item.added", output_index=self._message, item=dict(item, content=[]))
+                )
+                out.append(
+                    self._event(
+                        "response.content_part.added",
+                        item_id=item["id"],
+                        output_index=self._message,
+                        content_index=0,
+                        part=_output_text(""),
+                    )
+                )
             self._text.append(content)
-            out.append(self._event("response.output_text.delta", item_id=self.output[self._message]["id"], output_index=self._message, content_index=0, delta=content, logprobs=[]))
+            out.append(
+                self._event(
+                    "response.output_text.delta",
+                    item_id=self.output[self._message]["id"],
+                    output_index=self._message,
+                    content_index=0,
+                    delta=content,
+                    logprobs=[],
+                )
+            )
         for call in calls:
             index = len(self.output)
             item = self.call_item(call, status="in_progress")
             self.output.append(item)
             out.append(self._event("response.output_item.added", output_index=index, item=dict(item)))
             arguments = arguments_json((call.get("function") or {}).get("arguments"))
-            out.append(self._event("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=arguments))
-            out.append(self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index, arguments=arguments))
+            out.append(
+                self._event(
+                    "response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=arguments
+                )
+            )
+            out.append(
+                self._event(
+                    "response.function_call_arguments.done", item_id=item["id"], output_index=index, arguments=arguments
+                )
+            )
             item.update(status="completed", arguments=arguments)
             out.append(self._event("response.output_item.done", output_index=index, item=dict(item)))
         if native.get("done"):
@@ -407,8 +464,20 @@ class ResponsesStream(ResponseBuilder):
         item = self.output[index]
         item.update(summary=[{"type": "summary_text", "text": text}], encrypted_content=text)
         return [
-            self._event("response.reasoning_summary_text.done", item_id=item["id"], output_index=index, summary_index=0, text=text),
-            self._event("response.reasoning_summary_part.done", item_id=item["id"], output_index=index, summary_index=0, part={"type": "summary_text", "text": text}),
+            self._event(
+                "response.reasoning_summary_text.done",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                text=text,
+            ),
+            self._event(
+                "response.reasoning_summary_part.done",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                part={"type": "summary_text", "text": text},
+            ),
             self._event("response.output_item.done", output_index=index, item=dict(item)),
         ]
 
@@ -420,8 +489,21 @@ class ResponsesStream(ResponseBuilder):
         item = self.output[index]
         item.update(status="completed", content=[_output_text(text)])
         return [
-            self._event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=text, logprobs=[]),
-            self._event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=_output_text(text)),
+            self._event(
+                "response.output_text.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                text=text,
+                logprobs=[],
+            ),
+            self._event(
+                "response.content_part.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=_output_text(text),
+            ),
             self._event("response.output_item.done", output_index=index, item=dict(item)),
         ]
 

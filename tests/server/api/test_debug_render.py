@@ -31,7 +31,10 @@ def test_every_bundled_template(live_server: LiveServer, tiny_model_path: Path) 
         )
         assert chat.status_code == 200, chat.text
         assert chat.headers["content-type"].startswith("application/json")
-        assert chat.json()["_debug_info"] == {"rendered_template": render_chat(t.template_text, CONVERSATION), "image_count": 0}, t.name
+        assert chat.json()["_debug_info"] == {
+            "rendered_template": render_chat(t.template_text, CONVERSATION),
+            "image_count": 0,
+        }, t.name
         gen = httpx.post(
             live_server.url + "/api/generate",
             json={"model": t.name, "prompt": "Why is the sky blue?", "system": "Be brief.", "_debug_render_only": True},

@@ -7,8 +7,9 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, cast
+from typing import Any, cast
 
 import httpx
 import jsonschema
@@ -18,9 +19,7 @@ import pytest
 from tests.support.gpu import gpu_offload
 from tests.support.live_server import LiveServer
 
-CHATML = (
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
-)
+CHATML = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
 GREEDY = {"temperature": 0, "seed": 7, "num_predict": 12}
 
 
@@ -30,7 +29,9 @@ def create(client: ollama.Client, name: str, path: Path, **kwargs: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, tiny_model_eos_path: Path, bert_model_path: Path) -> Iterator[LiveServer]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, tiny_model_eos_path: Path, bert_model_path: Path
+) -> Iterator[LiveServer]:
     models = tmp_path_factory.mktemp("inference") / "models"
     srv = LiveServer(models, env={"OLLAMA_NUM_PARALLEL": "4", "OLLAMA_KEEP_ALIVE": "5m"}).start()
     client = ollama.Client(host=srv.url)
@@ -89,7 +90,9 @@ def test_stop_sequences_and_num_predict(client: ollama.Client) -> None:
 
 def test_eos_ends_with_stop(client: ollama.Client) -> None:
     for seed in range(40):
-        r = client.generate(model="tiny-eos", prompt="x", options={"temperature": 1.0, "seed": seed, "num_predict": 200})
+        r = client.generate(
+            model="tiny-eos", prompt="x", options={"temperature": 1.0, "seed": seed, "num_predict": 200}
+        )
         if r.done_reason == "stop":
             assert r.eval_count is not None and r.eval_count < 200
             return
@@ -100,14 +103,25 @@ def test_format_json_and_schema(client: ollama.Client) -> None:
     # A free-form JSON grammar may run past num_predict on random weights; whatever ends by itself must parse.
     finished = 0
     for seed in range(12):
-        r = client.generate(model="tiny", prompt="data", format="json", options={"temperature": 1, "seed": seed, "num_predict": 120})
+        r = client.generate(
+            model="tiny", prompt="data", format="json", options={"temperature": 1, "seed": seed, "num_predict": 120}
+        )
         if r.done_reason == "stop":
             assert r.response is not None
             json.loads(r.response)
             finished += 1
     assert finished > 0
-    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 8}, "n": {"type": "integer"}}, "required": ["name", "n"]}
-    chat = client.chat(model="tiny", messages=[{"role": "user", "content": "x"}], format=schema, options={"temperature": 0, "num_predict": 80})
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 8}, "n": {"type": "integer"}},
+        "required": ["name", "n"],
+    }
+    chat = client.chat(
+        model="tiny",
+        messages=[{"role": "user", "content": "x"}],
+        format=schema,
+        options={"temperature": 0, "num_predict": 80},
+    )
     assert chat.message.content is not None
     jsonschema.validate(json.loads(chat.message.content), schema)
 
@@ -118,7 +132,9 @@ def test_four_concurrent_streams_match_each_alone(server: LiveServer) -> None:
 
     async def run(prompt: str) -> str:
         out = []
-        async for part in await aclient.generate(model="tiny", prompt=prompt, options={**GREEDY, "num_predict": 24}, stream=True):
+        async for part in await aclient.generate(
+            model="tiny", prompt=prompt, options={**GREEDY, "num_predict": 24}, stream=True
+        ):
             assert part.response is not None
             out.append(part.response)
         return "".join(out)
@@ -156,14 +172,21 @@ def test_ps_and_keep_alive(client: ollama.Client, server: LiveServer) -> None:
     chat = client.chat(model="tiny", messages=[])
     assert chat.done_reason == "load"
     # Streaming is the default, but a load or unload is one plain JSON object, as Ollama answers it.
-    for path, body, reason in [("/api/generate", {"model": "tiny"}, "load"), ("/api/chat", {"model": "tiny", "keep_alive": 0}, "unload")]:
+    for path, body, reason in [
+        ("/api/generate", {"model": "tiny"}, "load"),
+        ("/api/chat", {"model": "tiny", "keep_alive": 0}, "unload"),
+    ]:
         plain = httpx.post(server.url + path, json=body, timeout=60)
-        assert plain.headers["content-type"] == "application/json; charset=utf-8" and plain.json()["done_reason"] == reason
+        assert (
+            plain.headers["content-type"] == "application/json; charset=utf-8" and plain.json()["done_reason"] == reason
+        )
     assert [c.done_reason for c in client.generate(model="tiny", prompt="", stream=True)] == ["load"]
 
 
 def test_runner_killed_mid_stream(client: ollama.Client, server: LiveServer) -> None:
-    stream = client.generate(model="tiny", prompt="long", options={"temperature": 0, "num_predict": 100000}, stream=True)
+    stream = client.generate(
+        model="tiny", prompt="long", options={"temperature": 0, "num_predict": 100000}, stream=True
+    )
     next(iter(stream))
     pids = server.runner_pids()
     assert pids
@@ -179,7 +202,9 @@ def test_runner_killed_mid_stream(client: ollama.Client, server: LiveServer) -> 
 
 
 def test_disconnected_client_frees_its_slot(server: LiveServer, client: ollama.Client) -> None:
-    with httpx.stream("POST", server.url + "/api/generate", json={"model": "tiny", "prompt": "go", "options": {"num_predict": 100000}}) as r:
+    with httpx.stream(
+        "POST", server.url + "/api/generate", json={"model": "tiny", "prompt": "go", "options": {"num_predict": 100000}}
+    ) as r:
         for _ in r.iter_lines():
             break
     # All four slots must be free again: four parallel requests finish promptly.
@@ -206,7 +231,9 @@ def test_embed(client: ollama.Client) -> None:
     assert len(legacy.embedding) == len(r.embeddings[0])
     norm = sum(x * x for x in legacy.embedding) ** 0.5
     assert abs(norm - 1.0) > 1e-3, "/api/embeddings returns the raw vector"
-    assert [x / norm for x in legacy.embedding] == pytest.approx(client.embed(model="bert", input="hello world").embeddings[0], abs=1e-4)
+    assert [x / norm for x in legacy.embedding] == pytest.approx(
+        client.embed(model="bert", input="hello world").embeddings[0], abs=1e-4
+    )
     llama = client.embed(model="tiny", input="hi")
     assert len(llama.embeddings[0]) == 64
 
@@ -219,9 +246,10 @@ def test_embed_truncation(client: ollama.Client, server: LiveServer) -> None:
     assert r.status_code == 400 and "exceeds the context length" in r.json()["error"]
 
 
-
 @pytest.mark.parametrize("model", ["bert", "tiny"])
-def test_embed_with_a_context_smaller_than_a_batch_of_inputs(client: ollama.Client, server: LiveServer, model: str) -> None:
+def test_embed_with_a_context_smaller_than_a_batch_of_inputs(
+    client: ollama.Client, server: LiveServer, model: str
+) -> None:
     """num_ctx 3 (Ollama's integration matrix; raised to the minimum of 4): truncated and answered.
 
     A context smaller than the 16 inputs one decode may take once aborted the runner (SIGABRT, 500).
@@ -230,11 +258,16 @@ def test_embed_with_a_context_smaller_than_a_batch_of_inputs(client: ollama.Clie
     r = client.embed(model=model, input=["one two three four five six", "seven"], options=small)
     assert len(r.embeddings) == 2 and r.prompt_eval_count is not None and r.prompt_eval_count <= 8
     assert client.embed(model=model, input="one two three four five six", options=small).prompt_eval_count == 4
-    over = httpx.post(server.url + "/api/embed", json={"model": model, "input": "one two three four five six", "truncate": False, "options": small}, timeout=60)
+    over = httpx.post(
+        server.url + "/api/embed",
+        json={"model": model, "input": "one two three four five six", "truncate": False, "options": small},
+        timeout=60,
+    )
     assert over.status_code == 400 and "exceeds the context length" in over.json()["error"]
     if model == "tiny":
         answer = client.generate(model=model, prompt="one", options={**small, "num_predict": 2, "temperature": 0})
         assert answer.done
+
 
 def bad(r: httpx.Response, status: int, text: str) -> None:
     assert r.status_code == status, r.text
@@ -247,28 +280,112 @@ def test_bad_inputs(server: LiveServer) -> None:
     bad(httpx.post(url + "/api/generate", json={"model": "ghost", "prompt": "x"}), 404, "model 'ghost' not found")
     bad(httpx.post(url + "/api/chat", content=b""), 400, "model is required")
     bad(httpx.post(url + "/api/chat", json={"model": "ghost", "messages": []}), 404, "model 'ghost' not found")
-    bad(httpx.post(url + "/api/embed", json={"model": "ghost", "input": "x"}), 404, 'model "ghost" not found, try pulling it first')
+    bad(
+        httpx.post(url + "/api/embed", json={"model": "ghost", "input": "x"}),
+        404,
+        'model "ghost" not found, try pulling it first',
+    )
     # A name that cannot be a model's is answered as each handler answers a missing one (Ollama's texts).
-    bad(httpx.post(url + "/api/generate", json={"model": "bad name!", "prompt": "x"}), 404, "model 'bad name!' not found")
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "bad name!", "prompt": "x"}),
+        404,
+        "model 'bad name!' not found",
+    )
     bad(httpx.post(url + "/api/chat", json={"model": "bad name!", "messages": []}), 400, "model is required")
-    bad(httpx.post(url + "/api/embed", json={"model": "bad name!", "input": "x"}), 404, 'model "bad name!" not found, try pulling it first')
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "options": {"num_ctx": "big"}}), 500, 'option "num_ctx" must be of type int')
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "options": {"num_ctx": -5}}), 400, "num_ctx")
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "raw": True, "template": "{{ .Prompt }}"}), 400, "raw mode does not support template, system, or context")
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "format": {"type": 12}}), 400, "invalid format")
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "format": "xml"}), 400, "invalid format")
-    bad(httpx.post(url + "/api/chat", json={"model": "tiny", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]}), 400, "does not support tools")
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "images": ["***not base64***"]}), 400, "base64")
+    bad(
+        httpx.post(url + "/api/embed", json={"model": "bad name!", "input": "x"}),
+        404,
+        'model "bad name!" not found, try pulling it first',
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "options": {"num_ctx": "big"}}),
+        500,
+        'option "num_ctx" must be of type int',
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "options": {"num_ctx": -5}}),
+        400,
+        "num_ctx",
+    )
+    bad(
+        httpx.post(
+            url + "/api/generate", json={"model": "tiny", "prompt": "x", "raw": True, "template": "{{ .Prompt }}"}
+        ),
+        400,
+        "raw mode does not support template, system, or context",
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "format": {"type": 12}}),
+        400,
+        "invalid format",
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "format": "xml"}), 400, "invalid format"
+    )
+    bad(
+        httpx.post(
+            url + "/api/chat",
+            json={
+                "model": "tiny",
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+                ],
+            },
+        ),
+        400,
+        "does not support tools",
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "images": ["***not base64***"]}),
+        400,
+        "base64",
+    )
     bad(httpx.post(url + "/api/embed", json={"model": "bert", "input": [1, 2]}), 400, "invalid input type")
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "think": True}), 400, '"tiny" does not support thinking')
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "think": "extreme"}), 400, "invalid think value")
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "top_logprobs": 21}), 400, "top_logprobs must be between 0 and 20")
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "keep_alive": "300"}), 400, "missing unit")
-    bad(httpx.post(url + "/api/generate", json={"model": "bert", "prompt": "x"}), 400, '"bert" does not support generate')
-    bad(httpx.post(url + "/api/chat", json={"model": "bert", "messages": [{"role": "user", "content": "x"}]}), 400, '"bert" does not support chat')
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "suffix": "y"}), 400, "registry.ollama.ai/library/tiny:latest does not support insert")
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "think": True}),
+        400,
+        '"tiny" does not support thinking',
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "think": "extreme"}),
+        400,
+        "invalid think value",
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "top_logprobs": 21}),
+        400,
+        "top_logprobs must be between 0 and 20",
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "keep_alive": "300"}),
+        400,
+        "missing unit",
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "bert", "prompt": "x"}),
+        400,
+        '"bert" does not support generate',
+    )
+    bad(
+        httpx.post(url + "/api/chat", json={"model": "bert", "messages": [{"role": "user", "content": "x"}]}),
+        400,
+        '"bert" does not support chat',
+    )
+    bad(
+        httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "suffix": "y"}),
+        400,
+        "registry.ollama.ai/library/tiny:latest does not support insert",
+    )
     long_prompt = "word " * 4000
-    bad(httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": long_prompt, "truncate": False, "options": {"num_ctx": 256}}), 400, "exceeds the context length")
+    bad(
+        httpx.post(
+            url + "/api/generate",
+            json={"model": "tiny", "prompt": long_prompt, "truncate": False, "options": {"num_ctx": 256}},
+        ),
+        400,
+        "exceeds the context length",
+    )
     assert httpx.get(url + "/").status_code == 200
 
 
@@ -280,7 +397,11 @@ def test_corrupt_model_fails_cleanly(server: LiveServer, client: ollama.Client, 
     path = server.models.parent / "corrupt.gguf"
     path.write_bytes(bytes(data))
     create(client, "corrupt", path, template=CHATML)
-    r = httpx.post(server.url + "/api/generate", json={"model": "corrupt", "prompt": "hi", "stream": False, "options": GREEDY}, timeout=60)
+    r = httpx.post(
+        server.url + "/api/generate",
+        json={"model": "corrupt", "prompt": "hi", "stream": False, "options": GREEDY},
+        timeout=60,
+    )
     assert r.status_code in (200, 500)
     if r.status_code == 500:
         assert "corrupt" in r.json()["error"] or "runner" in r.json()["error"]
@@ -291,11 +412,20 @@ def test_debug_render_only(client: ollama.Client, server: LiveServer) -> None:
     from server.prompt import render_chat
 
     messages = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}]
-    r = httpx.post(server.url + "/api/chat", json={"model": "tiny", "messages": messages, "_debug_render_only": True, "stream": False}).json()
+    r = httpx.post(
+        server.url + "/api/chat",
+        json={"model": "tiny", "messages": messages, "_debug_render_only": True, "stream": False},
+    ).json()
     assert r["_debug_info"]["rendered_template"] == render_chat(CHATML, messages)
     assert r["_debug_info"]["image_count"] == 0
-    g = httpx.post(server.url + "/api/generate", json={"model": "tiny", "prompt": "Hi", "system": "S", "_debug_render_only": True, "stream": False}).json()
-    assert g["_debug_info"]["rendered_template"] == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    g = httpx.post(
+        server.url + "/api/generate",
+        json={"model": "tiny", "prompt": "Hi", "system": "S", "_debug_render_only": True, "stream": False},
+    ).json()
+    assert (
+        g["_debug_info"]["rendered_template"]
+        == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_prompt_eval_count_is_the_prompt_size_even_when_cached(client: ollama.Client, server: LiveServer) -> None:
@@ -305,6 +435,12 @@ def test_prompt_eval_count_is_the_prompt_size_even_when_cached(client: ollama.Cl
     second = client.generate(model="tiny", prompt=prompt, options=GREEDY)
     assert second.prompt_eval_count is not None
     assert first.prompt_eval_count == second.prompt_eval_count > 20
-    usage = httpx.post(server.url + "/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4}).json()["usage"]
-    again = httpx.post(server.url + "/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4}).json()["usage"]
+    usage = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4},
+    ).json()["usage"]
+    again = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": "tiny", "messages": [{"role": "user", "content": prompt}], "max_tokens": 4},
+    ).json()["usage"]
     assert usage["prompt_tokens"] == again["prompt_tokens"] > 20

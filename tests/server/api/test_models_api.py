@@ -71,7 +71,7 @@ def test_full_lifecycle(live_server: LiveServer, tiny_model_path: Path) -> None:
     assert "general.name" not in shown.modelinfo and "tokenizer.chat_template" not in shown.modelinfo
     assert shown.modelinfo["tokenizer.ggml.tokens"] == []  # long arrays elided unless verbose
     lines = sorted(" ".join(line.split()) for line in shown.parameters.splitlines())
-    assert lines == ['num_ctx 1024', 'stop "###"', 'stop "<|im_end|>"', "temperature 0.2"]
+    assert lines == ["num_ctx 1024", 'stop "###"', 'stop "<|im_end|>"', "temperature 0.2"]
     assert "completion" in shown.capabilities
     assert shown.license == "MIT"
     assert "FROM " in shown.modelfile and "SYSTEM You are terse." in shown.modelfile
@@ -97,7 +97,9 @@ def test_full_lifecycle(live_server: LiveServer, tiny_model_path: Path) -> None:
 
 def test_show_modelfile_round_trips(live_server: LiveServer, tiny_model_path: Path) -> None:
     client = ollama.Client(host=live_server.url)
-    create_tiny(client, "src", tiny_model_path, template=TEMPLATE, system="Be brief.", parameters={"top_k": 7, "stop": ["a b "]})
+    create_tiny(
+        client, "src", tiny_model_path, template=TEMPLATE, system="Be brief.", parameters={"top_k": 7, "stop": ["a b "]}
+    )
     modelfile = client.show("src").modelfile
     r = httpx.post(live_server.url + "/api/create", json={"model": "dst", "modelfile": modelfile, "stream": False})
     assert r.status_code == 200, r.text
@@ -152,18 +154,48 @@ def test_bad_inputs_leave_the_store_unchanged(live_server: LiveServer, tiny_mode
     for name in ("../x", "a//b", "x" * 81, "bad name", "", "../../etc/passwd"):
         r = httpx.post(url + "/api/create", json={"model": name, "from": "keep"})
         bad(r, 400, "invalid model name")
-    bad(httpx.post(url + "/api/create", json={"model": "m", "files": {"../evil.gguf": "sha256:" + "0" * 64}}), 400, "file path must be relative")
-    bad(httpx.post(url + "/api/create", json={"model": "m", "files": {"/abs.gguf": "sha256:" + "0" * 64}}), 400, "file path must be relative")
+    bad(
+        httpx.post(url + "/api/create", json={"model": "m", "files": {"../evil.gguf": "sha256:" + "0" * 64}}),
+        400,
+        "file path must be relative",
+    )
+    bad(
+        httpx.post(url + "/api/create", json={"model": "m", "files": {"/abs.gguf": "sha256:" + "0" * 64}}),
+        400,
+        "file path must be relative",
+    )
     bad(httpx.post(url + "/api/create", json={"model": "m", "files": {"a.gguf": ""}}), 400, "invalid digest format")
-    bad(httpx.post(url + "/api/create", json={"model": "m", "files": {"a.gguf": "sha256:../../x"}}), 400, "invalid digest format")
+    bad(
+        httpx.post(url + "/api/create", json={"model": "m", "files": {"a.gguf": "sha256:../../x"}}),
+        400,
+        "invalid digest format",
+    )
     bad(httpx.post(url + "/api/create", json={"model": "m"}), 400, "neither 'from' or 'files' was specified")
-    bad(httpx.post(url + "/api/create", json={"model": "m", "from": "keep", "parameters": {"num_ctx": "big"}}), 400, 'option "num_ctx" must be of type int')
-    bad(httpx.post(url + "/api/create", json={"model": "m", "from": "keep", "template": "{{ .Prompt"}), 400, "template error")
+    bad(
+        httpx.post(url + "/api/create", json={"model": "m", "from": "keep", "parameters": {"num_ctx": "big"}}),
+        400,
+        'option "num_ctx" must be of type int',
+    )
+    bad(
+        httpx.post(url + "/api/create", json={"model": "m", "from": "keep", "template": "{{ .Prompt"}),
+        400,
+        "template error",
+    )
     # A missing base model is pulled first, as Ollama does; from a registry that is not there, that fails.
-    r = httpx.post(url + "/api/create", json={"model": "m", "from": "127.0.0.1:9/library/nope", "stream": False}, timeout=60)
+    r = httpx.post(
+        url + "/api/create", json={"model": "m", "from": "127.0.0.1:9/library/nope", "stream": False}, timeout=60
+    )
     assert r.status_code >= 400 and r.json()["error"], r.text
-    bad(httpx.post(url + "/api/create", json={"model": "m", "modelfile": "FROM keep\nBOGUS x\n"}), 400, "(line 2): command must be one of")
-    bad(httpx.post(url + "/api/create", json={"model": "m", "modelfile": "FROM keep\nPARAMETER foo 1\n"}), 400, "unknown parameter 'foo'")
+    bad(
+        httpx.post(url + "/api/create", json={"model": "m", "modelfile": "FROM keep\nBOGUS x\n"}),
+        400,
+        "(line 2): command must be one of",
+    )
+    bad(
+        httpx.post(url + "/api/create", json={"model": "m", "modelfile": "FROM keep\nPARAMETER foo 1\n"}),
+        400,
+        "unknown parameter 'foo'",
+    )
 
     # digest mismatch on upload
     data = b"not what the digest says"
@@ -176,7 +208,7 @@ def test_bad_inputs_leave_the_store_unchanged(live_server: LiveServer, tiny_mode
     assert r.status_code == 404
 
     # a non-GGUF and a truncated GGUF in files
-    for payload in (b"just some text, definitely not a model" * 10, tiny_model_path.read_bytes()[: 300_000]):
+    for payload in (b"just some text, definitely not a model" * 10, tiny_model_path.read_bytes()[:300_000]):
         digest = "sha256:" + hashlib.sha256(payload).hexdigest()
         assert httpx.post(url + f"/api/blobs/{digest}", content=payload).status_code == 201
         r = httpx.post(url + "/api/create", json={"model": "broken", "files": {"model.gguf": digest}, "stream": False})
@@ -190,7 +222,11 @@ def test_bad_inputs_leave_the_store_unchanged(live_server: LiveServer, tiny_mode
         assert r.status_code == 200 and r.content == b"", r.text
     assert sorted(p for p in live_server.models.rglob("*") if "manifests" in p.parts and p.is_file()) == manifests
     bad(httpx.post(url + "/api/copy", json={"source": "../x", "destination": "y"}), 400, 'source "../x" is invalid')
-    bad(httpx.post(url + "/api/copy", json={"source": "keep", "destination": "a//b"}), 400, 'destination "a//b" is invalid')
+    bad(
+        httpx.post(url + "/api/copy", json={"source": "keep", "destination": "a//b"}),
+        400,
+        'destination "a//b" is invalid',
+    )
     bad(httpx.post(url + "/api/copy", json={"source": "ghost", "destination": "y"}), 404, 'model "ghost" not found')
     bad(httpx.request("DELETE", url + "/api/delete", json={"model": "ghost"}), 404, "model 'ghost' not found")
     bad(httpx.request("DELETE", url + "/api/delete", json={"model": "a/../b"}), 400, 'name "a/../b" is invalid')
@@ -230,7 +266,9 @@ def test_routes_and_plain_errors(live_server: LiveServer) -> None:
     assert (r.status_code, r.text) == (405, "405 method not allowed")
 
 
-async def test_status_names_the_environment_when_it_disables_cloud(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_status_names_the_environment_when_it_disables_cloud(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from server.app import create_app
     from server.config import load_config
 
@@ -262,18 +300,28 @@ def test_cors_and_host_checks(live_server: LiveServer) -> None:
     assert r.status_code == 403 and r.text == ""
     r = httpx.options(
         url + "/v1/chat/completions",
-        headers={"Origin": "vscode-webview://abc", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-stainless-os"},
+        headers={
+            "Origin": "vscode-webview://abc",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-stainless-os",
+        },
     )
     assert r.status_code == 204
     assert "X-Stainless-Os" in r.headers["access-control-allow-headers"]
     assert r.headers["access-control-max-age"] == "43200"
     r = httpx.options(
         url + "/v1/messages",
-        headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "anthropic-version,x-api-key,anthropic-dangerous-direct-browser-access"},
+        headers={
+            "Origin": "http://localhost:5173",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "anthropic-version,x-api-key,anthropic-dangerous-direct-browser-access",
+        },
     )
     allowed = {h.lower() for h in r.headers["access-control-allow-headers"].split(",")}
-    assert r.status_code == 204 and {"anthropic-version", "x-api-key", "anthropic-dangerous-direct-browser-access"} <= allowed
+    assert (
+        r.status_code == 204
+        and {"anthropic-version", "x-api-key", "anthropic-dangerous-direct-browser-access"} <= allowed
+    )
     assert r.headers["access-control-allow-methods"] == "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS"
     # same-host origin is not CORS
     assert httpx.get(url + "/api/tags", headers={"Origin": url}).status_code == 200
@@ -316,7 +364,9 @@ def test_invalid_env_stops_startup(tmp_path: Path) -> None:
     import sys
 
     server = LiveServer(tmp_path / "m", env={"OLLAMA_NUM_PARALLEL": "lots"})
-    proc = subprocess.run([sys.executable, "-m", "app", "serve"], env=server.env(), capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "serve"], env=server.env(), capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 1
     assert "OLLAMA_NUM_PARALLEL" in proc.stderr
 
@@ -324,7 +374,9 @@ def test_invalid_env_stops_startup(tmp_path: Path) -> None:
 def test_streaming_create_is_ndjson(live_server: LiveServer, tiny_model_path: Path) -> None:
     client = ollama.Client(host=live_server.url)
     digest = client.create_blob(tiny_model_path)
-    with httpx.stream("POST", live_server.url + "/api/create", json={"model": "s", "files": {"m.gguf": digest}, "template": TEMPLATE}) as r:
+    with httpx.stream(
+        "POST", live_server.url + "/api/create", json={"model": "s", "files": {"m.gguf": digest}, "template": TEMPLATE}
+    ) as r:
         assert r.headers["content-type"] == "application/x-ndjson"
         lines = [json.loads(line) for line in r.iter_lines() if line]
     assert lines[-1] == {"status": "success"}

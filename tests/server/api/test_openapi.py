@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import httpx
 import ollama
@@ -100,7 +101,7 @@ def test_structure(raw_document: dict[str, Any], spec: OpenAPISpec) -> None:
             assert isinstance(node, dict) and part in node, f"{at}: $ref {ref} does not resolve"
             node = node[part]
     # every component schema is a valid JSON Schema 2020-12 schema
-    for name, schema in raw_document["components"]["schemas"].items():
+    for _name, schema in raw_document["components"]["schemas"].items():
         Draft202012Validator.check_schema(schema)
     operation_ids = []
     for op in spec.operations():
@@ -132,7 +133,9 @@ def test_structure(raw_document: dict[str, Any], spec: OpenAPISpec) -> None:
 def test_documents_every_reference_route(spec: OpenAPISpec) -> None:
     documented = {(op.method, op.template) for op in spec.operations()}
     assert EXPECTED_ROUTES <= documented, sorted(EXPECTED_ROUTES - documented)
-    assert documented <= EXPECTED_ROUTES, f"new routes: add them to EXPECTED_ROUTES: {sorted(documented - EXPECTED_ROUTES)}"
+    assert documented <= EXPECTED_ROUTES, (
+        f"new routes: add them to EXPECTED_ROUTES: {sorted(documented - EXPECTED_ROUTES)}"
+    )
 
 
 def test_error_shapes_per_api_surface(spec: OpenAPISpec) -> None:
@@ -175,8 +178,22 @@ def _mock_client(spec: OpenAPISpec, status: int, body: bytes, content_type: str)
     return install_httpx_hook(httpx.Client(transport=httpx.MockTransport(handler), base_url="http://pollama"), spec)
 
 
-DETAILS = {"parent_model": "", "format": "gguf", "family": "llama", "families": None, "parameter_size": "1M", "quantization_level": "F32"}
-TAG = {"name": "m:latest", "model": "m:latest", "modified_at": "2026-08-01T12:00:00.1234+02:00", "size": 10, "digest": "ab" * 32, "details": DETAILS}
+DETAILS = {
+    "parent_model": "",
+    "format": "gguf",
+    "family": "llama",
+    "families": None,
+    "parameter_size": "1M",
+    "quantization_level": "F32",
+}
+TAG = {
+    "name": "m:latest",
+    "model": "m:latest",
+    "modified_at": "2026-08-01T12:00:00.1234+02:00",
+    "size": 10,
+    "digest": "ab" * 32,
+    "details": DETAILS,
+}
 
 
 def test_checker_accepts_and_rejects(spec: OpenAPISpec) -> None:
@@ -210,13 +227,22 @@ def test_checker_accepts_and_rejects(spec: OpenAPISpec) -> None:
 def test_checker_streams(spec: OpenAPISpec) -> None:
     lines = [
         {"model": "m", "created_at": "2026-08-01T12:00:00Z", "response": "Hi", "done": False},
-        {"model": "m", "created_at": "2026-08-01T12:00:00.5Z", "response": "", "done": True, "done_reason": "stop", "eval_count": 1},
+        {
+            "model": "m",
+            "created_at": "2026-08-01T12:00:00.5Z",
+            "response": "",
+            "done": True,
+            "done_reason": "stop",
+            "eval_count": 1,
+        },
     ]
     body = "".join(json.dumps(line) + "\n" for line in lines).encode()
     with _mock_client(spec, 200, body, "application/x-ndjson") as http:
         with http.stream("POST", "/api/generate", json={"model": "m"}) as r:
             assert [json.loads(x) for x in r.iter_lines() if x] == lines
-    bad = body + b'{"model":"m","created_at":"2026-08-01T12:00:00Z","response":"","done":true,"done_reason":"finished"}\n'
+    bad = (
+        body + b'{"model":"m","created_at":"2026-08-01T12:00:00Z","response":"","done":true,"done_reason":"finished"}\n'
+    )
     with _mock_client(spec, 200, bad, "application/x-ndjson") as http, pytest.raises(AssertionError) as info:
         with http.stream("POST", "/api/generate", json={"model": "m"}) as r:
             list(r.iter_lines())
@@ -231,10 +257,16 @@ def test_checker_streams(spec: OpenAPISpec) -> None:
         with http.stream("POST", "/api/generate", json={"model": "m"}) as r:
             next(r.iter_lines())  # the incomplete last line is not judged
     # a mid-stream error line is allowed
-    spec.validate_response("POST", "/api/create", 200, b'{"status":"parsing GGUF"}\n{"error":"disk full"}\n', "application/x-ndjson")
+    spec.validate_response(
+        "POST", "/api/create", 200, b'{"status":"parsing GGUF"}\n{"error":"disk full"}\n', "application/x-ndjson"
+    )
 
     chunk: dict[str, Any] = {
-        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m", "system_fingerprint": "fp_ollama",
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "system_fingerprint": "fp_ollama",
         "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}],
     }
     sse = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
@@ -242,9 +274,13 @@ def test_checker_streams(spec: OpenAPISpec) -> None:
     spec.validate_response("POST", "/v1/chat/completions", 200, sse, "text/event-stream")
     chunk["choices"][0]["delta"]["reasoning_content"] = "x"
     with pytest.raises(AssertionError, match="reasoning_content"):
-        spec.validate_response("POST", "/v1/chat/completions", 200, f"data: {json.dumps(chunk)}\n\n".encode(), "text/event-stream")
+        spec.validate_response(
+            "POST", "/v1/chat/completions", 200, f"data: {json.dumps(chunk)}\n\n".encode(), "text/event-stream"
+        )
     with pytest.raises(AssertionError, match="differs from data type"):
-        spec.validate_response("POST", "/v1/messages", 200, b'event: message_stop\ndata: {"type":"ping"}\n\n', "text/event-stream")
+        spec.validate_response(
+            "POST", "/v1/messages", 200, b'event: message_stop\ndata: {"type":"ping"}\n\n', "text/event-stream"
+        )
 
 
 async def test_checker_async_and_wrapped_clients(spec: OpenAPISpec) -> None:
@@ -259,7 +295,9 @@ async def test_checker_async_and_wrapped_clients(spec: OpenAPISpec) -> None:
 
 
 def test_openapi_client_fixture(openapi_client: Any) -> None:  # noqa: F811
-    http = openapi_client("http://pollama", transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"models": [{}]})))
+    http = openapi_client(
+        "http://pollama", transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"models": [{}]}))
+    )
     with pytest.raises(AssertionError, match="'name' is a required property"):
         http.get("/api/ps")
 
@@ -342,7 +380,9 @@ class RecordingSpec(OpenAPISpec):
         super().__init__(base.document, base.path)
         self.seen: set[tuple[str, str, int]] = set()
 
-    def validate_response(self, method: str, path: str, status: int, body: bytes | str, content_type: str | None, **kw: Any) -> None:
+    def validate_response(
+        self, method: str, path: str, status: int, body: bytes | str, content_type: str | None, **kw: Any
+    ) -> None:
         super().validate_response(method, path, status, body, content_type, **kw)
         template = self.match_path(path)
         if template is not None:
@@ -351,18 +391,34 @@ class RecordingSpec(OpenAPISpec):
 
 #: The management endpoints (and error statuses) the live scenario must exercise.
 MANAGEMENT = {
-    ("GET", "/", 200), ("HEAD", "/", 200),
-    ("GET", "/api/version", 200), ("HEAD", "/api/version", 200),
-    ("GET", "/api/tags", 200), ("HEAD", "/api/tags", 200),
-    ("POST", "/api/show", 200), ("POST", "/api/show", 400), ("POST", "/api/show", 404),
-    ("POST", "/api/create", 200), ("POST", "/api/create", 400),
-    ("HEAD", "/api/blobs/{digest}", 200), ("HEAD", "/api/blobs/{digest}", 404), ("HEAD", "/api/blobs/{digest}", 400),
-    ("POST", "/api/blobs/{digest}", 201), ("POST", "/api/blobs/{digest}", 200), ("POST", "/api/blobs/{digest}", 400),
-    ("POST", "/api/copy", 200), ("POST", "/api/copy", 400), ("POST", "/api/copy", 404),
-    ("DELETE", "/api/delete", 200), ("DELETE", "/api/delete", 400), ("DELETE", "/api/delete", 404),
+    ("GET", "/", 200),
+    ("HEAD", "/", 200),
+    ("GET", "/api/version", 200),
+    ("HEAD", "/api/version", 200),
+    ("GET", "/api/tags", 200),
+    ("HEAD", "/api/tags", 200),
+    ("POST", "/api/show", 200),
+    ("POST", "/api/show", 400),
+    ("POST", "/api/show", 404),
+    ("POST", "/api/create", 200),
+    ("POST", "/api/create", 400),
+    ("HEAD", "/api/blobs/{digest}", 200),
+    ("HEAD", "/api/blobs/{digest}", 404),
+    ("HEAD", "/api/blobs/{digest}", 400),
+    ("POST", "/api/blobs/{digest}", 201),
+    ("POST", "/api/blobs/{digest}", 200),
+    ("POST", "/api/blobs/{digest}", 400),
+    ("POST", "/api/copy", 200),
+    ("POST", "/api/copy", 400),
+    ("POST", "/api/copy", 404),
+    ("DELETE", "/api/delete", 200),
+    ("DELETE", "/api/delete", 400),
+    ("DELETE", "/api/delete", 404),
     ("GET", "/api/ps", 200),
-    ("GET", "/api/pollama/version", 200), ("GET", "/api/pollama/devices", 200),
-    ("POST", "/api/pollama/estimate", 200), ("POST", "/api/pollama/estimate", 404),
+    ("GET", "/api/pollama/version", 200),
+    ("GET", "/api/pollama/devices", 200),
+    ("POST", "/api/pollama/estimate", 200),
+    ("POST", "/api/pollama/estimate", 404),
 }
 
 
@@ -416,13 +472,22 @@ def test_live_responses_match_the_spec(live_server: LiveServer, tiny_model_path:
         assert r.headers["content-type"].startswith("application/x-ndjson")
         statuses = [json.loads(line)["status"] for line in r.text.splitlines()]
         assert len(statuses) >= 3 and statuses[-1] == "success", statuses
-        r = expect(http.post("/api/create", json={"model": "user/derived:v1", "from": "tiny", "system": "Other.", "stream": False}), 200)
+        r = expect(
+            http.post(
+                "/api/create", json={"model": "user/derived:v1", "from": "tiny", "system": "Other.", "stream": False}
+            ),
+            200,
+        )
         assert r.json() == {"status": "success"}
         streamed = list(client.create(model="auto", files={"model.gguf": digest}, stream=True))  # ollama client, hooked
         assert streamed[-1].status == "success"
 
         # list, show, ps, estimate
-        assert {m["name"] for m in expect(http.get("/api/tags"), 200).json()["models"]} == {"tiny:latest", "user/derived:v1", "auto:latest"}
+        assert {m["name"] for m in expect(http.get("/api/tags"), 200).json()["models"]} == {
+            "tiny:latest",
+            "user/derived:v1",
+            "auto:latest",
+        }
         shown = expect(http.post("/api/show", json={"model": "tiny"}), 200).json()
         assert shown["details"]["family"] == "llama" and shown["license"] == "MIT\nApache-2.0"
         expect(http.post("/api/show", json={"model": "user/derived:v1", "verbose": True, "system": "Shown."}), 200)
@@ -469,7 +534,9 @@ def test_live_inference_without_a_runner(live_server: LiveServer, tiny_model_pat
     client.create(model="tiny", files={"model.gguf": digest}, template=TEMPLATE, stream=False)
     with recorder.client(live_server.url, timeout=60) as http:
         messages = [{"role": "user", "content": "hi"}]
-        r = http.post("/api/chat", json={"model": "tiny", "messages": messages, "_debug_render_only": True, "stream": False})
+        r = http.post(
+            "/api/chat", json={"model": "tiny", "messages": messages, "_debug_render_only": True, "stream": False}
+        )
         assert r.status_code == 200 and "_debug_info" in r.json(), r.text
         r = http.post("/api/generate", json={"model": "tiny", "prompt": "hi", "_debug_render_only": True})
         # Rendering only answers one JSON object even when streaming is on, as Ollama does.
@@ -483,9 +550,14 @@ def test_live_inference_without_a_runner(live_server: LiveServer, tiny_model_pat
         assert http.post("/api/embed", json={"model": "tiny", "input": 5}).status_code == 400
         assert http.post("/api/embeddings", json={"model": "ghost", "prompt": "x"}).status_code == 404
     wanted = {
-        ("POST", "/api/chat", 200), ("POST", "/api/generate", 200),
-        ("POST", "/api/generate", 404), ("POST", "/api/generate", 400),
-        ("POST", "/api/chat", 400), ("POST", "/api/chat", 404),
-        ("POST", "/api/embed", 404), ("POST", "/api/embed", 400), ("POST", "/api/embeddings", 404),
+        ("POST", "/api/chat", 200),
+        ("POST", "/api/generate", 200),
+        ("POST", "/api/generate", 404),
+        ("POST", "/api/generate", 400),
+        ("POST", "/api/chat", 400),
+        ("POST", "/api/chat", 404),
+        ("POST", "/api/embed", 404),
+        ("POST", "/api/embed", 400),
+        ("POST", "/api/embeddings", 404),
     }
     assert wanted <= recorder.seen, sorted(wanted - recorder.seen)

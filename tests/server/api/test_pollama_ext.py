@@ -21,8 +21,12 @@ def test_estimate_grows_with_context(live_server: LiveServer, small_model_path: 
     client = ollama.Client(host=live_server.url)
     digest = client.create_blob(small_model_path)
     client.create(model="small", files={"m.gguf": digest}, template=TEMPLATE)
-    small = httpx.post(live_server.url + "/api/pollama/estimate", json={"model": "small", "options": {"num_ctx": 512}}).json()
-    big = httpx.post(live_server.url + "/api/pollama/estimate", json={"model": "small", "options": {"num_ctx": 4096}}).json()
+    small = httpx.post(
+        live_server.url + "/api/pollama/estimate", json={"model": "small", "options": {"num_ctx": 512}}
+    ).json()
+    big = httpx.post(
+        live_server.url + "/api/pollama/estimate", json={"model": "small", "options": {"num_ctx": 4096}}
+    ).json()
     assert small["weights"] == big["weights"] == small_model_path.stat().st_size
     assert big["kv_cache"] == 8 * small["kv_cache"] > 0
     assert small["total"] == small["weights"] + small["kv_cache"] + small["compute"]

@@ -13,7 +13,8 @@ inference service to cover what a real runner rarely does (fail mid-stream).
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -148,7 +149,9 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- scripted native chunks
 
 
-def chunk(content: str = "", thinking: str = "", tool_calls: list[Any] | None = None, logprobs: Any = None) -> dict[str, Any]:
+def chunk(
+    content: str = "", thinking: str = "", tool_calls: list[Any] | None = None, logprobs: Any = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if thinking:
         message["thinking"] = thinking
@@ -181,7 +184,15 @@ def test_frame_bytes() -> None:
 
 def test_chat_stream_role_once_split_thinking_finish_and_usage() -> None:
     stream = oa.ChatStream(id="chatcmpl-1", model="m", include_usage=True)
-    raw = openai_bytes(stream, [chunk("Hel"), chunk("lo", thinking="hmm", logprobs=[{"token": "lo", "logprob": -0.5}]), chunk(thinking="more"), final()])
+    raw = openai_bytes(
+        stream,
+        [
+            chunk("Hel"),
+            chunk("lo", thinking="hmm", logprobs=[{"token": "lo", "logprob": -0.5}]),
+            chunk(thinking="more"),
+            final(),
+        ],
+    )
     chunks = check_openai_stream(raw, object_type="chat.completion.chunk", include_usage=True)
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert deltas == [
@@ -198,7 +209,14 @@ def test_chat_stream_role_once_split_thinking_finish_and_usage() -> None:
 
 
 def test_chat_stream_fast_path_bytes_equal_the_general_path() -> None:
-    natives = [chunk("Hi"), chunk('a "quoted"\nline é'), chunk(thinking="t"), chunk("x", logprobs=[{"token": "x", "logprob": -1.0}]), chunk(tool_calls=[CALL]), final(content="end")]
+    natives = [
+        chunk("Hi"),
+        chunk('a "quoted"\nline é'),
+        chunk(thinking="t"),
+        chunk("x", logprobs=[{"token": "x", "logprob": -1.0}]),
+        chunk(tool_calls=[CALL]),
+        final(content="end"),
+    ]
     fast = oa.ChatStream(id="chatcmpl-7", model='m "q"', include_usage=True, created=11)
     slow = oa.ChatStream(id="chatcmpl-7", model='m "q"', include_usage=True, created=11)
     for native in natives:
@@ -207,12 +225,21 @@ def test_chat_stream_fast_path_bytes_equal_the_general_path() -> None:
 
 def test_chat_stream_tool_calls_and_length() -> None:
     stream = oa.ChatStream(id="chatcmpl-2", model="m")
-    chunks = check_openai_stream(openai_bytes(stream, [chunk(tool_calls=[CALL]), final()]), object_type="chat.completion.chunk")
+    chunks = check_openai_stream(
+        openai_bytes(stream, [chunk(tool_calls=[CALL]), final()]), object_type="chat.completion.chunk"
+    )
     call = chunks[0]["choices"][0]["delta"]["tool_calls"][0]
-    assert call == {"id": "call_abc12345", "index": 0, "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    assert call == {
+        "id": "call_abc12345",
+        "index": 0,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+    }
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     stream = oa.ChatStream(id="chatcmpl-3", model="m")
-    chunks = check_openai_stream(openai_bytes(stream, [chunk("a"), final("length")]), object_type="chat.completion.chunk")
+    chunks = check_openai_stream(
+        openai_bytes(stream, [chunk("a"), final("length")]), object_type="chat.completion.chunk"
+    )
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
 
 
@@ -221,7 +248,9 @@ def test_chat_stream_empty_answer_still_has_a_role_chunk_and_final_content_is_ke
     chunks = check_openai_stream(openai_bytes(stream, [final()]), object_type="chat.completion.chunk")
     assert [c["choices"][0]["delta"] for c in chunks] == [{"role": "assistant", "content": ""}, {}]
     stream = oa.ChatStream(id="chatcmpl-5", model="m")
-    chunks = check_openai_stream(openai_bytes(stream, [chunk("a"), final(content="tail")]), object_type="chat.completion.chunk")
+    chunks = check_openai_stream(
+        openai_bytes(stream, [chunk("a"), final(content="tail")]), object_type="chat.completion.chunk"
+    )
     assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["a", "tail", None]
 
 
@@ -243,7 +272,14 @@ def test_chat_completion_non_stream_shape() -> None:
                     "role": "assistant",
                     "content": "Hi",
                     "reasoning": "t",
-                    "tool_calls": [{"id": "call_abc12345", "index": 0, "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}],
+                    "tool_calls": [
+                        {
+                            "id": "call_abc12345",
+                            "index": 0,
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                        }
+                    ],
                 },
                 "finish_reason": "tool_calls",
             }
@@ -255,7 +291,11 @@ def test_chat_completion_non_stream_shape() -> None:
 
 def test_completion_stream() -> None:
     stream = oa.CompletionStream(id="cmpl-1", model="m", include_usage=True, echo_prompt="P:")
-    natives = [{"response": "a", "done": False}, {"response": "b", "done": False}, {"response": "", "done": True, "done_reason": "length", "prompt_eval_count": 2, "eval_count": 2}]
+    natives = [
+        {"response": "a", "done": False},
+        {"response": "b", "done": False},
+        {"response": "", "done": True, "done_reason": "length", "prompt_eval_count": 2, "eval_count": 2},
+    ]
     raw = b"".join(frame(c) for n in natives for c in stream.feed(n)) + DONE
     chunks = check_openai_stream(raw, object_type="text_completion", include_usage=True)
     assert [c["choices"][0]["text"] for c in chunks[:-1]] == ["P:", "a", "b", ""]
@@ -266,14 +306,26 @@ def test_completion_stream() -> None:
 
 def test_legacy_logprobs_offsets() -> None:
     body = oa.text_completion(
-        {"response": "ab", "done_reason": "stop", "logprobs": [{"token": "a", "logprob": -1.0, "top_logprobs": [{"token": "a", "logprob": -1.0}]}, {"token": "b", "logprob": -2.0}]},
+        {
+            "response": "ab",
+            "done_reason": "stop",
+            "logprobs": [
+                {"token": "a", "logprob": -1.0, "top_logprobs": [{"token": "a", "logprob": -1.0}]},
+                {"token": "b", "logprob": -2.0},
+            ],
+        },
         id="cmpl-1",
         model="m",
         echo_prompt="xy",
     )
     choice = body["choices"][0]
     assert choice["text"] == "xyab"
-    assert choice["logprobs"] == {"tokens": ["a", "b"], "token_logprobs": [-1.0, -2.0], "top_logprobs": [{"a": -1.0}, {}], "text_offset": [2, 3]}
+    assert choice["logprobs"] == {
+        "tokens": ["a", "b"],
+        "token_logprobs": [-1.0, -2.0],
+        "top_logprobs": [{"a": -1.0}, {}],
+        "text_offset": [2, 3],
+    }
 
 
 def anthropic_bytes(stream: an.MessagesStream, natives: list[dict[str, Any]]) -> bytes:
@@ -284,7 +336,10 @@ def anthropic_bytes(stream: an.MessagesStream, natives: list[dict[str, Any]]) ->
 
 def test_anthropic_stream_thinking_text_tool_use() -> None:
     stream = an.MessagesStream(id="msg_1", model="m", estimated_input_tokens=5)
-    raw = anthropic_bytes(stream, [chunk(thinking="a"), chunk(thinking="b"), chunk("Hi"), chunk(" there"), chunk(tool_calls=[CALL]), final()])
+    raw = anthropic_bytes(
+        stream,
+        [chunk(thinking="a"), chunk(thinking="b"), chunk("Hi"), chunk(" there"), chunk(tool_calls=[CALL]), final()],
+    )
     events = check_anthropic_stream(raw)
     assert [e["type"] for e in events] == [
         "message_start",
@@ -300,7 +355,16 @@ def test_anthropic_stream_thinking_text_tool_use() -> None:
     assert events[-2]["usage"] == {"input_tokens": 7, "output_tokens": 3}
 
 
-@pytest.mark.parametrize(("reason", "calls", "expected"), [("stop", False, "end_turn"), ("length", False, "max_tokens"), ("stop", True, "tool_use"), ("length", True, "tool_use"), ("other", False, "stop_sequence")])
+@pytest.mark.parametrize(
+    ("reason", "calls", "expected"),
+    [
+        ("stop", False, "end_turn"),
+        ("length", False, "max_tokens"),
+        ("stop", True, "tool_use"),
+        ("length", True, "tool_use"),
+        ("other", False, "stop_sequence"),
+    ],
+)
 def test_anthropic_stop_reasons(reason: str, calls: bool, expected: str) -> None:
     assert an.stop_reason(reason, calls) == expected
 
@@ -323,11 +387,34 @@ def test_anthropic_request_conversion() -> None:
             "temperature": 0.5,
             "top_k": 3,
             "thinking": {"type": "enabled", "budget_tokens": 100},
-            "tools": [{"name": "get_weather", "description": "d", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+            "tools": [
+                {
+                    "name": "get_weather",
+                    "description": "d",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                }
+            ],
             "messages": [
                 {"role": "user", "content": "weather?"},
-                {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"}, {"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
-                {"role": "user", "content": [{"type": "text", "text": "thanks"}, {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "sunny"}]}]},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "t", "signature": "s"},
+                        {"type": "text", "text": "Checking."},
+                        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "thanks"},
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "toolu_1",
+                            "content": [{"type": "text", "text": "sunny"}],
+                        },
+                    ],
+                },
             ],
         }
     )
@@ -335,12 +422,33 @@ def test_anthropic_request_conversion() -> None:
     assert req.options["num_predict"] == 9 and req.options["stop"] == ["\n\n"] and req.options["top_k"] == 3
     assert "top_p" not in req.options  # no OpenAI-style defaults
     assert req.think is True
-    assert req.tools == [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "description": "d"}}]
+    assert req.tools == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                "description": "d",
+            },
+        }
+    ]
     assert req.messages == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [{"id": "toolu_1", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}], "thinking": "t"},
-        {"role": "tool", "content": "sunny", "tool_call_id": "toolu_1", "tool_name": "get_weather"},  # before the user's text
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {"id": "toolu_1", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}
+            ],
+            "thinking": "t",
+        },
+        {
+            "role": "tool",
+            "content": "sunny",
+            "tool_call_id": "toolu_1",
+            "tool_name": "get_weather",
+        },  # before the user's text
         {"role": "user", "content": "thanks"},
     ]
 
@@ -350,12 +458,37 @@ def test_anthropic_request_conversion() -> None:
     [
         ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "model is required"),
         ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens is required and must be positive"),
-        ({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}, "max_tokens is required and must be positive"),
+        (
+            {"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]},
+            "max_tokens is required and must be positive",
+        ),
         ({"model": "m", "max_tokens": 5, "messages": []}, "messages is required"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "http://x"}}]}]}, "invalid image source type: url. Only base64 images are supported."),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "f"}]}]}, "tool_use block missing required 'id' field"),
-        ({"model": "m", "max_tokens": "5", "messages": [{"role": "user", "content": "x"}]}, "invalid type for 'max_tokens'"),
-        ({"model": "m", "max_tokens": 5, "temperature": "hot", "messages": [{"role": "user", "content": "x"}]}, "invalid type for 'temperature'"),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [
+                    {"role": "user", "content": [{"type": "image", "source": {"type": "url", "url": "http://x"}}]}
+                ],
+            },
+            "invalid image source type: url. Only base64 images are supported.",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "f"}]}],
+            },
+            "tool_use block missing required 'id' field",
+        ),
+        (
+            {"model": "m", "max_tokens": "5", "messages": [{"role": "user", "content": "x"}]},
+            "invalid type for 'max_tokens'",
+        ),
+        (
+            {"model": "m", "max_tokens": 5, "temperature": "hot", "messages": [{"role": "user", "content": "x"}]},
+            "invalid type for 'temperature'",
+        ),
     ],
 )
 def test_anthropic_validation(body: dict[str, Any], message: str) -> None:
@@ -386,12 +519,36 @@ def test_openai_request_mapping_defaults_and_options() -> None:
         }
     )
     o = call.request.options
-    assert (o["num_predict"], o["seed"], o["stop"], o["temperature"], o["frequency_penalty"], o["presence_penalty"], o["top_p"]) == (5, 3, ["a", "b"], 0.2, 0.1, 0.3, 0.5)
+    assert (
+        o["num_predict"],
+        o["seed"],
+        o["stop"],
+        o["temperature"],
+        o["frequency_penalty"],
+        o["presence_penalty"],
+        o["top_p"],
+    ) == (5, 3, ["a", "b"], 0.2, 0.1, 0.3, 0.5)
     assert call.request.format == "json" and call.request.stream and call.include_usage and call.request.think == "max"
-    assert oa.chat_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning": {"effort": "none"}}).request.think is False
-    assert oa.chat_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 4}).request.options["num_predict"] == 4
+    assert (
+        oa.chat_request(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning": {"effort": "none"}}
+        ).request.think
+        is False
+    )
+    assert (
+        oa.chat_request(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 4}
+        ).request.options["num_predict"]
+        == 4
+    )
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
-    fmt = oa.chat_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema, "strict": True}}}).request.format
+    fmt = oa.chat_request(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema, "strict": True}},
+        }
+    ).request.format
     assert fmt == schema
 
 
@@ -400,8 +557,24 @@ def test_openai_message_mapping() -> None:
     messages = oa.chat_messages(
         [
             {"role": "developer", "content": "sys"},
-            {"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
             {"role": "assistant", "content": "ok", "reasoning": "thought"},
         ]
@@ -410,7 +583,13 @@ def test_openai_message_mapping() -> None:
         {"role": "system", "content": "sys"},
         {"role": "user", "content": "look"},
         {"role": "user", "content": "", "images": [b"\x89PNG\r\n\x1a\n"]},
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}, "id": "call_1"}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}, "id": "call_1"}
+            ],
+        },
         {"role": "tool", "content": "sunny", "tool_call_id": "call_1", "tool_name": "get_weather"},
         {"role": "assistant", "content": "ok", "thinking": "thought"},
     ]
@@ -421,14 +600,37 @@ def test_openai_message_mapping() -> None:
     [
         ({"messages": []}, "[] is too short - 'messages'"),
         ({"messages": [{"role": "user", "content": 2}]}, "invalid message content type: float64"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}, "image URLs are not currently supported, please use base64 encoded data instead"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "data:image/gif;base64,AAAA"}]}]}, "invalid image input"),
-        ({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{nope"}}]}]}, "invalid tool call arguments"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
+                ]
+            },
+            "image URLs are not currently supported, please use base64 encoded data instead",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": "data:image/gif;base64,AAAA"}]}
+                ]
+            },
+            "invalid image input",
+        ),
+        (
+            {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{nope"}}]}]},
+            "invalid tool call arguments",
+        ),
         ({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "extreme"}, "invalid reasoning value"),
         ({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "invalid type for 'temperature'"),
         ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 1.5}, "invalid type for 'max_tokens'"),
         ({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 21}, "top_logprobs must be between 0 and 20"),
-        ({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 12}}}}, "invalid format"),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 12}}},
+            },
+            "invalid format",
+        ),
     ],
 )
 def test_openai_chat_validation(body: dict[str, Any], message: str) -> None:
@@ -443,7 +645,9 @@ def test_embeddings_request_and_base64() -> None:
     for bad in ({"model": "m"}, {"model": "m", "input": []}, {"model": "m", "input": [1, 2]}):
         with pytest.raises(PollamaError, match="invalid input"):
             oa.embed_request(bad)
-    with pytest.raises(PollamaError, match=r"Invalid value for 'encoding_format' = hex. Supported values: \['float', 'base64'\]."):
+    with pytest.raises(
+        PollamaError, match=r"Invalid value for 'encoding_format' = hex. Supported values: \['float', 'base64'\]."
+    ):
         oa.embed_request({"model": "m", "input": "x", "encoding_format": "hex"})
     import base64 as b64
 
@@ -498,14 +702,25 @@ def test_responses_input_items() -> None:
     r = call.request
     assert r.messages == [
         {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": "", "thinking": "think", "tool_calls": [{"id": "c1", "function": {"name": "get_weather", "arguments": {"city": "Paris"}, "index": 0}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "thinking": "think",
+            "tool_calls": [
+                {"id": "c1", "function": {"name": "get_weather", "arguments": {"city": "Paris"}, "index": 0}}
+            ],
+        },
         {"role": "tool", "content": "sunny", "tool_call_id": "c1", "tool_name": "get_weather"},
         {"role": "system", "content": "be brief"},
     ]
-    assert r.tools == [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}]
+    assert r.tools == [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
+    ]
     assert r.format == {"type": "object"} and r.think == "low" and r.options["num_predict"] == 9
     with pytest.raises(PollamaError, match="file inputs are not currently supported"):
-        responses_request({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]})
+        responses_request(
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}
+        )
     with pytest.raises(PollamaError, match="previous_response_id"):
         responses_request({"model": "m", "input": "x", "previous_response_id": "resp_1"})
 
@@ -516,7 +731,12 @@ def test_responses_input_items() -> None:
 class ScriptedInference:
     """Stands in for `Inference` (not for the runner): yields a fixed native sequence, then optionally fails."""
 
-    def __init__(self, natives: list[dict[str, Any]], fail_after: PollamaError | None = None, fail_first: PollamaError | None = None) -> None:
+    def __init__(
+        self,
+        natives: list[dict[str, Any]],
+        fail_after: PollamaError | None = None,
+        fail_first: PollamaError | None = None,
+    ) -> None:
         self.natives = natives
         self.fail_after = fail_after
         self.fail_first = fail_first
@@ -557,12 +777,19 @@ async def test_http_stream_error_mid_stream_becomes_an_error_frame(models_dir: A
     app = await scripted_client(models_dir, inference)
     async with app.test_app() as test_app:
         client = test_app.test_client()
-        r = await client.post("/v1/chat/completions", json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+        r = await client.post(
+            "/v1/chat/completions", json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        )
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
         frames = split_frames(await r.get_data())
         assert json.loads(frames[0][1])["choices"][0]["delta"] == {"role": "assistant", "content": "a"}
-        assert json.loads(frames[-1][1]) == {"error": {"message": "runner died", "type": "api_error", "param": None, "code": None}}
-        r = await client.post("/v1/messages", json={"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]})
+        assert json.loads(frames[-1][1]) == {
+            "error": {"message": "runner died", "type": "api_error", "param": None, "code": None}
+        }
+        r = await client.post(
+            "/v1/messages",
+            json={"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]},
+        )
         frames = split_frames(await r.get_data())
         assert frames[-1][0] == "error"
         assert json.loads(frames[-1][1])["error"] == {"type": "api_error", "message": "runner died"}
@@ -578,19 +805,32 @@ async def test_http_error_before_first_chunk_is_a_plain_error(models_dir: Any) -
     async with app.test_app() as test_app:
         client = test_app.test_client()
         for path, body, shape in [
-            ("/v1/chat/completions", {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}, "openai"),
+            (
+                "/v1/chat/completions",
+                {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                "openai",
+            ),
             ("/v1/completions", {"model": "m", "stream": True, "prompt": "x"}, "openai"),
             ("/v1/responses", {"model": "m", "stream": True, "input": "x"}, "openai"),
-            ("/v1/messages", {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}, "anthropic"),
+            (
+                "/v1/messages",
+                {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                "anthropic",
+            ),
         ]:
             r = await client.post(path, json=body)
             assert r.status_code == 404, path
             assert r.headers["Content-Type"].startswith("application/json")
             data = await r.get_json()
             if shape == "openai":
-                assert data == {"error": {"message": "model 'm' not found", "type": "not_found_error", "param": None, "code": None}}
+                assert data == {
+                    "error": {"message": "model 'm' not found", "type": "not_found_error", "param": None, "code": None}
+                }
             else:
-                assert data["type"] == "error" and data["error"] == {"type": "not_found_error", "message": "model 'm' not found"}
+                assert data["type"] == "error" and data["error"] == {
+                    "type": "not_found_error",
+                    "message": "model 'm' not found",
+                }
                 assert data["request_id"].startswith("req_")
 
 
@@ -600,9 +840,21 @@ def test_anthropic_typed_tools() -> None:
             "model": "m",
             "max_tokens": 5,
             "messages": [{"role": "user", "content": "x"}],
-            "tools": [{"type": "bash_20250124", "name": "bash"}, {"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+            "tools": [
+                {"type": "bash_20250124", "name": "bash"},
+                {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+            ],
         }
     )
-    assert call.request.tools == [{"type": "function", "function": {"name": "bash", "parameters": {"type": "object", "properties": {}}}}]
-    only_search = an.messages_request({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search_20250305", "name": "web_search"}]})
+    assert call.request.tools == [
+        {"type": "function", "function": {"name": "bash", "parameters": {"type": "object", "properties": {}}}}
+    ]
+    only_search = an.messages_request(
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        }
+    )
     assert only_search.request.tools is None, "no tools left: the model is not asked to call any"

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, cast
+from typing import cast
 
 import anthropic
 import httpx
@@ -16,15 +17,15 @@ import pytest
 from tests.fixtures.images import checkerboard, gradient
 from tests.support.live_server import LiveServer
 
-CHATML = (
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
-)
+CHATML = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
 GREEDY = {"temperature": 0, "seed": 3, "num_predict": 10}
 IMAGE_POSITIONS = 16
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, tiny_projector_path: Path) -> Iterator[LiveServer]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path, tiny_projector_path: Path
+) -> Iterator[LiveServer]:
     models = tmp_path_factory.mktemp("vision") / "models"
     srv = LiveServer(models, env={"OLLAMA_NUM_PARALLEL": "2"}).start()
     client = ollama.Client(host=srv.url)
@@ -60,7 +61,9 @@ def test_chat_sees_the_image(client: ollama.Client) -> None:
     again = ask(client, gradient())
     assert first.message.content and first.message.content == again.message.content
     assert other.message.content != first.message.content
-    without = client.chat(model="seer", messages=[{"role": "user", "content": "what is in this picture?"}], options=GREEDY)
+    without = client.chat(
+        model="seer", messages=[{"role": "user", "content": "what is in this picture?"}], options=GREEDY
+    )
     # the image's 16 positions, give or take the tokens the text splits into around it
     assert abs((first.prompt_eval_count or 0) - (without.prompt_eval_count or 0) - IMAGE_POSITIONS) <= 2
 
@@ -83,9 +86,20 @@ def test_openai_image_url(server: LiveServer, client: ollama.Client) -> None:
     oai = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
     url = "data:image/png;base64," + base64.b64encode(gradient()).decode()
     reply = oai.chat.completions.create(
-        model="seer", temperature=0, seed=3, max_tokens=10,
-        messages=[{"role": "user", "content": [{"type": "text", "text": "what is in this picture?"},
-                                               {"type": "image_url", "image_url": {"url": url}}]}])
+        model="seer",
+        temperature=0,
+        seed=3,
+        max_tokens=10,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is in this picture?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            }
+        ],
+    )
     assert reply.choices[0].message.content
     assert reply.usage and reply.usage.prompt_tokens > IMAGE_POSITIONS
 
@@ -94,20 +108,34 @@ def test_anthropic_image_block(server: LiveServer) -> None:
     claude = anthropic.Anthropic(base_url=server.url, api_key="unused")
     data = base64.b64encode(checkerboard()).decode()
     reply = claude.messages.create(
-        model="seer", max_tokens=10,
-        messages=[{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
-            {"type": "text", "text": "what is this?"}]}])
+        model="seer",
+        max_tokens=10,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
+                    {"type": "text", "text": "what is this?"},
+                ],
+            }
+        ],
+    )
     assert reply.content and reply.content[0].type == "text" and reply.content[0].text  # type: ignore[union-attr]
     assert reply.usage.input_tokens > IMAGE_POSITIONS
 
 
 def test_bad_images_get_400_and_nothing_breaks(server: LiveServer, client: ollama.Client) -> None:
     junk = base64.b64encode(b"GIF89a but not really").decode()
-    r = httpx.post(server.url + "/api/chat", json={"model": "seer", "stream": False, "messages": [
-        {"role": "user", "content": "x", "images": [junk]}]}, timeout=60)
+    r = httpx.post(
+        server.url + "/api/chat",
+        json={"model": "seer", "stream": False, "messages": [{"role": "user", "content": "x", "images": [junk]}]},
+        timeout=60,
+    )
     assert r.status_code == 400 and "could not be decoded" in r.json()["error"]
-    r = httpx.post(server.url + "/api/generate", json={"model": "blind", "prompt": "x", "images": [
-        base64.b64encode(gradient()).decode()]}, timeout=60)
+    r = httpx.post(
+        server.url + "/api/generate",
+        json={"model": "blind", "prompt": "x", "images": [base64.b64encode(gradient()).decode()]},
+        timeout=60,
+    )
     assert r.status_code == 400 and "does not support vision" in r.json()["error"]
     assert ask(client, gradient()).message.content

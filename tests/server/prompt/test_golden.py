@@ -27,12 +27,7 @@ def _cases() -> list[tuple[str, str]]:
     folder = GOLDEN / "testdata"
     if not folder.is_dir():
         return []
-    return sorted(
-        (d.name, case.name)
-        for d in folder.iterdir()
-        if d.is_dir()
-        for case in d.iterdir()
-    )
+    return sorted((d.name, case.name) for d in folder.iterdir() if d.is_dir() for case in d.iterdir())
 
 
 CASES = _cases()

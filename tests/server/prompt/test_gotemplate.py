@@ -82,10 +82,16 @@ def test_thinking_tags_inferred_from_range_messages() -> None:
 @pytest.mark.parametrize(
     ("text", "tag"),
     [
-        ("{{ range .Messages }}{{ if .ToolCalls }}<tool_call>\n{{ range .ToolCalls }}{\"name\": \"{{ .Function.Name }}\"}{{ end }}</tool_call>{{ end }}{{ end }}", "<tool_call>"),
-        ("{{ range .Messages }}{{ if .ToolCalls }}[TOOL_CALLS] {{ json .ToolCalls }}{{ end }}{{ end }}", "[TOOL_CALLS]"),
-        ("{{ range .Messages }}{{ if .ToolCalls }}{{ range .ToolCalls }}{\"name\": 1}{{ end }}{{ end }}{{ end }}", "{"),
-        ("{{ range .Messages }}{{ if .ToolCalls }}   {\"x\":1}{{ end }}{{ end }}", "{"),
+        (
+            '{{ range .Messages }}{{ if .ToolCalls }}<tool_call>\n{{ range .ToolCalls }}{"name": "{{ .Function.Name }}"}{{ end }}</tool_call>{{ end }}{{ end }}',
+            "<tool_call>",
+        ),
+        (
+            "{{ range .Messages }}{{ if .ToolCalls }}[TOOL_CALLS] {{ json .ToolCalls }}{{ end }}{{ end }}",
+            "[TOOL_CALLS]",
+        ),
+        ('{{ range .Messages }}{{ if .ToolCalls }}{{ range .ToolCalls }}{"name": 1}{{ end }}{{ end }}{{ end }}', "{"),
+        ('{{ range .Messages }}{{ if .ToolCalls }}   {"x":1}{{ end }}{{ end }}', "{"),
         ("{{ .Prompt }}", "{"),
     ],
 )
@@ -111,7 +117,9 @@ def test_nil_and_empty_tool_lists() -> None:
 
 
 def test_function_prints_as_json_like_ollama_before_2026() -> None:
-    got = render_chat("{{ range .Tools }}{{ .Function }}{{ end }}{{ range .Messages }}{{ end }}", HI, tools=[WEATHER_TOOL])
+    got = render_chat(
+        "{{ range .Tools }}{{ .Function }}{{ end }}{{ range .Messages }}{{ end }}", HI, tools=[WEATHER_TOOL]
+    )
     assert got.startswith('{"name":"get_weather","description":"Get \\u003cweather')
 
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from server.prompt import JinjaTemplate, TemplateParseError, TemplateRenderError, jinja_capabilities, render_chat, render_jinja, select_template, ChatTemplate
+from server.prompt import (
+    ChatTemplate,
+    JinjaTemplate,
+    TemplateParseError,
+    TemplateRenderError,
+    jinja_capabilities,
+    render_chat,
+    render_jinja,
+    select_template,
+)
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -14,15 +23,35 @@ CHATML = (
 
 def test_renders_with_generation_prompt_and_tokens() -> None:
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}]
-    assert render_jinja(CHATML, messages) == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-    assert render_jinja("{{ bos_token }}{{ messages[0]['content'] }}{{ eos_token }}", messages, bos_token="<s>", eos_token="</s>") == "<s>S</s>"
+    assert (
+        render_jinja(CHATML, messages)
+        == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert (
+        render_jinja(
+            "{{ bos_token }}{{ messages[0]['content'] }}{{ eos_token }}", messages, bos_token="<s>", eos_token="</s>"
+        )
+        == "<s>S</s>"
+    )
 
 
 def test_tools_tojson_and_strftime() -> None:
     template = "{% if tools %}{{ tools | tojson }}{% endif %}|{{ strftime_now('%Y') | length }}"
-    tools = [{"type": "function", "function": {"name": "f", "description": "d<", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "description": "d<",
+                "parameters": {"type": "object", "properties": {"x": {"type": "string"}}},
+            },
+        }
+    ]
     got = render_jinja(template, [], tools=tools)
-    assert got == '[{"type": "function", "function": {"name": "f", "description": "d<", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}]|4'
+    assert (
+        got
+        == '[{"type": "function", "function": {"name": "f", "description": "d<", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}]|4'
+    )
 
 
 def test_raise_exception_is_render_error() -> None:

@@ -48,9 +48,10 @@ def test_unknown_roles_pass_through() -> None:
 
 def test_legacy_single_turn_cut_at_response() -> None:
     assert render_chat(LEGACY, [{"role": "user", "content": "Hello!"}]) == "User: Hello! Assistant: "
-    assert render_chat(
-        LEGACY, [{"role": "system", "content": "Sys."}, {"role": "user", "content": "Hello!"}]
-    ) == "Sys. User: Hello! Assistant: "
+    assert (
+        render_chat(LEGACY, [{"role": "system", "content": "Sys."}, {"role": "user", "content": "Hello!"}])
+        == "Sys. User: Hello! Assistant: "
+    )
 
 
 def test_legacy_replays_turns() -> None:
@@ -86,7 +87,11 @@ def test_template_without_response_gets_one_appended() -> None:
 
 def test_legacy_cut_inside_blocks() -> None:
     text = "{{ if .Prompt }}Q: {{ .Prompt }}{{ if .Prompt }} A: {{ .Response }} END{{ end }} tail{{ else }}none{{ end }}<eos>"
-    messages = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "r1"}, {"role": "user", "content": "q2"}]
+    messages = [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "r1"},
+        {"role": "user", "content": "q2"},
+    ]
     assert render_chat(text, messages) == "Q: q1 A: r1 END tail<eos>Q: q2 A: "
 
 
@@ -94,7 +99,9 @@ def test_suffix_mode() -> None:
     fim = "{{ if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>{{ else }}{{ .Prompt }}{{ end }}"
     assert render_generate(fim, prompt="def add(", suffix="    return c") == "<PRE> def add( <SUF>    return c <MID>"
     # Suffix mode shows no system: Go prints a missing map key as <no value>.
-    assert render_generate("{{ .System }}{{ .Prompt }}{{ .Suffix }}", prompt="p", suffix="s", system="S") == "<no value>ps"
+    assert (
+        render_generate("{{ .System }}{{ .Prompt }}{{ .Suffix }}", prompt="p", suffix="s", system="S") == "<no value>ps"
+    )
 
 
 def test_generate_builds_messages() -> None:
@@ -115,9 +122,7 @@ def test_chat_image_markers() -> None:
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": "and this", "images": [b"c"]},
     ]
-    assert render_chat(CHAT, messages) == (
-        "user: [img-1]compare [img-0] and\nassistant: ok\nuser: [img-2]and this\n"
-    )
+    assert render_chat(CHAT, messages) == ("user: [img-1]compare [img-0] and\nassistant: ok\nuser: [img-2]and this\n")
     assert "[img-" not in render_chat(CHAT, messages, image_markers=False)
 
 

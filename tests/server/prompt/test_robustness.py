@@ -14,7 +14,7 @@ TEMPLATES = [ChatTemplate.parse(t.template_text) for t in bundled_templates()] +
     ChatTemplate.parse("{{ .System }} {{ .Prompt }} {{ .Response }}"),
     ChatTemplate.parse(
         "{{ range $i, $m := .Messages }}{{ if .ToolCalls }}{{ range .ToolCalls }}{{ .Function.Arguments }}{{ end }}"
-        "{{ end }}{{ index $.Messages $i | printf \"%v\" | len }}{{ .Thinking }}{{ end }}{{ json .Tools }}"
+        '{{ end }}{{ index $.Messages $i | printf "%v" | len }}{{ .Thinking }}{{ end }}{{ json .Tools }}'
     ),
 ]
 
@@ -25,11 +25,26 @@ JSONISH = st.recursive(
 )
 MESSAGE = st.one_of(
     st.fixed_dictionaries(
-        {"role": st.sampled_from(["system", "user", "assistant", "tool", "Critic", ""]), "content": st.text(max_size=30)},
+        {
+            "role": st.sampled_from(["system", "user", "assistant", "tool", "Critic", ""]),
+            "content": st.text(max_size=30),
+        },
         optional={
             "thinking": st.text(max_size=10),
             "images": st.lists(st.binary(max_size=3), max_size=2),
-            "tool_calls": st.lists(st.fixed_dictionaries({"function": st.fixed_dictionaries({"name": st.text(max_size=5), "arguments": st.dictionaries(st.text(max_size=4), JSONISH, max_size=3)})}), max_size=2),
+            "tool_calls": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "function": st.fixed_dictionaries(
+                            {
+                                "name": st.text(max_size=5),
+                                "arguments": st.dictionaries(st.text(max_size=4), JSONISH, max_size=3),
+                            }
+                        )
+                    }
+                ),
+                max_size=2,
+            ),
             "tool_name": st.text(max_size=5),
         },
     ),
@@ -38,7 +53,11 @@ MESSAGE = st.one_of(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(messages=st.lists(MESSAGE, max_size=6), tools=st.one_of(st.none(), st.lists(JSONISH, max_size=2)), which=st.integers(0, len(TEMPLATES) - 1))
+@given(
+    messages=st.lists(MESSAGE, max_size=6),
+    tools=st.one_of(st.none(), st.lists(JSONISH, max_size=2)),
+    which=st.integers(0, len(TEMPLATES) - 1),
+)
 def test_random_messages_raise_only_our_errors(messages: list, tools: list | None, which: int) -> None:
     try:
         out = render_chat(TEMPLATES[which], messages, tools=tools)

@@ -62,7 +62,9 @@ def test_empty_tags_refused() -> None:
         ThinkingParser("", "</think>")
 
 
-ATOMS = st.sampled_from(["<think>", "</think>", "<th", "ink>", "</", " ", "\n", "\t", "a", "bc", "\u00a0", "é", "<", ">"])
+ATOMS = st.sampled_from(
+    ["<think>", "</think>", "<th", "ink>", "</", " ", "\n", "\t", "a", "bc", "\u00a0", "é", "<", ">"]
+)
 
 
 @settings(max_examples=200, deadline=None)

@@ -46,16 +46,36 @@ def logged(parser: ToolCallParser) -> list[tuple[str, str]]:
     ("tag", "output", "calls", "content"),
     [
         ("<tool_call>", f"<tool_call>{C1}</tool_call>", [T1], ""),
-        ("<tool_call>", f"some tokens before call <tool_call> [{C1}, {C2}] </tool_call>", [T1, T2], "some tokens before call "),
+        (
+            "<tool_call>",
+            f"some tokens before call <tool_call> [{C1}, {C2}] </tool_call>",
+            [T1, T2],
+            "some tokens before call ",
+        ),
         ("<tool_call>", f"<tool_call>{C1}</tool_call>\n<tool_call>{C2}</tool_call>", [T1, T2], ""),
         ("[TOOL_CALLS]", f"[TOOL_CALLS]  [{C1},{C2}]", [T1, T2], ""),
-        ("[TOOL_CALLS]", "[TOOL_CALLS]  [{\"name\": \"get_current_weather\", \"arguments\": {\"format\":\"fahrenheit\",\"location\":\"San Francisco, CA\"}},{\"name\": \"get_curren}]", [T1], ""),
-        ("{", '{"name": "get_current_weather", "parameters": {"format":"fahrenheit","location":"San Francisco, CA"}}', [T1], ""),
+        (
+            "[TOOL_CALLS]",
+            '[TOOL_CALLS]  [{"name": "get_current_weather", "arguments": {"format":"fahrenheit","location":"San Francisco, CA"}},{"name": "get_curren}]',
+            [T1],
+            "",
+        ),
+        (
+            "{",
+            '{"name": "get_current_weather", "parameters": {"format":"fahrenheit","location":"San Francisco, CA"}}',
+            [T1],
+            "",
+        ),
         ("{", f"some non json text{C1}", [], f"some non json text{C1}"),
         ("[", f"[{C1},{C2}]", [T1, T2], ""),
         ("[", "[1, 2, 3] is a list", [], "[1, 2, 3] is a list"),
         ("{", '{"get_current_weather": {"format":"celsius","location":"Toronto, Canada"}}', [T2], ""),
-        ("{", '{"tool_calls": [{"name": "get_current_weather", "arguments": "{\\"format\\":\\"celsius\\",\\"location\\":\\"Toronto, Canada\\"}"}]}', [T2], ""),
+        (
+            "{",
+            '{"tool_calls": [{"name": "get_current_weather", "arguments": "{\\"format\\":\\"celsius\\",\\"location\\":\\"Toronto, Canada\\"}"}]}',
+            [T2],
+            "",
+        ),
         ("<tool_call>", "The weather is 70°F.", [], "The weather is 70°F."),
         # No call after the tag: Ollama drops the text, this parser returns it.
         ("<tool_call>", "<tool_call> not a call", [], "<tool_call> not a call"),
@@ -112,10 +132,35 @@ def test_tool_with_bad_schema_is_rejected() -> None:
 
 ATOMS = st.sampled_from(
     [
-        "<tool_call>", "</tool_call>", "[TOOL_CALLS]", "{", "}", "[", "]", '"', "\\", ":", ",", " ", "\n",
-        '"name"', '"arguments"', '"parameters"', '"get_current_weather"', '"get"', "get_cur", "say_hello",
-        '{"a": 1}', "{}", "<tool", "call>", "text", "é", "𝄞",
-        C1, C2,
+        "<tool_call>",
+        "</tool_call>",
+        "[TOOL_CALLS]",
+        "{",
+        "}",
+        "[",
+        "]",
+        '"',
+        "\\",
+        ":",
+        ",",
+        " ",
+        "\n",
+        '"name"',
+        '"arguments"',
+        '"parameters"',
+        '"get_current_weather"',
+        '"get"',
+        "get_cur",
+        "say_hello",
+        '{"a": 1}',
+        "{}",
+        "<tool",
+        "call>",
+        "text",
+        "é",
+        "𝄞",
+        C1,
+        C2,
     ]
 )
 OUTPUTS = st.lists(ATOMS, max_size=25).map("".join)
@@ -152,7 +197,9 @@ def test_split_invariant_and_lossless(tag: str, text: str, cuts: list[int]) -> N
 
 
 @settings(max_examples=40, deadline=None)
-@given(args=st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=5), st.booleans()), max_size=4))
+@given(
+    args=st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=5), st.booleans()), max_size=4)
+)
 def test_any_arguments_round_trip(args: dict) -> None:
     text = "<tool_call>" + json.dumps({"name": "say_hello", "arguments": args}) + "</tool_call>"
     content, calls, _ = run("<tool_call>", list(text))

@@ -9,16 +9,30 @@ from server.prompt import InvalidMessage, InvalidTool, Message, Tool, ToolCall
 
 def test_message_decoding() -> None:
     m = Message.from_dict(
-        {"role": "Assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": '{"a": 1}'}}], "extra": 1}
+        {
+            "role": "Assistant",
+            "content": None,
+            "tool_calls": [{"function": {"name": "f", "arguments": '{"a": 1}'}}],
+            "extra": 1,
+        }
     )
     assert m.role == "assistant" and m.content == ""
     assert m.tool_calls[0].function.arguments == {"a": 1}
-    assert m.to_dict() == {"role": "assistant", "content": "", "tool_calls": [{"function": {"index": 0, "name": "f", "arguments": {"a": 1}}}]}
+    assert m.to_dict() == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"function": {"index": 0, "name": "f", "arguments": {"a": 1}}}],
+    }
 
 
 @pytest.mark.parametrize(
     "bad",
-    ["x", {"role": "user", "content": 2}, {"role": "user", "images": "abc"}, {"role": "user", "tool_calls": [{"function": {"arguments": [1]}}]}],
+    [
+        "x",
+        {"role": "user", "content": 2},
+        {"role": "user", "images": "abc"},
+        {"role": "user", "tool_calls": [{"function": {"arguments": [1]}}]},
+    ],
 )
 def test_bad_messages(bad: object) -> None:
     with pytest.raises(InvalidMessage) as info:
@@ -28,7 +42,13 @@ def test_bad_messages(bad: object) -> None:
 
 def test_tool_decoding_keeps_known_keys() -> None:
     tool = Tool.from_dict(
-        {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": ["a", "b"], "minimum": 1}}}}}
+        {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "parameters": {"type": "object", "properties": {"x": {"type": ["a", "b"], "minimum": 1}}},
+            },
+        }
     )
     assert tool.name == "f"
     assert tool.function.parameters.properties is not None

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -42,10 +43,14 @@ def store(models_dir: Path) -> Store:
 async def make_service(store: Store, temp_home: Path) -> AsyncIterator[MakeService]:
     made: list[RegistryService] = []
 
-    def make(environ: dict[str, str] | None = None, settings: TransferSettings = FAST, **changes: Any) -> RegistryService:
+    def make(
+        environ: dict[str, str] | None = None, settings: TransferSettings = FAST, **changes: Any
+    ) -> RegistryService:
         env = {k: v for k, v in os.environ.items() if not k.endswith("_PROXY") and not k.endswith("_proxy")}
         env.update(environ or {})
-        service = RegistryService(store, ollama_home=temp_home / ".ollama", environ=env, settings=replace(settings, **changes))
+        service = RegistryService(
+            store, ollama_home=temp_home / ".ollama", environ=env, settings=replace(settings, **changes)
+        )
         made.append(service)
         return service
 
@@ -81,7 +86,8 @@ def random_bytes(size: int, seed: int = 0) -> bytes:
 def local_model(store: Store, name: str, weights: bytes, config: bytes = b'{"model_format":"gguf"}') -> Manifest:
     wd = store.blobs.write_bytes(weights)
     cd = store.blobs.write_bytes(config)
-    manifest = Manifest.build(Layer("application/vnd.docker.container.image.v1+json", cd, len(config)), [Layer(MODEL, wd, len(weights))])
+    manifest = Manifest.build(
+        Layer("application/vnd.docker.container.image.v1+json", cd, len(config)), [Layer(MODEL, wd, len(weights))]
+    )
     store.write_manifest(Name.parse(name), manifest)
     return manifest
-

@@ -54,7 +54,9 @@ def test_ollama_challenge_signature_verifies_and_header_is_exact(tmp_path: Path)
     challenge = 'Bearer realm="https://registry.ollama.ai/v2/token",service="registry.ollama.ai",scope="repository:library/x:pull"'
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         before = int(time.time())
-        header = auth.answer(client, registry_401("https://registry.ollama.ai/v2/library/x/manifests/latest", challenge))
+        header = auth.answer(
+            client, registry_401("https://registry.ollama.ai/v2/library/x/manifests/latest", challenge)
+        )
     assert header == "Bearer tok-123"
     assert auth.header_for("registry.ollama.ai") == "Bearer tok-123"
 
@@ -81,7 +83,9 @@ def test_signature_is_never_sent_to_another_host(tmp_path: Path) -> None:
     assert c is not None
     attempts = plan_attempts(c, "https://registry.ollama.ai/v2/x", None, pair.authorization, ts=1, nonce=b"n" * 16)
     assert [a.name for a in attempts] == ["anonymous"]
-    attempts = plan_attempts(c, "https://evil.example/v2/x", Credentials("u", "p"), pair.authorization, ts=1, nonce=b"n" * 16)
+    attempts = plan_attempts(
+        c, "https://evil.example/v2/x", Credentials("u", "p"), pair.authorization, ts=1, nonce=b"n" * 16
+    )
     assert [a.name for a in attempts] == ["basic", "ollama", "anonymous"]
     assert attempts[0].headers == {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}
 
@@ -95,8 +99,11 @@ def test_docker_token_flow_with_basic_credentials(tmp_path: Path) -> None:
             return httpx.Response(401)
         return httpx.Response(200, json={"access_token": "docker-tok"})
 
-    auth = Authenticator(home=tmp_path, environ={"POLLAMA_REGISTRY_USERNAME": "me", "POLLAMA_REGISTRY_PASSWORD": "pw"},
-                         key_source=lambda: keys.ensure(tmp_path / ".ollama"))
+    auth = Authenticator(
+        home=tmp_path,
+        environ={"POLLAMA_REGISTRY_USERNAME": "me", "POLLAMA_REGISTRY_PASSWORD": "pw"},
+        key_source=lambda: keys.ensure(tmp_path / ".ollama"),
+    )
     challenge = 'Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull"'
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         header = auth.answer(client, registry_401("https://reg.example/v2/a/b/manifests/t", challenge))
@@ -110,12 +117,17 @@ def test_no_credentials_is_a_clear_unauthorized(tmp_path: Path) -> None:
         with pytest.raises(Unauthorized, match=r"unauthorized.*POLLAMA_REGISTRY_USERNAME"):
             auth.answer(client, registry_401("https://reg.example/v2/a/b/manifests/t", 'Basic realm="x"'))
         with pytest.raises(Unauthorized, match=r"unauthorized: access denied by reg.example.*docker login"):
-            auth.answer(client, registry_401("https://reg.example/v2/a/b/manifests/t", 'Bearer realm="https://reg.example/token"'))
+            auth.answer(
+                client,
+                registry_401("https://reg.example/v2/a/b/manifests/t", 'Bearer realm="https://reg.example/token"'),
+            )
 
 
 def test_docker_config_auths(tmp_path: Path) -> None:
     encoded = base64.b64encode(b"alice:pa:ss").decode()
-    config = {"auths": {"https://ghcr.io/v1/": {"auth": encoded}, "localhost:5000": {"username": "bob", "password": "x"}}}
+    config = {
+        "auths": {"https://ghcr.io/v1/": {"auth": encoded}, "localhost:5000": {"username": "bob", "password": "x"}}
+    }
     assert from_docker_config(config, "ghcr.io") == Credentials("alice", "pa:ss")
     assert from_docker_config(config, "localhost:5000") == Credentials("bob", "x")
     assert from_docker_config(config, "other") is None
@@ -133,6 +145,6 @@ def test_docker_config_auths(tmp_path: Path) -> None:
 def test_public_key_blob_round_trip(tmp_path: Path) -> None:
     pair = keys.ensure(tmp_path)
     public = keys.public_key_from_blob(pair.public_blob_b64)
-    assert public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) == pair.private.public_key().public_bytes(
+    assert public.public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    ) == pair.private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

@@ -26,7 +26,14 @@ def test_a_fresh_blob_is_one_request() -> None:
 
 
 def test_partly_written_parts_start_new_stretches_and_done_ones_are_skipped() -> None:
-    parts = [Part(0, 0, 10, 10), Part(1, 10, 10, 4), Part(2, 20, 10), Part(3, 30, 10, 10), Part(4, 40, 10), Part(5, 50, 10, 3)]
+    parts = [
+        Part(0, 0, 10, 10),
+        Part(1, 10, 10, 4),
+        Part(2, 20, 10),
+        Part(3, 30, 10, 10),
+        Part(4, 40, 10),
+        Part(5, 50, 10, 3),
+    ]
     assert [[p.n for p in run] for run in stretches(parts)] == [[1, 2], [4], [5]]
     claims = Claims(parts)
     headers = [claims.take().range_header() for _ in range(3)]  # type: ignore[union-attr]

@@ -12,10 +12,10 @@ import httpx
 import ollama
 import pytest
 
-from tests.support.live_server import LiveServer
-from tests.support.registry import FaultProxy, Faults, RegistryServer, upload_model
 from server.registry.parts import PartSizing
 from server.store.manifest import MODEL
+from tests.support.live_server import LiveServer
+from tests.support.registry import FaultProxy, Faults, RegistryServer, upload_model
 
 
 def model_files(models: Path, host: str, repo: str, tag: str) -> tuple[bytes, dict[str, bytes]]:
@@ -25,7 +25,9 @@ def model_files(models: Path, host: str, repo: str, tag: str) -> tuple[bytes, di
     return manifest, {d: (models / "blobs" / d.replace(":", "-")).read_bytes() for d in digests}
 
 
-def test_push_delete_pull_with_the_ollama_client(live_server: LiveServer, registry: RegistryServer, tiny_model_path: Path) -> None:
+def test_push_delete_pull_with_the_ollama_client(
+    live_server: LiveServer, registry: RegistryServer, tiny_model_path: Path
+) -> None:
     client = ollama.Client(host=live_server.url)
     name = f"{registry.host}/library/tiny:latest"
     digest = client.create_blob(tiny_model_path)
@@ -49,7 +51,9 @@ def test_push_delete_pull_with_the_ollama_client(live_server: LiveServer, regist
 
 def test_pull_errors_through_the_api(live_server: LiveServer, registry: RegistryServer) -> None:
     url = live_server.url
-    r = httpx.post(f"{url}/api/pull", json={"model": f"{registry.host}/library/none", "insecure": True, "stream": False})
+    r = httpx.post(
+        f"{url}/api/pull", json={"model": f"{registry.host}/library/none", "insecure": True, "stream": False}
+    )
     assert r.status_code == 500 and r.json() == {"error": "pull model manifest: file does not exist"}
     for bad in ("../../etc/passwd", "a/../../b", "x:../y", ""):
         r = httpx.post(f"{url}/api/pull", json={"model": bad})
@@ -57,17 +61,25 @@ def test_pull_errors_through_the_api(live_server: LiveServer, registry: Registry
     r = httpx.post(f"{url}/api/pull", json={"model": f"{registry.host}/library/none", "insecure": True})
     lines = [json.loads(line) for line in r.text.splitlines()]
     assert lines == [{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}]
-    r = httpx.post(f"{url}/api/push", json={"model": f"{registry.host}/library/none", "insecure": True, "stream": False})
+    r = httpx.post(
+        f"{url}/api/push", json={"model": f"{registry.host}/library/none", "insecure": True, "stream": False}
+    )
     assert r.status_code == 404
 
 
-def test_pull_through_http_proxy_from_environment(models_dir: Path, registry: RegistryServer, registry_client: httpx.Client) -> None:
+def test_pull_through_http_proxy_from_environment(
+    models_dir: Path, registry: RegistryServer, registry_client: httpx.Client
+) -> None:
     upload_model(registry_client, registry.url, "library/m", "latest", [(MODEL, b"weights through a proxy")])
     proxy = FaultProxy(("127.0.0.1", registry.port)).start()
     server = LiveServer(models_dir, env={"HTTP_PROXY": f"http://{proxy.host}", "NO_PROXY": "", "no_proxy": ""}).start()
     try:
         # This host does not resolve: only the proxy can reach "it".
-        r = httpx.post(f"{server.url}/api/pull", json={"model": "registry.invalid:5000/library/m", "insecure": True, "stream": False}, timeout=60)
+        r = httpx.post(
+            f"{server.url}/api/pull",
+            json={"model": "registry.invalid:5000/library/m", "insecure": True, "stream": False},
+            timeout=60,
+        )
         assert r.json() == {"status": "success"}, r.text
         assert any(b"http://registry.invalid:5000/v2/library/m/manifests/latest" in line for line in proxy.requests)
     finally:
@@ -102,7 +114,9 @@ def test_tls_failure_is_clear_and_ssl_cert_file_fixes_it(models_dir: Path, tmp_p
         for env, expected in (({}, "could not be verified"), ({"SSL_CERT_FILE": str(cert)}, "file does not exist")):
             server = LiveServer(models_dir, env=env).start()
             try:
-                r = httpx.post(f"{server.url}/api/pull", json={"model": f"127.0.0.1:{port}/library/m", "stream": False}, timeout=60)
+                r = httpx.post(
+                    f"{server.url}/api/pull", json={"model": f"127.0.0.1:{port}/library/m", "stream": False}, timeout=60
+                )
                 assert expected in r.json()["error"], r.text
                 if not env:
                     assert "SSL_CERT_FILE" in r.json()["error"]
@@ -123,10 +137,14 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -134,7 +152,9 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -148,7 +168,9 @@ def test_serve_creates_the_ed25519_key(live_server: LiveServer, temp_home: Path)
 
 
 @pytest.mark.slow_pull
-def test_pull_resumes_after_sigkill(models_dir: Path, registry: RegistryServer, registry_client: httpx.Client, bench_q8_model_path: Path) -> None:
+def test_pull_resumes_after_sigkill(
+    models_dir: Path, registry: RegistryServer, registry_client: httpx.Client, bench_q8_model_path: Path
+) -> None:
     """SIGKILL partway through a ~260 MB blob; after restart only the rest (plus at most one part) is fetched."""
     upload_model(registry_client, registry.url, "library/bench", "latest", [(MODEL, bench_q8_model_path)])
     total = bench_q8_model_path.stat().st_size

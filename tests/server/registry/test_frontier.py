@@ -21,7 +21,9 @@ DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
 STEP = 1 << 20
 
 
-def write_halves(file: PartialFile, parts: list[pp.Part], follower: FrontierFollower, order: list[tuple[int, int]]) -> None:
+def write_halves(
+    file: PartialFile, parts: list[pp.Part], follower: FrontierFollower, order: list[tuple[int, int]]
+) -> None:
     """Write `DATA` half a (1 MB) part at a time in `order` (part, half), counting each in its part and waking `follower`."""
     for n, half in order:
         part = parts[n]
@@ -46,7 +48,9 @@ def test_frontier_hash_of_out_of_order_writes(tmp_path: Path) -> None:
     file.close()
 
 
-def test_frontier_writeback_hands_over_each_byte_once_and_only_below_the_frontier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frontier_writeback_hands_over_each_byte_once_and_only_below_the_frontier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file = PartialFile(tmp_path, DIGEST)
     file.open(len(DATA), fresh=True)
     parts = pp.plan(len(DATA), pp.PartSizing(fixed_size=1_000_000))
@@ -55,7 +59,9 @@ def test_frontier_writeback_hands_over_each_byte_once_and_only_below_the_frontie
     follower = FrontierWriteback(file, parts, len(DATA), threading.Event())
     thread = threading.Thread(target=follower.follow)
     thread.start()
-    write_halves(file, parts, follower, [(2, 0), (2, 1), (0, 0), (1, 0), (0, 1), (1, 1)])  # the frontier stays at 0 until part 0 starts
+    write_halves(
+        file, parts, follower, [(2, 0), (2, 1), (0, 0), (1, 0), (0, 1), (1, 1)]
+    )  # the frontier stays at 0 until part 0 starts
     thread.join(30)
     assert not thread.is_alive()
     position = 0
@@ -139,7 +145,9 @@ def test_bytes_that_arrive_in_order_are_hashed_from_memory(tmp_path: Path, monke
     file.close()
 
 
-def test_a_chunk_ahead_of_the_hash_is_read_back_once_the_frontier_passes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_chunk_ahead_of_the_hash_is_read_back_once_the_frontier_passes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two lanes: the back half comes first and is not held; the front half is hashed from memory, the back read back."""
     file, hasher, feed, read_back = fed_hasher(tmp_path, monkeypatch)
     half = 1_500_000

@@ -19,7 +19,9 @@ DATA = random_bytes(3_000_000, seed=3)
 DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
 
 
-def test_partial_file_writes_in_pieces_that_keep_page_cache_folios_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_partial_file_writes_in_pieces_that_keep_page_cache_folios_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A write larger than a piece lands whole and in order, each system write at most `_WRITE_PIECE` bytes."""
     sizes: list[int] = []
     real = PositionalIO.write_at
@@ -88,7 +90,9 @@ def fail_direct_writes(file: PartialFile, monkeypatch: pytest.MonkeyPatch, code:
     monkeypatch.setattr(os, "pwrite", pwrite)
 
 
-def test_whole_aligned_blocks_go_direct_and_the_ragged_ends_buffered(tmp_path: Path, writes: dict[str, list[tuple[int, int]]]) -> None:
+def test_whole_aligned_blocks_go_direct_and_the_ragged_ends_buffered(
+    tmp_path: Path, writes: dict[str, list[tuple[int, int]]]
+) -> None:
     file = direct_file(tmp_path)
     cut = 1_000_123  # not a multiple of the block: both writes have a ragged end
     file.write_at(aligned_copy(DATA[:cut], 0), 0)
@@ -96,14 +100,19 @@ def test_whole_aligned_blocks_go_direct_and_the_ragged_ends_buffered(tmp_path: P
     file.checkpoint([])
     file.close()
     assert file.data.read_bytes() == DATA
-    assert writes["direct"] == [(0, cut // DIRECT_ALIGN * DIRECT_ALIGN), (-cut % DIRECT_ALIGN + cut, (len(DATA) - cut - (-cut % DIRECT_ALIGN)) // DIRECT_ALIGN * DIRECT_ALIGN)]
+    assert writes["direct"] == [
+        (0, cut // DIRECT_ALIGN * DIRECT_ALIGN),
+        (-cut % DIRECT_ALIGN + cut, (len(DATA) - cut - (-cut % DIRECT_ALIGN)) // DIRECT_ALIGN * DIRECT_ALIGN),
+    ]
     for offset, size in writes["direct"]:
         assert offset % DIRECT_ALIGN == 0 and size % DIRECT_ALIGN == 0
     spans = sorted(writes["direct"] + writes["buffered"])
     assert [o for o, _ in spans] == [0] + [o + s for o, s in spans[:-1]] and sum(s for _, s in spans) == len(DATA)
 
 
-def test_memory_not_aligned_with_the_file_offset_is_written_buffered(tmp_path: Path, writes: dict[str, list[tuple[int, int]]]) -> None:
+def test_memory_not_aligned_with_the_file_offset_is_written_buffered(
+    tmp_path: Path, writes: dict[str, list[tuple[int, int]]]
+) -> None:
     file = direct_file(tmp_path)
     file.write_at(aligned_copy(DATA, 512), 0)  # the offset is aligned, the memory is not
     file.write_at(memoryview(DATA[:10]), 0)  # read-only memory: never direct
@@ -112,7 +121,9 @@ def test_memory_not_aligned_with_the_file_offset_is_written_buffered(tmp_path: P
     assert writes["direct"] == []
 
 
-def test_a_file_system_that_refuses_direct_writes_gets_buffered_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_system_that_refuses_direct_writes_gets_buffered_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file = direct_file(tmp_path)
     fail_direct_writes(file, monkeypatch, errno.EINVAL)
     file.write_at(aligned_copy(DATA, 0), 0)
@@ -121,7 +132,9 @@ def test_a_file_system_that_refuses_direct_writes_gets_buffered_ones(tmp_path: P
     assert file.data.read_bytes() == DATA
 
 
-def test_a_full_disk_on_a_direct_write_is_an_error_not_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_on_a_direct_write_is_an_error_not_a_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     file = direct_file(tmp_path)
     fail_direct_writes(file, monkeypatch, errno.ENOSPC)
     with pytest.raises(OSError) as caught:

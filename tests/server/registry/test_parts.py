@@ -73,8 +73,17 @@ def test_part_json_is_ollamas_shape() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"not json", b"[]", b'{"N":0}', b'{"N":0,"Offset":0,"Size":10,"Completed":11}', b'{"N":-1,"Offset":0,"Size":1,"Completed":0}',
-     b'{"N":0,"Offset":0,"Size":0,"Completed":0}', b'{"N":true,"Offset":0,"Size":1,"Completed":0}', b'{"N":0,"Offset":"0","Size":1,"Completed":0}'],
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"N":0}',
+        b'{"N":0,"Offset":0,"Size":10,"Completed":11}',
+        b'{"N":-1,"Offset":0,"Size":1,"Completed":0}',
+        b'{"N":0,"Offset":0,"Size":0,"Completed":0}',
+        b'{"N":true,"Offset":0,"Size":1,"Completed":0}',
+        b'{"N":0,"Offset":"0","Size":1,"Completed":0}',
+    ],
 )
 def test_damaged_records_are_ignored(raw: bytes) -> None:
     assert Part.from_json(raw) is None

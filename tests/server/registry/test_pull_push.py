@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import asyncio
 import errno
 import gc
 import hashlib
-import time
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -29,7 +28,9 @@ WEIGHTS = random_bytes(5_300_000, seed=1)  # six parts of 1 MB with FAST setting
 CONFIG = b'{"model_format":"gguf"}'
 
 
-def seed(client: httpx.Client, host: str, repo: str = "library/m", tag: str = "latest", weights: bytes = WEIGHTS) -> bytes:
+def seed(
+    client: httpx.Client, host: str, repo: str = "library/m", tag: str = "latest", weights: bytes = WEIGHTS
+) -> bytes:
     return upload_model(client, f"http://{host}", repo, tag, [(MODEL, weights)], config=CONFIG)
 
 
@@ -37,14 +38,18 @@ def blob_files(store: Store) -> list[str]:
     return sorted(p.name for p in store.blobs.root.iterdir())
 
 
-async def test_pull_stores_manifest_byte_for_byte(store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client) -> None:
+async def test_pull_stores_manifest_byte_for_byte(
+    store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client
+) -> None:
     raw = seed(registry_client, registry.host)
     name = Name.parse(f"{registry.host}/library/m")
     lines = await run(make_service().pull(name, insecure=True))
     statuses = [line["status"] for line in lines]
     assert statuses[0] == "pulling manifest"
     assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
-    layer_lines = [line for line in lines if line["status"].startswith("pulling ") and line["status"] != "pulling manifest"]
+    layer_lines = [
+        line for line in lines if line["status"].startswith("pulling ") and line["status"] != "pulling manifest"
+    ]
     assert all(line["status"] == f"pulling {line['digest'][7:19]}" for line in layer_lines)
     assert all("completed" not in line or 0 < line["completed"] <= line["total"] for line in layer_lines)
     model = store.require(name)
@@ -58,7 +63,9 @@ async def test_pull_stores_manifest_byte_for_byte(store: Store, make_service: Ma
     assert all(line["completed"] == line["total"] for line in cached) and len(cached) == 2
 
 
-async def test_pull_removes_layers_the_new_tag_no_longer_uses(store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client) -> None:
+async def test_pull_removes_layers_the_new_tag_no_longer_uses(
+    store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client
+) -> None:
     name = Name.parse(f"{registry.host}/library/m")
     seed(registry_client, registry.host, weights=b"old weights")
     await run(make_service().pull(name, insecure=True))
@@ -77,7 +84,15 @@ async def test_pull_removes_layers_the_new_tag_no_longer_uses(store: Store, make
         ("http://{host}/library/m", False, "insecure protocol http"),
     ],
 )
-async def test_pull_errors(store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client, name: str, insecure: bool, message: str) -> None:
+async def test_pull_errors(
+    store: Store,
+    make_service: MakeService,
+    registry: RegistryServer,
+    registry_client: httpx.Client,
+    name: str,
+    insecure: bool,
+    message: str,
+) -> None:
     seed(registry_client, registry.host)
     text = name.format(host=registry.host) if "{host}" in name else f"{registry.host}/{name}"
     _, error = await run_error(make_service().pull(Name.parse(text), insecure=insecure))
@@ -95,9 +110,18 @@ async def test_unreachable_registry(make_service: MakeService) -> None:
     ("body", "content_type", "message"),
     [
         (b"<html>not json</html>", "text/html", "not JSON"),
-        (json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}).encode(),
-         "application/vnd.oci.image.index.v1+json", "unsupported manifest media type"),
-        (json.dumps({"schemaVersion": 1, "name": "x"}).encode(), "application/json", "unsupported manifest schema version"),
+        (
+            json.dumps(
+                {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []}
+            ).encode(),
+            "application/vnd.oci.image.index.v1+json",
+            "unsupported manifest media type",
+        ),
+        (
+            json.dumps({"schemaVersion": 1, "name": "x"}).encode(),
+            "application/json",
+            "unsupported manifest schema version",
+        ),
     ],
 )
 def test_bad_manifests(body: bytes, content_type: str, message: str) -> None:
@@ -108,19 +132,34 @@ def test_bad_manifests(body: bytes, content_type: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "buffered"])
-async def test_drops_and_stalls_still_complete(store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy, direct_io: bool) -> None:
+async def test_drops_and_stalls_still_complete(
+    store: Store,
+    make_service: MakeService,
+    registry_client: httpx.Client,
+    registry: RegistryServer,
+    fault_proxy: FaultProxy,
+    direct_io: bool,
+) -> None:
     """Each restart resumes at whatever byte the cut left, so writes start and end off the block boundaries."""
     seed(registry_client, registry.host)
     fault_proxy.faults = Faults(drop_after=300_000, drops=4, stall_after=200_000, stalls=2)
     name = Name.parse(f"{fault_proxy.host}/library/m")
     # Faults go to whichever connection gets there first: one part may meet all six of them.
-    lines = await run(make_service(retry=replace(FAST.retry, max_tries=8), direct_io=direct_io).pull(name, insecure=True))
+    lines = await run(
+        make_service(retry=replace(FAST.retry, max_tries=8), direct_io=direct_io).pull(name, insecure=True)
+    )
     assert lines[-1] == {"status": "success"}
     assert fault_proxy.faults.drops == 0 and fault_proxy.faults.stalls == 0  # every fault was hit
     assert store.blobs.path(store.require(name).manifest.layers[0].digest).read_bytes() == WEIGHTS
 
 
-async def test_a_slow_link_gets_more_lanes_that_split_the_work(store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy) -> None:
+async def test_a_slow_link_gets_more_lanes_that_split_the_work(
+    store: Store,
+    make_service: MakeService,
+    registry_client: httpx.Client,
+    registry: RegistryServer,
+    fault_proxy: FaultProxy,
+) -> None:
     seed(registry_client, registry.host)
     fault_proxy.faults = Faults(rate=4_000_000)  # about 1.3 s for the weights: lanes are added every 0.25 s
     name = Name.parse(f"{fault_proxy.host}/library/m")
@@ -133,7 +172,13 @@ async def test_a_slow_link_gets_more_lanes_that_split_the_work(store: Store, mak
     assert fault_proxy.bytes_down < 1.3 * len(WEIGHTS)  # a lane that hands parts over stops where they begin
 
 
-async def test_flipped_byte_is_a_digest_mismatch_and_nothing_is_kept(store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy) -> None:
+async def test_flipped_byte_is_a_digest_mismatch_and_nothing_is_kept(
+    store: Store,
+    make_service: MakeService,
+    registry_client: httpx.Client,
+    registry: RegistryServer,
+    fault_proxy: FaultProxy,
+) -> None:
     seed(registry_client, registry.host)
     fault_proxy.faults = Faults(flips=1)
     name = Name.parse(f"{fault_proxy.host}/library/m")
@@ -146,7 +191,13 @@ async def test_flipped_byte_is_a_digest_mismatch_and_nothing_is_kept(store: Stor
     assert not [f for f in blob_files(store) if digest[7:] in f]  # no partial data, no part records
 
 
-async def test_disk_full_keeps_partial_state_then_resumes(store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_disk_full_keeps_partial_state_then_resumes(
+    store: Store,
+    make_service: MakeService,
+    registry_client: httpx.Client,
+    registry: RegistryServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     seed(registry_client, registry.host)
     name = Name.parse(f"{registry.host}/library/m")
     digest = "sha256:" + hashlib.sha256(WEIGHTS).hexdigest()
@@ -173,7 +224,13 @@ async def test_disk_full_keeps_partial_state_then_resumes(store: Store, make_ser
     assert store.blobs.path(digest).read_bytes() == WEIGHTS
 
 
-async def test_concurrent_pulls_share_one_download(store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy) -> None:
+async def test_concurrent_pulls_share_one_download(
+    store: Store,
+    make_service: MakeService,
+    registry_client: httpx.Client,
+    registry: RegistryServer,
+    fault_proxy: FaultProxy,
+) -> None:
     seed(registry_client, registry.host)
     fault_proxy.faults = Faults(rate=10_000_000)
     service = make_service()
@@ -189,7 +246,12 @@ async def test_concurrent_pulls_share_one_download(store: Store, make_service: M
 
 @pytest.mark.parametrize("direct_io", [False, True], ids=["buffered", "direct"])
 async def test_cancelled_pull_resumes_where_it_stopped(
-    store: Store, make_service: MakeService, registry_client: httpx.Client, registry: RegistryServer, fault_proxy: FaultProxy, caplog: pytest.LogCaptureFixture,
+    store: Store,
+    make_service: MakeService,
+    registry_client: httpx.Client,
+    registry: RegistryServer,
+    fault_proxy: FaultProxy,
+    caplog: pytest.LogCaptureFixture,
     direct_io: bool,
 ) -> None:
     seed(registry_client, registry.host)
@@ -223,21 +285,28 @@ async def test_cancelled_pull_resumes_where_it_stopped(
     assert store.blobs.path(digest).read_bytes() == WEIGHTS
 
 
-async def test_push_then_pull_elsewhere(store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client, tmp_path: Path) -> None:
+async def test_push_then_pull_elsewhere(
+    store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client, tmp_path: Path
+) -> None:
     manifest = local_model(store, f"{registry.host}/library/pushed:v1", WEIGHTS)
     name = Name.parse(f"{registry.host}/library/pushed:v1")
     lines = await run(make_service().push(name, insecure=True))
     statuses = [line["status"] for line in lines]
     assert statuses[0] == "retrieving manifest" and statuses[-2:] == ["pushing manifest", "success"]
     assert any(s.startswith("pushing ") and s != "pushing manifest" for s in statuses)
-    r = registry_client.get(f"{registry.url}/v2/library/pushed/manifests/v1", headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    r = registry_client.get(
+        f"{registry.url}/v2/library/pushed/manifests/v1",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
     assert r.content == manifest.raw
     # Pushing again only HEADs: every blob reported complete.
     again = await run(make_service().push(name, insecure=True))
     assert again[-1] == {"status": "success"}
 
 
-async def test_push_mounts_layers_from_another_repository(store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client) -> None:
+async def test_push_mounts_layers_from_another_repository(
+    store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client
+) -> None:
     from server.store.manifest import Layer, Manifest
 
     base = local_model(store, f"{registry.host}/library/base", WEIGHTS)
@@ -245,7 +314,9 @@ async def test_push_mounts_layers_from_another_repository(store: Store, make_ser
     layer = base.layers[0]
     proxy = FaultProxy(("127.0.0.1", registry.port)).start()  # same registry, seen through a host we can watch
     try:
-        derived = Manifest.build(base.config, [Layer(layer.media_type, layer.digest, layer.size, f"{proxy.host}/library/base:latest")])
+        derived = Manifest.build(
+            base.config, [Layer(layer.media_type, layer.digest, layer.size, f"{proxy.host}/library/base:latest")]
+        )
         store.write_manifest(Name.parse(f"{proxy.host}/me/derived"), derived)
         lines = await run(make_service().push(Name.parse(f"{proxy.host}/me/derived"), insecure=True))
     finally:
@@ -270,8 +341,8 @@ class RedirectingFront:
     """
 
     def __init__(self, registry: RegistryServer, blobs: dict[str, bytes], *, ignore_range: bool = False) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.cdn_requests: list[dict[str, str]] = []
         self.front_blob_gets = 0
@@ -337,7 +408,12 @@ class RedirectingFront:
 
 
 async def pull_through_front(
-    store: Store, make_service: MakeService, registry: RegistryServer, registry_client: httpx.Client, *, ignore_range: bool = False
+    store: Store,
+    make_service: MakeService,
+    registry: RegistryServer,
+    registry_client: httpx.Client,
+    *,
+    ignore_range: bool = False,
 ) -> RedirectingFront:
     """Pull the test model through a `RedirectingFront`; checks it arrived whole, returns the front to look at."""
     seed(registry_client, registry.host)

@@ -6,8 +6,8 @@ import hashlib
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import httpx
 import pytest
@@ -180,7 +180,9 @@ async def test_direct_parts_take_the_fast_path_and_proxied_ones_httpx(
         proxy.stop()
 
 
-async def test_a_part_answered_401_gets_its_token_through_httpx(store: Store, make_service: MakeService, token_registry: RegistryServer) -> None:
+async def test_a_part_answered_401_gets_its_token_through_httpx(
+    store: Store, make_service: MakeService, token_registry: RegistryServer
+) -> None:
     """A fresh service has no token: the fast path's 401 goes to httpx, which answers the challenge; later parts reuse the token."""
     creds = {"POLLAMA_REGISTRY_USERNAME": REGISTRY_USER, "POLLAMA_REGISTRY_PASSWORD": REGISTRY_PASSWORD}
     name = f"{token_registry.host}/team/m"

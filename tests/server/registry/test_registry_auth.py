@@ -40,42 +40,56 @@ async def refused(store: Store, make_service: MakeService, host: str, environ: d
     return None
 
 
-async def test_basic_auth_with_env_credentials(store: Store, make_service: MakeService, basic_registry: RegistryServer) -> None:
+async def test_basic_auth_with_env_credentials(
+    store: Store, make_service: MakeService, basic_registry: RegistryServer
+) -> None:
     await round_trip(store, make_service, basic_registry.host, CREDS)
 
 
-async def test_basic_auth_with_docker_config(store: Store, make_service: MakeService, basic_registry: RegistryServer, temp_home: Path) -> None:
+async def test_basic_auth_with_docker_config(
+    store: Store, make_service: MakeService, basic_registry: RegistryServer, temp_home: Path
+) -> None:
     (temp_home / ".docker").mkdir()
     auth = base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
     (temp_home / ".docker" / "config.json").write_text(json.dumps({"auths": {basic_registry.host: {"auth": auth}}}))
     await round_trip(store, make_service, basic_registry.host, {})
 
 
-async def test_basic_auth_without_credentials_fails_clearly(store: Store, make_service: MakeService, basic_registry: RegistryServer) -> None:
+async def test_basic_auth_without_credentials_fails_clearly(
+    store: Store, make_service: MakeService, basic_registry: RegistryServer
+) -> None:
     await refused(store, make_service, basic_registry.host, {})
     _, error = await run_error(make_service({}).pull(Name.parse(f"{basic_registry.host}/team/x"), insecure=True))
     assert "requires a user name and password" in str(error) and "POLLAMA_REGISTRY_USERNAME" in str(error)
 
 
-async def test_basic_auth_with_wrong_password(store: Store, make_service: MakeService, basic_registry: RegistryServer) -> None:
+async def test_basic_auth_with_wrong_password(
+    store: Store, make_service: MakeService, basic_registry: RegistryServer
+) -> None:
     env = {**CREDS, "POLLAMA_REGISTRY_PASSWORD": "wrong"}
     _, error = await run_error(make_service(env).pull(Name.parse(f"{basic_registry.host}/team/x"), insecure=True))
     assert "unauthorized" in str(error)
 
 
-async def test_token_auth_with_credentials(store: Store, make_service: MakeService, token_registry: RegistryServer, token_server: TokenServer) -> None:
+async def test_token_auth_with_credentials(
+    store: Store, make_service: MakeService, token_registry: RegistryServer, token_server: TokenServer
+) -> None:
     await round_trip(store, make_service, token_registry.host, CREDS)
     scopes = {s for r in token_server.requests for s in r["query"].get("scope", [])}
     assert "repository:team/private:pull,push" in scopes or "repository:team/private:push,pull" in scopes
     assert all(r["query"]["service"] == [token_server.service] for r in token_server.requests)
 
 
-async def test_token_auth_without_credentials_fails_clearly(store: Store, make_service: MakeService, token_registry: RegistryServer) -> None:
+async def test_token_auth_without_credentials_fails_clearly(
+    store: Store, make_service: MakeService, token_registry: RegistryServer
+) -> None:
     await refused(store, make_service, token_registry.host, {})
 
 
 @pytest.mark.parametrize("user", ["nobody"])
-async def test_token_auth_with_unknown_user(store: Store, make_service: MakeService, token_registry: RegistryServer, user: str) -> None:
+async def test_token_auth_with_unknown_user(
+    store: Store, make_service: MakeService, token_registry: RegistryServer, user: str
+) -> None:
     env = {**CREDS, "POLLAMA_REGISTRY_USERNAME": user}
     _, error = await run_error(make_service(env).pull(Name.parse(f"{token_registry.host}/team/x"), insecure=True))
     assert "unauthorized: access denied" in str(error)

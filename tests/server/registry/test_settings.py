@@ -15,10 +15,17 @@ def test_defaults_are_ollamas() -> None:
 
 
 def test_values_from_the_environment() -> None:
-    settings = TransferSettings.from_env({
-        "POLLAMA_PULL_PART_SIZE": "500000", "POLLAMA_PULL_PARALLEL": "2", "POLLAMA_PULL_STALL_TIMEOUT": "5",
-        "POLLAMA_PULL_RETRIES": "3", "POLLAMA_PULL_BACKOFF": "0.5", "POLLAMA_PULL_CHECKPOINT": "1", "POLLAMA_PULL_DIRECT_IO": "0",
-    })
+    settings = TransferSettings.from_env(
+        {
+            "POLLAMA_PULL_PART_SIZE": "500000",
+            "POLLAMA_PULL_PARALLEL": "2",
+            "POLLAMA_PULL_STALL_TIMEOUT": "5",
+            "POLLAMA_PULL_RETRIES": "3",
+            "POLLAMA_PULL_BACKOFF": "0.5",
+            "POLLAMA_PULL_CHECKPOINT": "1",
+            "POLLAMA_PULL_DIRECT_IO": "0",
+        }
+    )
     assert settings.sizing.fixed_size == 500_000 and settings.parallel == 2 and settings.checkpoint_interval == 1
     assert (settings.retry.stall_timeout, settings.retry.max_tries, settings.retry.backoff_base) == (5, 3, 0.5)
     assert not settings.direct_io
@@ -43,11 +50,14 @@ def test_direct_writes_by_default_for_every_blob_where_the_host_reclaims_free_me
     assert not TransferSettings(direct_io=False).direct_for(1_000_000, lambda: 16_000_000_000, on_vm)
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("POLLAMA_PULL_PARALLEL", "many", "POLLAMA_PULL_PARALLEL: 'many' is not a number"),
-    ("POLLAMA_PULL_PARALLEL", "0", "POLLAMA_PULL_PARALLEL: must be at least 1"),
-    ("POLLAMA_PULL_STALL_TIMEOUT", "0", "POLLAMA_PULL_STALL_TIMEOUT: must be at least 0.1"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("POLLAMA_PULL_PARALLEL", "many", "POLLAMA_PULL_PARALLEL: 'many' is not a number"),
+        ("POLLAMA_PULL_PARALLEL", "0", "POLLAMA_PULL_PARALLEL: must be at least 1"),
+        ("POLLAMA_PULL_STALL_TIMEOUT", "0", "POLLAMA_PULL_STALL_TIMEOUT: must be at least 0.1"),
+    ],
+)
 def test_a_bad_value_is_named(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TransferSettings.from_env({name: value})

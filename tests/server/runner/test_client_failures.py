@@ -80,8 +80,7 @@ async def test_missing_model_fails_to_load(tmp_path: Path) -> None:
 
 
 def test_runner_exits_when_stdin_closes(tiny_model_path: Path) -> None:
-    proc = subprocess.Popen(runner_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(runner_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(encode(m.Load(m.LoadOptions(str(tiny_model_path), num_ctx=128))))
     proc.stdin.write(encode(m.Completion(1, m.CompletionRequest(prompt="x", temperature=0, num_predict=-1))))

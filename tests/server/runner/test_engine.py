@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -29,16 +28,16 @@ PROMPTS = ["hello world", "the quick brown fox", "once upon a time there was", "
 async def runner(tiny_model_path: Path) -> AsyncIterator[RunnerClient]:
     # CPU only (num_gpu 0) everywhere: batched and solo decoding give identical tokens only
     # there (GPU kernels differ per batch size), and it checks that 0 keeps the GPU out.
-    client = await RunnerClient.start(LoadOptions(str(tiny_model_path), num_ctx=256, num_parallel=4, num_gpu=0),
-                                      load_timeout=60)
+    client = await RunnerClient.start(
+        LoadOptions(str(tiny_model_path), num_ctx=256, num_parallel=4, num_gpu=0), load_timeout=60
+    )
     yield client
     await client.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def small_ctx_runner(tiny_model_path: Path) -> AsyncIterator[RunnerClient]:
-    client = await RunnerClient.start(LoadOptions(str(tiny_model_path), num_ctx=64, num_parallel=2),
-                                      load_timeout=60)
+    client = await RunnerClient.start(LoadOptions(str(tiny_model_path), num_ctx=64, num_parallel=2), load_timeout=60)
     yield client
     await client.close()
 
@@ -125,8 +124,11 @@ async def test_prefix_reuse_evaluates_only_the_new_part(runner: RunnerClient) ->
 async def test_schema_grammar_output_parses(runner: RunnerClient) -> None:
     from server.runner import grammar_for_format
 
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer"}},
-              "required": ["ok", "n"]}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer"}},
+        "required": ["ok", "n"],
+    }
     r = await generate(runner, "answer in json", grammar=grammar_for_format(schema), num_predict=60)
     value = json.loads(r.text)
     assert isinstance(value["ok"], bool) and isinstance(value["n"], int)
@@ -141,7 +143,7 @@ async def test_sampled_grammar_output_always_matches_and_repeats_per_seed(runner
     options = {"grammar": grammar, "temperature": 1.0, "num_predict": 40, "repeat_penalty": 1.3}
     solo = [await generate(runner, "pick a number", seed=seed, **options) for seed in range(6)]
     batched = await asyncio.gather(*(generate(runner, "pick a number", seed=seed, **options) for seed in range(6)))
-    for one, other in zip(solo, batched):
+    for one, other in zip(solo, batched, strict=True):
         assert one.text == other.text
         assert one.last.done_reason == "stop", one.text
         assert isinstance(json.loads(one.text)["n"], int)
@@ -169,8 +171,9 @@ async def test_logprobs(runner: RunnerClient) -> None:
 
 
 async def test_cancel_frees_the_slot(runner: RunnerClient) -> None:
-    streams = [runner.completion(CompletionRequest(prompt=f"endless {i}", temperature=0, num_predict=-1))
-               for i in range(4)]
+    streams = [
+        runner.completion(CompletionRequest(prompt=f"endless {i}", temperature=0, num_predict=-1)) for i in range(4)
+    ]
     for stream in streams:
         for _ in range(3):
             chunk = await stream.__anext__()
@@ -195,7 +198,9 @@ async def test_llama_embeddings(runner: RunnerClient) -> None:
     assert len(result.vectors) == 2 and all(len(v) == 64 for v in result.vectors)
     assert all(math.isclose(sum(x * x for x in v), 1.0, rel_tol=1e-4) for v in result.vectors)
     assert result.vectors[0] != result.vectors[1]
-    assert result.prompt_eval_count == len(await runner.tokenize("hello")) + len(await runner.tokenize("the quick brown fox"))
+    assert result.prompt_eval_count == len(await runner.tokenize("hello")) + len(
+        await runner.tokenize("the quick brown fox")
+    )
     # generation still works afterwards
     assert (await generate(runner, "hello world", num_predict=3)).last.eval_count == 3
 
@@ -225,7 +230,7 @@ async def test_a_big_embed_request_holds_up_neither_embeds_nor_streams(runner: R
     assert small == (await runner.embed(["hello"], truncate=True, normalize=True, dimensions=None)).vectors
     for i in (0, 700, len(MANY) - 1):  # a vector does not depend on the inputs it was batched with
         alone = (await runner.embed([MANY[i]], truncate=True, normalize=True, dimensions=None)).vectors[0]
-        assert all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip(alone, big[i]))
+        assert all(math.isclose(a, b, abs_tol=1e-3) for a, b in zip(alone, big[i], strict=True))
 
 
 async def test_an_embed_request_without_inputs_gets_no_vectors(runner: RunnerClient) -> None:
@@ -276,7 +281,11 @@ async def test_penalties_change_greedy_output_and_keep_the_runner_alive(runner: 
     plain = await generate(runner, "hello world", num_predict=48)
     tokens = await runner.tokenize(plain.text, add_special=False)
     assert len(set(tokens)) < len(tokens), "greedy output on random weights repeats itself"
-    for options in ({"repeat_penalty": 5.0, "repeat_last_n": 64}, {"presence_penalty": 5.0}, {"frequency_penalty": 5.0}):
+    for options in (
+        {"repeat_penalty": 5.0, "repeat_last_n": 64},
+        {"presence_penalty": 5.0},
+        {"frequency_penalty": 5.0},
+    ):
         penalized = await generate(runner, "hello world", num_predict=48, **options)
         assert penalized.text != plain.text, options
         assert penalized.last.done_reason == "length"
@@ -286,4 +295,6 @@ async def test_penalties_change_greedy_output_and_keep_the_runner_alive(runner: 
     last_64 = await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=64)
     assert plain.text != last_1.text != last_64.text
     again = await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=64)
-    assert again.text == (await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=64)).text
+    assert (
+        again.text == (await generate(runner, "hello world", num_predict=48, repeat_penalty=5.0, repeat_last_n=64)).text
+    )

@@ -29,7 +29,9 @@ def test_invalid_format(bad: object) -> None:
 
 
 def test_does_not_load_llama_cpp() -> None:
-    code = ("import sys; from server.runner import grammar_for_format as g; g('json'); "
-            "g({'type': 'string'}); print('llama_cpp' in sys.modules)")
+    code = (
+        "import sys; from server.runner import grammar_for_format as g; g('json'); "
+        "g({'type': 'string'}); print('llama_cpp' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

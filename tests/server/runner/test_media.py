@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.runner.media import ImageSpan, safe_prefix, sentinel, split_markers, truncate_with_images
-from server.runner.slots import PromptTooLong, choose_slot, Slot
+from server.runner.slots import PromptTooLong, Slot, choose_slot
 
 
 def test_split_markers_keeps_text_and_order() -> None:

@@ -11,8 +11,12 @@ from server.runner.protocol import DecodedFrame, FrameDecoder, FrameError, encod
 
 SAMPLES = [
     m.Load(m.LoadOptions(model_path="/m/x.gguf", num_ctx=2048, num_parallel=4, lora_paths=("/a", "/b"))),
-    m.Completion(7, m.CompletionRequest(prompt="hi\nthere", stop=("\n\n", "User:"), grammar="root ::= \"x\"",
-                                        logprobs=True, top_logprobs=3, seed=42)),
+    m.Completion(
+        7,
+        m.CompletionRequest(
+            prompt="hi\nthere", stop=("\n\n", "User:"), grammar='root ::= "x"', logprobs=True, top_logprobs=3, seed=42
+        ),
+    ),
     m.Completion(8, m.CompletionRequest(prompt=(1, 2, 3))),
     m.Embed(9, ("a", "b"), truncate=False, normalize=False, dimensions=16),
     m.Tokenize(10, "héllo ✓", add_special=False),
@@ -20,8 +24,16 @@ SAMPLES = [
     m.Cancel(12),
     m.Health(13),
     m.Piece(7, "x\u00e9", ({"token": "x", "logprob": -0.5, "bytes": [120]},)),
-    m.Done(7, "stop", content="tail", prompt_eval_count=3, prompt_eval_duration=10, eval_count=2,
-           eval_duration=20, context=(1, 2, 3, 4)),
+    m.Done(
+        7,
+        "stop",
+        content="tail",
+        prompt_eval_count=3,
+        prompt_eval_duration=10,
+        eval_count=2,
+        eval_duration=20,
+        context=(1, 2, 3, 4),
+    ),
     m.Embedded(9, ((0.5, -0.25), (1.0, 0.0)), 5),
     m.Tokens(10, (1, 2)),
     m.Text(11, "abc"),
@@ -40,10 +52,33 @@ def test_round_trip(msg: object) -> None:
 
 def test_runner_info_round_trip() -> None:
     info = m.RunnerInfo(
-        model_path="/m", architecture="llama", description="d", n_ctx=2048, n_ctx_total=8192,
-        n_ctx_train=4096, num_parallel=4, n_batch=512, n_threads=2, n_vocab=100, n_embd=64, n_layer=2,
-        bos=1, eos=None, add_bos=True, pooling="none", embedding_only=False, can_shift=True, vision=False,
-        weights_bytes=1, kv_bytes=2, compute_bytes=3, size=6, size_vram=0, load_duration=5, pid=123)
+        model_path="/m",
+        architecture="llama",
+        description="d",
+        n_ctx=2048,
+        n_ctx_total=8192,
+        n_ctx_train=4096,
+        num_parallel=4,
+        n_batch=512,
+        n_threads=2,
+        n_vocab=100,
+        n_embd=64,
+        n_layer=2,
+        bos=1,
+        eos=None,
+        add_bos=True,
+        pooling="none",
+        embedding_only=False,
+        can_shift=True,
+        vision=False,
+        weights_bytes=1,
+        kv_bytes=2,
+        compute_bytes=3,
+        size=6,
+        size_vram=0,
+        load_duration=5,
+        pid=123,
+    )
     [back] = FrameDecoder().feed(encode(m.Loaded(info)))
     assert back == m.Loaded(info)
     assert back.info.memory_total == 6
@@ -54,7 +89,7 @@ def test_byte_at_a_time_and_many_per_read() -> None:
     decoder = FrameDecoder()
     out: list[object] = []
     for i in range(len(stream)):
-        out += decoder.feed(stream[i:i + 1])
+        out += decoder.feed(stream[i : i + 1])
     assert out == SAMPLES
     assert decoder.pending == 0
     assert FrameDecoder().feed(stream) == SAMPLES
@@ -70,8 +105,14 @@ def test_partial_frame_is_held() -> None:
 
 def test_bad_frames_are_reported_not_fatal() -> None:
     decoder = FrameDecoder()
-    out = decoder.feed(b"not json\n" + json.dumps({"type": "nope"}).encode() + b"\n"
-                       + json.dumps({"type": "cancel"}).encode() + b"\n\n" + encode(m.Health(1)))
+    out = decoder.feed(
+        b"not json\n"
+        + json.dumps({"type": "nope"}).encode()
+        + b"\n"
+        + json.dumps({"type": "cancel"}).encode()
+        + b"\n\n"
+        + encode(m.Health(1))
+    )
     assert [type(x) for x in out] == [DecodedFrame, DecodedFrame, DecodedFrame, m.Health]
     assert "unknown message type" in out[1].error
     assert "Cancel" in out[2].error

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from server.runner.slots import (
-    Slot, choose_slot, common_prefix, effective_num_keep, reusable_prefix, shift_amount,
+    Slot,
+    choose_slot,
+    common_prefix,
+    effective_num_keep,
+    reusable_prefix,
+    shift_amount,
 )
 
 

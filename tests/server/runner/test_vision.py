@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import ctypes
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
+import llama_cpp as L
+import llama_cpp.mtmd_cpp as M
 import numpy as np
 import pytest
 import pytest_asyncio
 
-import llama_cpp as L
-import llama_cpp.mtmd_cpp as M
 from server.errors import BadRequest
 from server.runner.client import CompletionRequest, LoadOptions, RunnerClient
 from tests.fixtures.images import checkerboard, gradient
@@ -37,7 +37,8 @@ def b64(*images: bytes) -> tuple[str, ...]:
 async def runner(tiny_model_path: Path, tiny_projector_path: Path) -> AsyncIterator[RunnerClient]:
     client = await RunnerClient.start(
         LoadOptions(str(tiny_model_path), num_ctx=256, num_parallel=4, projector_path=str(tiny_projector_path)),
-        load_timeout=60)
+        load_timeout=60,
+    )
     yield client
     await client.close()
 
@@ -79,8 +80,10 @@ def reference(model_path: Path, projector_path: Path, prompt: str, image: bytes)
         else:  # libmtmd gives no logits on an image: decode its embeddings with our own batch
             for i in range(n_chunks - 1):
                 chunk = M.mtmd_input_chunks_get(chunks, i)
-                assert M.mtmd_helper_eval_chunk_single(mctx, ctx, chunk, n_past.value, 0, 256, False,
-                                                       ctypes.byref(n_past)) == 0
+                assert (
+                    M.mtmd_helper_eval_chunk_single(mctx, ctx, chunk, n_past.value, 0, 256, False, ctypes.byref(n_past))
+                    == 0
+                )
             pos = n_past.value
             assert M.mtmd_encode_chunk(mctx, last) == 0
             n_tok, n_embd = M.mtmd_input_chunk_get_n_tokens(last), L.llama_model_n_embd(model)
@@ -124,11 +127,13 @@ async def test_loaded_with_vision(runner: RunnerClient, tiny_projector_path: Pat
     assert info.weights_bytes > tiny_projector_path.stat().st_size
 
 
-async def test_output_matches_libmtmd_helper(runner: RunnerClient, tiny_model_path: Path,
-                                             tiny_projector_path: Path) -> None:
+async def test_output_matches_libmtmd_helper(
+    runner: RunnerClient, tiny_model_path: Path, tiny_projector_path: Path
+) -> None:
     text, evaluated, positions = await run(runner, "look [img-0] what is this", (gradient(),))
-    expected = await asyncio.to_thread(reference, tiny_model_path, tiny_projector_path,
-                                       "look <__media__> what is this", gradient())
+    expected = await asyncio.to_thread(
+        reference, tiny_model_path, tiny_projector_path, "look <__media__> what is this", gradient()
+    )
     assert text == expected
     text_tokens = await runner.tokenize("look ") + await runner.tokenize(" what is this", add_special=False)
     assert positions == evaluated == len(text_tokens) + IMAGE_POSITIONS
@@ -153,17 +158,23 @@ async def test_image_order_follows_markers(runner: RunnerClient) -> None:
     assert forward[2] == swapped_images[2] and forward[2] > 2 * IMAGE_POSITIONS
 
 
-async def test_prompt_may_end_with_an_image(runner: RunnerClient, tiny_model_path: Path,
-                                            tiny_projector_path: Path) -> None:
+async def test_prompt_may_end_with_an_image(
+    runner: RunnerClient, tiny_model_path: Path, tiny_projector_path: Path
+) -> None:
     text, _, positions = await run(runner, "what is this [img-0]", (checkerboard(),))
-    expected = await asyncio.to_thread(reference, tiny_model_path, tiny_projector_path,
-                                       "what is this <__media__>", checkerboard())
+    expected = await asyncio.to_thread(
+        reference, tiny_model_path, tiny_projector_path, "what is this <__media__>", checkerboard()
+    )
     assert text == expected
 
 
 async def test_concurrent_image_requests_match_alone(runner: RunnerClient) -> None:
-    cases = [("[img-0] a", (gradient(),)), ("b [img-0] c", (checkerboard(),)),
-             ("[img-0] d [img-1]", (checkerboard(), gradient())), ("no image here", ())]
+    cases = [
+        ("[img-0] a", (gradient(),)),
+        ("b [img-0] c", (checkerboard(),)),
+        ("[img-0] d [img-1]", (checkerboard(), gradient())),
+        ("no image here", ()),
+    ]
     alone = [await run(runner, p, i) for p, i in cases]
     together = await asyncio.gather(*(run(runner, p, i) for p, i in cases))
     assert [t[0] for t in together] == [a[0] for a in alone]
@@ -188,7 +199,8 @@ async def test_bad_images_are_refused_and_the_runner_stays(runner: RunnerClient)
 async def test_truncation_never_splits_an_image(tiny_model_path: Path, tiny_projector_path: Path) -> None:
     client = await RunnerClient.start(
         LoadOptions(str(tiny_model_path), num_ctx=32, num_parallel=1, projector_path=str(tiny_projector_path)),
-        load_timeout=60)
+        load_timeout=60,
+    )
     try:
         long_text = "one two three four five six seven eight nine ten " * 2
         with pytest.raises(BadRequest, match="exceeds the context length"):

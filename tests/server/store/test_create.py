@@ -50,7 +50,7 @@ def test_uploaded_files_are_existing_layers(live_server: LiveServer, tiny_model_
 def test_files_imported_by_the_request_are_new_layers(live_server: LiveServer, tiny_model_path: Path) -> None:
     """The legacy `modelfile` form imports server-local paths: a blob it writes is `creating new layer`."""
     model = digest_of(tiny_model_path.read_bytes())
-    body = {"model": "legacy", "modelfile": f"FROM {tiny_model_path}\nTEMPLATE \"{{{{ .Prompt }}}}\"\n"}
+    body = {"model": "legacy", "modelfile": f'FROM {tiny_model_path}\nTEMPLATE "{{{{ .Prompt }}}}"\n'}
     first = statuses(live_server, body)
     assert f"creating new layer {model}" in first
     second = statuses(live_server, {**body, "model": "legacy2"})

@@ -25,7 +25,10 @@ MESSAGE assistant Hello! # not a comment
     assert mf.last("system") == "You are  helpful."
     assert mf.last("template") == '{{ .System }} "quoted"\n{{ .Prompt }}'
     assert mf.all("license") == ["MIT"]
-    assert mf.messages() == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! # not a comment"}]
+    assert mf.messages() == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello! # not a comment"},
+    ]
 
 
 def test_quoted_values_span_lines_and_keep_inner_spaces() -> None:
@@ -50,7 +53,7 @@ def test_crlf_and_utf16() -> None:
     [
         ("FROM x\nFOO bar\n", '(line 2): command must be one of "from"'),
         ("FROM x\nPARAMETER stop\n", "(line 2): unexpected EOF"),
-        ("FROM x\nSYSTEM \"unterminated\n", "(line 2): unexpected EOF"),
+        ('FROM x\nSYSTEM "unterminated\n', "(line 2): unexpected EOF"),
         ("FROM x\n\nMESSAGE tool hi\n", '(line 3): message role must be one of "system", "user", or "assistant"'),
         ("SYSTEM hi\n", "no FROM line"),
         ("FROM x\nPARAMETER nope 1\n", "(line 2): unknown parameter 'nope'"),
@@ -74,7 +77,13 @@ def test_multiple_from_lines_allowed() -> None:
 
 @pytest.mark.parametrize(
     "value, quoted",
-    [("plain", "plain"), ("a b", "a b"), (" lead", '" lead"'), ("two\nlines", '"two\nlines"'), ('has "q"\n', '"""has "q"\n"""')],
+    [
+        ("plain", "plain"),
+        ("a b", "a b"),
+        (" lead", '" lead"'),
+        ("two\nlines", '"two\nlines"'),
+        ('has "q"\n', '"""has "q"\n"""'),
+    ],
 )
 def test_quote(value: str, quoted: str) -> None:
     assert quote(value) == quoted

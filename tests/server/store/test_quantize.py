@@ -36,7 +36,7 @@ def create_stream(server: LiveServer, body: dict[str, Any]) -> list[dict[str, An
 def model_layer(server: LiveServer, model: str) -> str:
     path = server.models / "manifests/registry.ollama.ai/library" / model / "latest"
     manifest = Manifest.parse(path.read_bytes())
-    (layer,) = [l for l in manifest.layers if l.media_type == "application/vnd.ollama.image.model"]
+    (layer,) = [layer for layer in manifest.layers if layer.media_type == "application/vnd.ollama.image.model"]
     return layer.digest
 
 
@@ -54,8 +54,11 @@ def manifests_on_disk(server: LiveServer) -> list[Path]:
 
 
 def assert_generates(server: LiveServer, model: str) -> None:
-    r = httpx.post(server.url + "/api/generate", json={"model": model, "prompt": "Hello there", "options": GREEDY,
-                                                        "stream": False}, timeout=120)
+    r = httpx.post(
+        server.url + "/api/generate",
+        json={"model": model, "prompt": "Hello there", "options": GREEDY, "stream": False},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["done"] is True and body["eval_count"] > 0 and body["response"]
@@ -78,8 +81,9 @@ def test_quantize_f16_to_q8_0(live_server: LiveServer, small_model_path: Path) -
     new = model_layer(live_server, "small-q8")
     assert new != source
     assert f"creating new layer {new}" in statuses
-    assert not any(source in s for s in statuses[statuses.index("verifying conversion"):]), \
+    assert not any(source in s for s in statuses[statuses.index("verifying conversion") :]), (
         "the unquantized source is not a layer of the new model"
+    )
     assert statuses[-2:] == ["writing manifest", "success"]
     assert blob_file_type(live_server, new) == "MOSTLY_Q8_0"
     assert (live_server.models / "blobs" / new.replace(":", "-")).stat().st_size < size * 0.6
@@ -110,7 +114,9 @@ def test_quantize_f32_to_q4_k_m_from_an_existing_model(live_server: LiveServer, 
     assert_generates(live_server, "tiny-q4")
 
     # The same request again: llama.cpp's output is deterministic, so the blob is reused.
-    again = [e["status"] for e in create_stream(live_server, {"model": "tiny-q4b", "from": "base", "quantize": "q4_K_M"})]
+    again = [
+        e["status"] for e in create_stream(live_server, {"model": "tiny-q4b", "from": "base", "quantize": "q4_K_M"})
+    ]
     assert f"using existing layer {new}" in again
 
 
@@ -140,8 +146,22 @@ def test_refusals_leave_the_store_unchanged(live_server: LiveServer, tmp_path: P
     assert r.status_code == 400
     message = r.json()["error"]
     assert message.startswith("unsupported quantization type q9_X - supported types are ")
-    for name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M",
-                 "Q5_K_S", "Q5_K_M", "Q6_K"):
+    for name in (
+        "Q4_0",
+        "Q4_1",
+        "Q5_0",
+        "Q5_1",
+        "Q8_0",
+        "Q2_K",
+        "Q3_K_S",
+        "Q3_K_M",
+        "Q3_K_L",
+        "Q4_K_S",
+        "Q4_K_M",
+        "Q5_K_S",
+        "Q5_K_M",
+        "Q6_K",
+    ):
         assert name in message
     assert (blobs_on_disk(live_server), manifests_on_disk(live_server)) == (blobs_before, manifests_before)
 
@@ -168,13 +188,17 @@ def test_failed_quantize_leaves_nothing_behind(live_server: LiveServer, tmp_path
     assert httpx.get(live_server.url + "/api/tags").json()["models"] == []
 
 
-def test_truncated_source_is_refused_before_quantizing(live_server: LiveServer, tmp_path: Path,
-                                                       small_model_path: Path) -> None:
+def test_truncated_source_is_refused_before_quantizing(
+    live_server: LiveServer, tmp_path: Path, small_model_path: Path
+) -> None:
     cut = write_truncated_gguf(tmp_path / "cut.gguf", small_model_path)
     digest = upload(live_server, cut)
     before = blobs_on_disk(live_server)
-    r = httpx.post(live_server.url + "/api/create", json={"model": "cut", "files": {"model.gguf": digest},
-                                                          "quantize": "q8_0", "stream": False}, timeout=120)
+    r = httpx.post(
+        live_server.url + "/api/create",
+        json={"model": "cut", "files": {"model.gguf": digest}, "quantize": "q8_0", "stream": False},
+        timeout=120,
+    )
     assert r.status_code == 400 and "not a valid GGUF file" in r.json()["error"]
     assert blobs_on_disk(live_server) == before
     assert manifests_on_disk(live_server) == []
@@ -188,8 +212,9 @@ def store_with_quantizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script
     return blobs
 
 
-async def test_a_crashing_quantizer_is_an_error_not_a_dead_server(tmp_path: Path, tiny_model_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_crashing_quantizer_is_an_error_not_a_dead_server(
+    tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The child dies of SIGABRT (as on a GGML_ASSERT): a 500 naming the signal, no blob, no temp file."""
     crash = "import os, signal, sys; sys.stderr.write('GGML_ASSERT(x) failed\\n'); os.kill(os.getpid(), signal.SIGABRT)"
     blobs = store_with_quantizer(tmp_path, monkeypatch, crash)
@@ -202,8 +227,9 @@ async def test_a_crashing_quantizer_is_an_error_not_a_dead_server(tmp_path: Path
     assert list(blobs.root.iterdir()) == [] and pinned == []
 
 
-async def test_closing_the_stream_kills_the_quantizer(tmp_path: Path, small_model_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_closing_the_stream_kills_the_quantizer(
+    tmp_path: Path, small_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A client that goes away mid-quantize: the child is killed and its temp file removed."""
     hang = "import sys, time; open(sys.argv[2], 'wb').write(b'partial'); print('{\"progress\": 0.5}', flush=True); time.sleep(60)"
     blobs = store_with_quantizer(tmp_path, monkeypatch, hang)

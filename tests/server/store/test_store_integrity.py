@@ -8,9 +8,10 @@ import os
 import random
 import threading
 import time
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import AbstractSet, Iterator
 
 import httpx
 import ollama
@@ -53,7 +54,16 @@ def test_reads_a_store_written_by_ollama(models_dir: Path, tiny_model_path: Path
     template = write_blob(blobs, b"{{ .Prompt }}")
     params = write_blob(blobs, b'{"stop":["<|eot_id|>"],"temperature":0.6}')
     config_bytes = json.dumps(
-        {"model_format": "gguf", "model_family": "llama", "model_families": ["llama"], "model_type": "1.2M", "file_type": "F32", "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+        {
+            "model_format": "gguf",
+            "model_family": "llama",
+            "model_families": ["llama"],
+            "model_type": "1.2M",
+            "file_type": "F32",
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }
     ).encode()
     config = write_blob(blobs, config_bytes)
     # Registry-style manifest bytes: indented, as the registry served them (not how we would write them).
@@ -61,9 +71,17 @@ def test_reads_a_store_written_by_ollama(models_dir: Path, tiny_model_path: Path
         {
             "schemaVersion": 2,
             "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config, "size": len(config_bytes)},
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": config,
+                "size": len(config_bytes),
+            },
             "layers": [
-                {"mediaType": "application/vnd.ollama.image.model", "digest": model, "size": tiny_model_path.stat().st_size},
+                {
+                    "mediaType": "application/vnd.ollama.image.model",
+                    "digest": model,
+                    "size": tiny_model_path.stat().st_size,
+                },
                 {"mediaType": "application/vnd.ollama.image.template", "digest": template, "size": 13},
                 {"mediaType": "application/vnd.ollama.image.params", "digest": params, "size": 42},
             ],
@@ -114,7 +132,9 @@ def test_sigkill_during_upload_and_create_leaves_nothing_half_written(models_dir
 
     def upload() -> None:
         try:
-            httpx.post(server.url + f"/api/blobs/{digest}", content=slow_body(payload, 256 * 1024, 0.02, started), timeout=30)
+            httpx.post(
+                server.url + f"/api/blobs/{digest}", content=slow_body(payload, 256 * 1024, 0.02, started), timeout=30
+            )
         except httpx.HTTPError:
             pass
 
@@ -133,11 +153,18 @@ def test_sigkill_during_upload_and_create_leaves_nothing_half_written(models_dir
     # Kill the server at random moments while creates run; every restart must find a consistent store.
     rng = random.Random(7)
     for round_ in range(4):
-        def create(i: int) -> None:
+
+        def create(i: int, round_: int = round_) -> None:
             try:
                 httpx.post(
                     server.url + "/api/create",
-                    json={"model": f"m{round_}-{i}", "files": {"m.gguf": model_digest}, "template": TEMPLATE, "system": f"s{i}", "stream": False},
+                    json={
+                        "model": f"m{round_}-{i}",
+                        "files": {"m.gguf": model_digest},
+                        "template": TEMPLATE,
+                        "system": f"s{i}",
+                        "stream": False,
+                    },
                     timeout=30,
                 )
             except httpx.HTTPError:
@@ -199,9 +226,14 @@ def test_fifty_concurrent_mutations_leave_the_store_consistent(live_server: Live
         name = f"m{rng.randrange(8)}"
         with httpx.Client(base_url=url, timeout=60) as c:
             if kind == "create":
-                r = c.post("/api/create", json={"model": name, "files": {"m.gguf": digest}, "system": f"sys {i}", "stream": False})
+                r = c.post(
+                    "/api/create",
+                    json={"model": name, "files": {"m.gguf": digest}, "system": f"sys {i}", "stream": False},
+                )
             elif kind == "derive":
-                r = c.post("/api/create", json={"model": name, "from": "base", "system": f"derived {i % 3}", "stream": False})
+                r = c.post(
+                    "/api/create", json={"model": name, "from": "base", "system": f"derived {i % 3}", "stream": False}
+                )
             elif kind == "copy":
                 r = c.post("/api/copy", json={"source": "base", "destination": name})
             elif kind == "delete":
