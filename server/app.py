@@ -12,8 +12,10 @@ import asyncio
 import errno
 import logging
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -142,6 +144,19 @@ def _optional_blueprints() -> list[Any]:
     return found
 
 
+def listen_backlog() -> int:
+    """The system's largest accept queue, as Ollama's listener gets it (Go's `net.Listen`
+    reads `somaxconn` in `net/sock_linux.go` `maxListenerBacklog`).
+
+    Hypercorn's default of 100 resets the connections of a burst of clients beyond
+    it, e.g. every app reconnecting when the desktop wakes, while a model loads.
+    """
+    try:
+        return max(128, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
 def hypercorn_config(config: Config) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [config.host.netloc]
@@ -149,6 +164,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.graceful_timeout = 5.0
     hc.keep_alive_timeout = 75.0
+    hc.backlog = listen_backlog()
     hc.include_server_header = False
     return hc
 
