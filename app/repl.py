@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.client import APIError, Client, ClientError
-from app.commands.run import RunOptions, chat, extract_images, load_model, parse_think
 from app.formatting import go_value
+from app.session import RunOptions, chat, extract_images, load_model, names_a_file, parse_think
 
 PROMPT = ">>> "
 ALT_PROMPT = "... "
@@ -316,7 +316,7 @@ class Repl:
             return "exit"
         elif line.startswith("/"):
             first = line.split()[0]
-            if not (opts.multimodal and _names_a_file(line, first)):
+            if not (opts.multimodal and names_a_file(line, first)):
                 print(f"Unknown command '{first}'. Type /? for help")
                 return None
             self.buffer += line
@@ -554,9 +554,3 @@ class Repl:
                 print(f"error: {exc.message}")
             return
         print(f"Created new model '{args[1]}'")
-
-
-def _names_a_file(line: str, first: str) -> bool:
-    from app.commands.run import _IMAGE_PATH
-
-    return any(found.startswith(first) for found in _IMAGE_PATH.findall(line))

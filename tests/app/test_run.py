@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.client import ClientError
-from app.commands.run import extract_images
+from app.session import extract_images
 from tests.app.conftest import CLI, require_endpoint, require_generation
 
 ANSI = re.compile(r"\x1b\[")
