@@ -6,6 +6,10 @@ file (`.tmp-*`, a name that is never a digest), fsync, then rename. A crash
 leaves at most a temp file, which start-up removes; it is never taken for a
 model. Partial pull state (`-partial`, `-partial-N`) is the registry's and is
 kept for resume.
+
+Only bytes the server was sent (an upload, a pull) or made itself (configs,
+templates, quantized models) become blobs, each checked against its digest;
+nothing is copied in from a path.
 """
 
 from __future__ import annotations
@@ -172,22 +176,6 @@ class BlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-
-    def import_file(self, source: Path) -> tuple[str, bool]:
-        """Copy a local file in as a blob (used by create from a path); its digest, and whether it is new."""
-        hasher = hashlib.sha256()
-        tmp = self.temp_path()
-        try:
-            with open(source, "rb") as src, open(tmp, "wb") as dst:
-                while chunk := src.read(_WRITE_BUFFER):
-                    hasher.update(chunk)
-                    dst.write(chunk)
-                _flush_sync(dst)
-            digest = "sha256:" + hasher.hexdigest()
-            return digest, self.adopt(tmp, digest)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise storage_error(exc, f"importing {source}") from exc
 
     def digests(self) -> Iterable[str]:
         if not self.root.is_dir():
