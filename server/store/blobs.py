@@ -9,7 +9,8 @@ kept for resume.
 
 Only bytes the server was sent (an upload, a pull) or made itself (configs,
 templates, quantized models) become blobs, each checked against its digest;
-nothing is copied in from a path.
+nothing is copied in from a path. A published blob is readable by others only
+as far as the blobs folder itself is (`blob_mode`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,23 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"{what}: permission denied ({exc.strerror})")
     return StorageError(f"{what}: {exc.strerror or exc}")
+
+
+#: What a blob may be at most: written by its owner, read by anyone the folder lets in.
+BLOB_MODE = 0o644
+
+
+def blob_mode(folder: Path, created: int) -> int:
+    """The permission bits a new blob in `folder` gets: `BLOB_MODE`, never more than the
+    file was created with (so the umask holds) and never more than the folder's own bits,
+    so a store kept private (a 0700 folder) never holds a world-readable file that a later
+    `chmod` of the folder or a hard link would expose."""
+    return BLOB_MODE & created & os.stat(folder).st_mode & 0o777
+
+
+def publish_mode(tmp: Path, folder: Path) -> None:
+    """Set a finished temp file's mode by `blob_mode` before it is renamed into `folder`."""
+    os.chmod(tmp, blob_mode(folder, os.stat(tmp).st_mode))
 
 
 def fsync_dir(path: Path) -> None:
@@ -112,7 +130,7 @@ class BlobStore:
             tmp.unlink(missing_ok=True)
             raise BadRequest(f'digest mismatch, expected "{expected}", got "{actual}"')
         final = self.path(expected)
-        os.chmod(tmp, 0o644)
+        publish_mode(tmp, self.root)
         os.replace(tmp, final)
         fsync_dir(self.root)
         return final
