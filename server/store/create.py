@@ -16,6 +16,7 @@ import json
 import posixpath
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from server.errors import BadRequest, InvalidModelName, NotFound, TemplateError
@@ -221,7 +222,7 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
                 path = store.blobs.path(digest)
                 if not (filename.lower().endswith(".gguf") or check_magic(path)):
                     raise BadRequest(f"{filename}: unsupported file type; pollama imports GGUF files")
-                info = await asyncio.to_thread(read_gguf, path)
+                info = await asyncio.to_thread(_read_named, path, filename)
                 size = path.stat().st_size
                 if info.is_projector:
                     projector_archs.append(info.architecture)
@@ -240,9 +241,9 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
             if model_info and model_info.chat_template and req.template is None:
                 detected_template = _detect_template(model_info.chat_template)
 
-        for digest in req.adapters.values():
+        for filename, digest in req.adapters.items():
             path = store.blobs.path(digest)
-            await asyncio.to_thread(read_gguf, path)
+            await asyncio.to_thread(_read_named, path, filename)
             layers = [layer for layer in layers if layer.media_type != mt.ADAPTER]
             layers.append(Layer(mt.ADAPTER, digest, path.stat().st_size))
 
@@ -322,6 +323,14 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
         manifest = Manifest.build(config_layer, layers)
         await asyncio.to_thread(store.write_manifest, name, manifest)
     yield {"status": "success"}
+
+
+def _read_named(path: Path, filename: str) -> GGUFInfo:
+    """Read an uploaded blob; errors name the file as the request named it, not by its digest."""
+    try:
+        return read_gguf(path)
+    except InvalidGGUF as exc:
+        raise exc.renamed(filename) from None
 
 
 def _safe_gguf(model: Model) -> GGUFInfo | None:
