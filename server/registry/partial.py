@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from server.registry.parts import Part, records_from_files
-from server.store.blobs import fsync_dir, parse_digest
+from server.store.blobs import fsync_dir, parse_digest, publish_mode
 from server.store.fileio import O_BINARY, PositionalIO, sync_data
 
 _SYNC_FILE_RANGE_WRITE = 2
@@ -238,7 +238,7 @@ class PartialFile:
         assert self._io is not None
         sync_data(self._io.fd)
         self.close()
-        os.chmod(self.data, 0o644)
+        publish_mode(self.data, self.root)
         os.replace(self.data, self.final)
         for path in self.record_paths():
             path.unlink(missing_ok=True)

@@ -6,6 +6,11 @@ file (`.tmp-*`, a name that is never a digest), fsync, then rename. A crash
 leaves at most a temp file, which start-up removes; it is never taken for a
 model. Partial pull state (`-partial`, `-partial-N`) is the registry's and is
 kept for resume.
+
+Only bytes the server was sent (an upload, a pull) or made itself (configs,
+templates, quantized models) become blobs, each checked against its digest;
+nothing is copied in from a path. A published blob is readable by others only
+as far as the blobs folder itself is (`blob_mode`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,23 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"{what}: permission denied ({exc.strerror})")
     return StorageError(f"{what}: {exc.strerror or exc}")
+
+
+#: What a blob may be at most: written by its owner, read by anyone the folder lets in.
+BLOB_MODE = 0o644
+
+
+def blob_mode(folder: Path, created: int) -> int:
+    """The permission bits a new blob in `folder` gets: `BLOB_MODE`, never more than the
+    file was created with (so the umask holds) and never more than the folder's own bits,
+    so a store kept private (a 0700 folder) never holds a world-readable file that a later
+    `chmod` of the folder or a hard link would expose."""
+    return BLOB_MODE & created & os.stat(folder).st_mode & 0o777
+
+
+def publish_mode(tmp: Path, folder: Path) -> None:
+    """Set a finished temp file's mode by `blob_mode` before it is renamed into `folder`."""
+    os.chmod(tmp, blob_mode(folder, os.stat(tmp).st_mode))
 
 
 def fsync_dir(path: Path) -> None:
@@ -108,7 +130,7 @@ class BlobStore:
             tmp.unlink(missing_ok=True)
             raise BadRequest(f'digest mismatch, expected "{expected}", got "{actual}"')
         final = self.path(expected)
-        os.chmod(tmp, 0o644)
+        publish_mode(tmp, self.root)
         os.replace(tmp, final)
         fsync_dir(self.root)
         return final
@@ -172,22 +194,6 @@ class BlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-
-    def import_file(self, source: Path) -> tuple[str, bool]:
-        """Copy a local file in as a blob (used by create from a path); its digest, and whether it is new."""
-        hasher = hashlib.sha256()
-        tmp = self.temp_path()
-        try:
-            with open(source, "rb") as src, open(tmp, "wb") as dst:
-                while chunk := src.read(_WRITE_BUFFER):
-                    hasher.update(chunk)
-                    dst.write(chunk)
-                _flush_sync(dst)
-            digest = "sha256:" + hasher.hexdigest()
-            return digest, self.adopt(tmp, digest)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise storage_error(exc, f"importing {source}") from exc
 
     def digests(self) -> Iterable[str]:
         if not self.root.is_dir():

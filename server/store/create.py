@@ -24,8 +24,8 @@ from server.options import coerce_options
 from server.store import manifest as mt
 from server.store.blobs import parse_digest, sha256_digest
 from server.store.gguf_info import GGUFInfo, InvalidGGUF, check_magic, human_parameter_count, read_gguf
+from server.store.legacy_modelfile import legacy_fields
 from server.store.manifest import Layer, Manifest
-from server.store.modelfile import parse as parse_modelfile
 from server.store.names import Name
 from server.store.quantize import SOURCE_ERROR, Quantized, check_source, parse_quant_type, quantize_blob
 from server.store.store import Model, Store
@@ -51,9 +51,6 @@ class CreateRequest:
     requires: str | None = None
     #: Canonical upper-case type (`Q4_K_M`), validated by `parse_quant_type`.
     quantize: str | None = None
-    #: Legacy `modelfile` form only: server-local files to import (name → path).
-    local_files: dict[str, Path] = field(default_factory=dict)
-    local_adapters: dict[str, Path] = field(default_factory=dict)
 
 
 def _str_or_none(body: dict[str, Any], key: str) -> str | None:
@@ -82,7 +79,11 @@ def _digest_map(value: Any, key: str) -> dict[str, str]:
 
 
 def parse_create_request(body: dict[str, Any]) -> CreateRequest:
-    """Validate a create body (structured form, or the older `modelfile` text)."""
+    """Validate a create body (structured form, or the older `modelfile` text).
+
+    Nothing here, nor later in `create_model`, opens a path named by the request: model files
+    are blobs uploaded beforehand (`files`, `adapters`, or `@sha256:` in the old text).
+    """
     raw_name = body.get("model") or body.get("name")
     if not isinstance(raw_name, str) or not raw_name:
         raise InvalidModelName()
@@ -90,12 +91,7 @@ def parse_create_request(body: dict[str, Any]) -> CreateRequest:
     req = CreateRequest(name=name)
     modelfile = body.get("modelfile")
     if isinstance(modelfile, str) and modelfile and not body.get("files") and not body.get("from"):
-        mf = parse_modelfile(modelfile)
-        base = Path(body["path"]).parent if isinstance(body.get("path"), str) else None
-        legacy = mf.create_request(base)
-        req.local_files = legacy.pop("_paths")
-        req.local_adapters = legacy.pop("_adapter_paths")
-        body = {**legacy, **{k: v for k, v in body.items() if k not in ("modelfile", "path")}}
+        body = {**legacy_fields(modelfile), **{k: v for k, v in body.items() if k not in ("modelfile", "path")}}
     req.from_ = _str_or_none(body, "from")
     req.files = _digest_map(body.get("files"), "files")
     req.adapters = _digest_map(body.get("adapters"), "adapters")
@@ -121,9 +117,9 @@ def parse_create_request(body: dict[str, Any]) -> CreateRequest:
         req.messages = [{"role": m["role"], "content": m.get("content", "")} for m in messages]
     if req.template is not None:
         _check_template(req.template)
-    if len(req.adapters) + len(req.local_adapters) > 1:
+    if len(req.adapters) > 1:
         raise BadRequest("only one adapter is currently supported")
-    if not req.from_ and not req.files and not req.local_files:
+    if not req.from_ and not req.files:
         raise BadRequest("neither 'from' or 'files' was specified")
     return req
 
@@ -183,13 +179,16 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
     model_info: GGUFInfo | None = None
     projector_archs: list[str] = []
     detected_template: tuple[str, dict[str, Any]] | None = None
-    #: Blobs this request itself wrote (imports, quantized output, text layers): "creating new layer".
+    #: Blobs this request itself wrote (quantized output, text layers): "creating new layer".
     fresh: set[str] = set()
 
-    if req.from_ and not req.files and not req.local_files:
+    if req.from_ and not req.files:
         base_name = Name.parse_lenient(req.from_)
         if not base_name.is_valid:
-            raise BadRequest(f"invalid model name {req.from_!r} in from (and no such file)")
+            raise BadRequest(
+                f"invalid model name {req.from_!r} in from; the server does not read files from its disk: "
+                "upload a model file with POST /api/blobs/<digest> and name it in 'files'"
+            )
         base = store.get(base_name)
         if base is None:
             if pull is None:
@@ -209,14 +208,6 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
         model_info = await asyncio.to_thread(_safe_gguf, base)
 
     with store.pinned(layer.digest for layer in layers) as pins:
-        for local, target in ((req.local_files, req.files), (req.local_adapters, req.adapters)):
-            for filename, path in local.items():
-                digest, created = await asyncio.to_thread(store.blobs.import_file, path)
-                target[filename] = digest
-                pins.add(digest)
-                if created:
-                    fresh.add(digest)
-
         for filename, digest in {**req.files, **req.adapters}.items():
             pins.add(digest)
             if not store.blobs.exists(digest):
@@ -231,7 +222,7 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
                 path = store.blobs.path(digest)
                 if not (filename.lower().endswith(".gguf") or check_magic(path)):
                     raise BadRequest(f"{filename}: unsupported file type; pollama imports GGUF files")
-                info = await asyncio.to_thread(read_gguf, path)
+                info = await asyncio.to_thread(_read_named, path, filename)
                 size = path.stat().st_size
                 if info.is_projector:
                     projector_archs.append(info.architecture)
@@ -250,9 +241,9 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
             if model_info and model_info.chat_template and req.template is None:
                 detected_template = _detect_template(model_info.chat_template)
 
-        for digest in req.adapters.values():
+        for filename, digest in req.adapters.items():
             path = store.blobs.path(digest)
-            await asyncio.to_thread(read_gguf, path)
+            await asyncio.to_thread(_read_named, path, filename)
             layers = [layer for layer in layers if layer.media_type != mt.ADAPTER]
             layers.append(Layer(mt.ADAPTER, digest, path.stat().st_size))
 
@@ -332,6 +323,14 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
         manifest = Manifest.build(config_layer, layers)
         await asyncio.to_thread(store.write_manifest, name, manifest)
     yield {"status": "success"}
+
+
+def _read_named(path: Path, filename: str) -> GGUFInfo:
+    """Read an uploaded blob; errors name the file as the request named it, not by its digest."""
+    try:
+        return read_gguf(path)
+    except InvalidGGUF as exc:
+        raise exc.renamed(filename) from None
 
 
 def _safe_gguf(model: Model) -> GGUFInfo | None:

@@ -1,9 +1,12 @@
 """What `show`, `tags`, capabilities and the memory estimate need from a GGUF file.
 
-Read with the `gguf` package's reader (memory-mapped, so a 40 GB file costs
-nothing to open); results are cached per file identity since blobs never
-change. A file that is not GGUF, or is cut short, raises `InvalidGGUF` with a
-message a person can act on, before anything is stored.
+Read with the bounded header parser (`server.store.gguf_header`), which reads
+only the header, so a 40 GB file costs what its metadata does, and which trusts
+no length or count in it. Results without the long arrays are cached per file
+identity since blobs never change; verbose ones (whole vocabularies) are not,
+so their memory goes when the caller is done. A file that is not GGUF, is cut
+short or claims more than it holds raises `InvalidGGUF` with a message a person
+can act on, before anything is stored.
 """
 
 from __future__ import annotations
@@ -16,13 +19,10 @@ from typing import Any
 
 import gguf
 
-from server.errors import BadRequest
+from server.store.gguf_header import MAGIC as GGUF_MAGIC
+from server.store.gguf_header import GGUFHeader, InvalidGGUF, read_file_header
 
-GGUF_MAGIC = b"GGUF"
-
-
-class InvalidGGUF(BadRequest):
-    pass
+__all__ = ["GGUF_MAGIC", "GGUFInfo", "InvalidGGUF", "check_magic", "human_parameter_count", "read_gguf"]
 
 
 @dataclass(frozen=True)
@@ -97,58 +97,43 @@ def check_magic(path: Path) -> bool:
 
 
 def read_gguf(path: Path, *, verbose: bool = False) -> GGUFInfo:
-    """Read a GGUF file's metadata; raises InvalidGGUF for anything else."""
+    """Read a GGUF file's metadata; raises InvalidGGUF for anything else.
+
+    `verbose` keeps every array (the whole vocabulary, for `show` with verbose);
+    otherwise arrays of more than five entries are [] as in Ollama's `show`.
+    """
+    if verbose:
+        return _read(path, arrays=True)
     st = os.stat(path)
-    return _read_cached(str(path), st.st_size, st.st_mtime_ns, verbose)
+    return _read_cached(str(path), st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=256)
-def _read_cached(path: str, size: int, mtime_ns: int, verbose: bool) -> GGUFInfo:
-    if size < 4 or not check_magic(Path(path)):
-        raise InvalidGGUF(f"{Path(path).name} is not a GGUF model file (wrong magic bytes)")
+def _read_cached(path: str, size: int, mtime_ns: int) -> GGUFInfo:
+    return _read(Path(path), arrays=False)
+
+
+def _read(path: Path, *, arrays: bool) -> GGUFInfo:
     try:
-        reader = gguf.GGUFReader(path, "r")
-        kv: dict[str, Any] = {}
-        for key, fld in reader.fields.items():
-            if key.startswith("GGUF."):
-                continue
-            is_array = bool(fld.types) and fld.types[0] == gguf.GGUFValueType.ARRAY
-            if is_array and len(fld.data) > 5 and not verbose:
-                kv[key] = []
-                continue
-            kv[key] = _plain(fld.contents())
-        tensors = [
-            {"name": t.name, "type": t.tensor_type.name, "shape": [int(d) for d in t.shape]} for t in reader.tensors
-        ]
-        counted = sum(int(t.n_elements) for t in reader.tensors)
-        # Touch the end of the data region: a truncated file fails here, not at load.
-        if reader.tensors:
-            last = max(reader.tensors, key=lambda t: int(t.data_offset) + int(t.n_bytes))
-            if int(last.data_offset) + int(last.n_bytes) > size:
-                raise ValueError("tensor data extends past the end of the file")
-    except InvalidGGUF:
-        raise
-    except Exception as exc:  # the reader raises many kinds on a damaged file
-        raise InvalidGGUF(f"{Path(path).name} is not a valid GGUF file: {exc}") from None
+        header = read_file_header(path, arrays=arrays)
+    except OSError as exc:
+        raise InvalidGGUF.about(path.name, f"could not be read: {exc.strerror or exc}") from None
+    return info_from_header(header)
+
+
+def info_from_header(header: GGUFHeader) -> GGUFInfo:
+    kv = dict(header.kv)
     arch = str(kv.get("general.architecture", "unknown"))
     params = kv.get("general.parameter_count")
+    file_type = kv.get("general.file_type")
     return GGUFInfo(
         architecture=arch,
-        parameter_count=int(params) if isinstance(params, (int, float)) else counted,
-        file_type=file_type_name(kv.get("general.file_type")),
+        parameter_count=int(params) if isinstance(params, (int, float)) else header.parameter_count,
+        file_type=file_type_name(file_type if isinstance(file_type, int) else None),
         general_type=str(kv.get("general.type", "model")),
         kv=kv,
-        tensors=tensors,
+        tensors=[{"name": t.name, "type": t.type, "shape": list(t.shape)} for t in header.tensors],
     )
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays → JSON-friendly Python values."""
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):
-        return value.item()
-    return value
 
 
 def human_parameter_count(n: int) -> str:

@@ -87,11 +87,37 @@ class Modelfile:
     def messages(self) -> list[dict[str, str]]:
         return [{"role": c.key, "content": c.args} for c in self.commands if c.name == "message"]
 
-    def create_request(self, base_dir: Path | None = None) -> dict[str, Any]:
-        """The structured `/api/create` body, FROM resolved against `base_dir`.
+    def request_fields(self) -> dict[str, Any]:
+        """Every create field but the model files: template, system, renderer, parser, license,
+        parameters, messages, requires. FROM and ADAPTER are left to the caller, because only
+        the caller knows whether a value may name a file (the CLI) or never may (the server)."""
+        req: dict[str, Any] = {}
+        for key in ("template", "system", "renderer", "parser"):
+            text = self.last(key)
+            if text is not None:
+                req[key] = text
+        licenses = self.all("license")
+        if licenses:
+            req["license"] = licenses
+        params = self.parameters()
+        if params:
+            req["parameters"] = params
+        messages = self.messages()
+        if messages:
+            req["messages"] = messages
+        requires = self.last("requires")
+        if requires is not None:
+            if not _SEMVER.match(requires):
+                raise ModelfileError(f"requires must be a valid semantic version, got {requires!r}")
+            req["requires"] = requires
+        return req
 
-        Local FROM/ADAPTER paths are returned under `_paths` (name → Path) for the
-        caller to upload as blobs; the server side imports them directly.
+    def create_request(self, base_dir: Path | None = None) -> dict[str, Any]:
+        """The structured `/api/create` body on the client side (`pollama create`), FROM resolved
+        against `base_dir` as Ollama's `parser.Modelfile.CreateRequest` does.
+
+        Local FROM/ADAPTER paths are returned under `_paths` and `_adapter_paths` (name → Path)
+        for the CLI to upload as blobs before it sends the request; the server never takes a path.
         """
         req: dict[str, Any] = {}
         paths: dict[str, Path] = {}
@@ -113,24 +139,7 @@ class Modelfile:
             if path is None or not path.is_file():
                 raise ModelfileError(f"adapter {value!r} not found")
             adapter_paths[path.name] = path
-        for key in ("template", "system", "renderer", "parser"):
-            text = self.last(key)
-            if text is not None:
-                req[key] = text
-        licenses = self.all("license")
-        if licenses:
-            req["license"] = licenses
-        params = self.parameters()
-        if params:
-            req["parameters"] = params
-        messages = self.messages()
-        if messages:
-            req["messages"] = messages
-        requires = self.last("requires")
-        if requires is not None:
-            if not _SEMVER.match(requires):
-                raise ModelfileError(f"requires must be a valid semantic version, got {requires!r}")
-            req["requires"] = requires
+        req.update(self.request_fields())
         req["_paths"] = paths
         req["_adapter_paths"] = adapter_paths
         return req

@@ -34,6 +34,7 @@ from typing import IO, Any
 from server.child_env import child_env
 from server.errors import BadRequest, PollamaError, StorageError
 from server.store.blobs import BlobStore, storage_error
+from server.store.gguf_header import read_file_header
 from server.store.gguf_info import GGUFInfo, InvalidGGUF, read_gguf
 
 #: Accepted `quantize` values (upper-cased) → the llama_cpp constant that names the type.
@@ -296,11 +297,8 @@ class _QuantizeLog:
 def _tensor_sizes(path: str) -> dict[str, int]:
     """Source tensor sizes, so progress is by bytes processed (as Ollama's bar is)."""
     try:
-        import gguf
-
-        reader = gguf.GGUFReader(path, "r")
-        return {t.name: int(t.n_bytes) for t in reader.tensors}
-    except Exception:  # progress falls back on tensor counts; llama.cpp judges the file
+        return {t.name: t.n_bytes for t in read_file_header(path).tensors}
+    except (InvalidGGUF, OSError):  # progress falls back on tensor counts; llama.cpp judges the file
         return {}
 
 

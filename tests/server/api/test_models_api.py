@@ -101,6 +101,14 @@ def test_show_modelfile_round_trips(live_server: LiveServer, tiny_model_path: Pa
         client, "src", tiny_model_path, template=TEMPLATE, system="Be brief.", parameters={"top_k": 7, "stop": ["a b "]}
     )
     modelfile = client.show("src").modelfile
+    assert modelfile is not None
+    # Sent back as it is, its FROM is a path on the server's disk, which the server never opens
+    # (Ollama ignores the field); an old client sends the uploaded blob's digest instead.
+    from_line = next(line for line in modelfile.splitlines() if line.startswith("FROM /"))
+    r = httpx.post(live_server.url + "/api/create", json={"model": "dst", "modelfile": modelfile, "stream": False})
+    assert r.status_code == 400 and "the server does not read files from its disk" in r.json()["error"], r.text
+    blob = "@" + from_line.rsplit("/", 1)[1]
+    modelfile = modelfile.replace(from_line, f"FROM {blob}")
     r = httpx.post(live_server.url + "/api/create", json={"model": "dst", "modelfile": modelfile, "stream": False})
     assert r.status_code == 200, r.text
     a = httpx.post(live_server.url + "/api/show", json={"model": "src"}).json()

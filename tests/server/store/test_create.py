@@ -47,11 +47,13 @@ def test_uploaded_files_are_existing_layers(live_server: LiveServer, tiny_model_
     ]
 
 
-def test_files_imported_by_the_request_are_new_layers(live_server: LiveServer, tiny_model_path: Path) -> None:
-    """The legacy `modelfile` form imports server-local paths: a blob it writes is `creating new layer`."""
-    model = digest_of(tiny_model_path.read_bytes())
-    body = {"model": "legacy", "modelfile": f'FROM {tiny_model_path}\nTEMPLATE "{{{{ .Prompt }}}}"\n'}
+def test_blobs_named_in_an_old_modelfile_are_existing_layers(live_server: LiveServer, tiny_model_path: Path) -> None:
+    """The legacy `modelfile` form names uploaded blobs (`FROM @sha256:…`): like `files`, they are
+    `using existing layer`; only what the request itself writes is `creating new layer`."""
+    model = ollama.Client(host=live_server.url).create_blob(tiny_model_path)
+    template = digest_of(b"{{ .Prompt }}")
+    body = {"model": "legacy", "modelfile": f'FROM @{model}\nTEMPLATE "{{{{ .Prompt }}}}"\n'}
     first = statuses(live_server, body)
-    assert f"creating new layer {model}" in first
+    assert f"using existing layer {model}" in first and f"creating new layer {template}" in first
     second = statuses(live_server, {**body, "model": "legacy2"})
-    assert f"using existing layer {model}" in second
+    assert f"using existing layer {model}" in second and f"using existing layer {template}" in second
