@@ -67,12 +67,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 _GO_TYPE = {int: "int", float: "float32", bool: "bool", list: "[]string"}
 
 
-class OptionError(PollamaError):
-    """A wrong type in `options` (Ollama answers these with 500 on generate/chat)."""
-
-
-def coerce_option(name: str, value: Any, error: type[PollamaError] = OptionError) -> Any:
-    """Check and convert one JSON option value to its declared type."""
+def coerce_option(name: str, value: Any, error: type[PollamaError] = BadRequest) -> Any:
+    """Check and convert one JSON option value to its declared type (Ollama's words, in
+    `api.Options.FromMap`; its generate and chat answer them with 500, pollama with 400)."""
     kind = OPTION_TYPES[name]
     bad = error(f'option "{name}" must be of type {_GO_TYPE[kind]}')
     if kind is bool:
@@ -88,13 +85,19 @@ def coerce_option(name: str, value: Any, error: type[PollamaError] = OptionError
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        return float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an integer no float holds
+            raise bad from None
+        if not math.isfinite(result):
+            raise bad
+        return result
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad
     return list(value)
 
 
-def coerce_options(options: Any, error: type[PollamaError] = OptionError) -> dict[str, Any]:
+def coerce_options(options: Any, error: type[PollamaError] = BadRequest) -> dict[str, Any]:
     """Validate a whole options object; unknown and deprecated keys are dropped."""
     if options is None:
         return {}
@@ -133,3 +136,25 @@ def parse_option_text(name: str, values: list[str]) -> Any:
         raise ValueError
     except ValueError:
         raise BadRequest(f"invalid {_GO_TYPE[kind].rstrip('32')} value [{text}]") from None
+
+
+#: The least value with a meaning, for options where less has none (a context or a batch of
+#: no tokens; num_predict -1 is "no limit" and -2 "fill the context", as in Ollama).
+OPTION_MINIMUMS: dict[str, tuple[int, str]] = {
+    "num_ctx": (1, "a positive number of tokens"),
+    "num_batch": (1, "a positive number of tokens"),
+    "num_predict": (-2, "-1 (no limit) or a number of tokens"),
+}
+
+
+def validate_options(options: Any) -> dict[str, Any]:
+    """A request's `options`, typed (`coerce_options`) and refused with a 400 naming the option
+    where a value has no meaning. Every other value is accepted: those past what llama.cpp
+    takes are clamped where a runner is loaded (`server/scheduler.py`) and in the runner
+    (`server/runner/limits.py`), as Ollama clamps them."""
+    out = coerce_options(options, BadRequest)
+    for name, (least, meaning) in OPTION_MINIMUMS.items():
+        value = out.get(name)
+        if value is not None and value < least:
+            raise BadRequest(f"{name} must be {meaning}, got {value}")
+    return out

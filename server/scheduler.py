@@ -20,6 +20,7 @@ from typing import Any
 from server.config import Config
 from server.errors import PollamaError, RequestCanceled, ServerBusy
 from server.gpu import Device, SystemMemory, gpu_devices, system_memory
+from server.runner.limits import GGML_MAX_N_THREADS, INT32_MAX
 from server.store.gguf_info import GGUFInfo
 from server.store.store import Model
 from server.timefmt import far_future, rfc3339
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 DEFAULT_CONTEXT = 4096
 MIN_CONTEXT = 4
+VISION_MIN_CONTEXT = 2048
 
 
 # ---- the decision core -------------------------------------------------------------------
@@ -67,12 +69,48 @@ def needs_reload(loaded: RunnerSpec, wanted: RunnerSpec) -> bool:
     return wanted.num_gpu != -1 and wanted.num_gpu != loaded.num_gpu
 
 
-def resolve_num_ctx(requested: int | None, config_default: int, trained: int | None) -> int:
-    """Request > model param > OLLAMA_CONTEXT_LENGTH > 4096, clamped to the trained context."""
+def resolve_num_ctx(requested: int | None, config_default: int, trained: int | None, *, vision: bool = False) -> int:
+    """Request > model param > OLLAMA_CONTEXT_LENGTH > 4096; at least 4, and 2048 for a model
+    with a projector (Ollama's `Scheduler.GetRunner`, server/sched.go: an image alone takes
+    hundreds of positions); at most the trained context (`NewLlamaServer`, llm/server.go)."""
     ctx = requested or config_default or DEFAULT_CONTEXT
+    if vision:
+        ctx = max(ctx, VISION_MIN_CONTEXT)
     if trained:
         ctx = min(ctx, int(trained))
     return max(ctx, MIN_CONTEXT)
+
+
+@dataclass(frozen=True)
+class LoadChoice:
+    """The load options of a request after Ollama's clamps; what `RunnerSpec` is made of."""
+
+    num_ctx: int
+    num_batch: int
+    num_gpu: int
+    main_gpu: int
+    num_thread: int
+
+
+def clamp_load_options(
+    options: dict[str, Any], config_default: int, trained: int | None, *, vision: bool = False
+) -> LoadChoice:
+    """Each load option within what the runner can be asked for, as Ollama clamps them:
+    num_ctx by `resolve_num_ctx`; num_batch at most num_ctx (`NewLlamaServer`, llm/server.go)
+    and at least 1 (`NewOllamaEngineServer`, same file); a negative num_gpu is "as many
+    layers as fit" (-1) and main_gpu is used only when positive (Ollama passes `--main-gpu`
+    only then); num_thread 0 or less is "pick for me" (0). The runner still enforces
+    llama.cpp's own limits (`server/runner/limits.py`) on whatever it is sent."""
+    num_ctx = resolve_num_ctx(options.get("num_ctx"), config_default, trained, vision=vision)
+    num_batch = max(1, min(int(options.get("num_batch", 512)), num_ctx))
+    num_gpu = int(options.get("num_gpu", -1))
+    return LoadChoice(
+        num_ctx=num_ctx,
+        num_batch=num_batch,
+        num_gpu=-1 if num_gpu < 0 else min(num_gpu, INT32_MAX),
+        main_gpu=min(max(int(options.get("main_gpu", 0)), 0), INT32_MAX),
+        num_thread=min(max(int(options.get("num_thread", 0)), 0), GGML_MAX_N_THREADS),
+    )
 
 
 @dataclass(frozen=True)
@@ -232,7 +270,7 @@ class Scheduler:
     def spec_for(self, model: Model, options: dict[str, Any], *, embedding: bool = False) -> RunnerSpec:
         info = model.gguf()
         trained = info.context_length if info else None
-        num_ctx = resolve_num_ctx(options.get("num_ctx"), self.config.context_length, trained)
+        choice = clamp_load_options(options, self.config.context_length, trained, vision=bool(model.projector_paths))
         num_parallel = 1 if (embedding or (info is not None and info.is_embedding)) else self.config.num_parallel
         path = model.model_path
         if path is None:
@@ -241,13 +279,13 @@ class Scheduler:
             model_path=str(path),
             adapters=tuple(str(p) for p in model.adapter_paths),
             projectors=tuple(str(p) for p in model.projector_paths),
-            num_ctx=num_ctx,
+            num_ctx=choice.num_ctx,
             num_parallel=num_parallel,
-            num_batch=int(options.get("num_batch", 512)),
-            num_gpu=int(options.get("num_gpu", -1)),
-            main_gpu=int(options.get("main_gpu", 0)),
+            num_batch=choice.num_batch,
+            num_gpu=choice.num_gpu,
+            main_gpu=choice.main_gpu,
             use_mmap=options.get("use_mmap"),
-            num_thread=int(options.get("num_thread", 0)),
+            num_thread=choice.num_thread,
             embedding=embedding or (info is not None and info.is_embedding),
             flash_attention=self.config.flash_attention,
             kv_cache_type=self.config.kv_cache_type,

@@ -15,6 +15,7 @@ from typing import Any
 
 from quart import Response, current_app, request
 
+from server import strictjson
 from server.errors import BadRequest, PollamaError
 from server.jsontypes import typed_field
 
@@ -63,15 +64,21 @@ async def read_json(*, allow_empty: bool = False) -> dict[str, Any]:
 
 
 def parse_json_object(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any]:
-    """`raw` as a JSON object, or the 400 `read_json` answers (also for decoded bodies)."""
+    """`raw` as a JSON object, or the 400 `read_json` answers (also for decoded bodies).
+
+    Every route's JSON comes through here, read by `server.strictjson` as Go reads it
+    (no NaN or Infinity, numbers within a float64) and at most `MAX_DEPTH` levels deep,
+    so nothing after the parse ever walks a value it cannot hold on its stack."""
     if not raw.strip():
         if allow_empty:
             return {}
         raise BadRequest("missing request body")
     try:
-        data = json.loads(raw)
+        data = strictjson.loads(raw)
     except UnicodeDecodeError:
         raise BadRequest("request body is not valid UTF-8") from None
+    except strictjson.JSONError as exc:
+        raise BadRequest(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(data, dict):

@@ -16,10 +16,10 @@ from quart import Blueprint, Response
 from server import OLLAMA_API_VERSION, __version__
 from server.api.context import services
 from server.api.http import field, json_response, read_json
-from server.errors import BadRequest
+from server.errors import BadRequest, PollamaError
 from server.gpu import gpu_devices, system_memory
-from server.options import coerce_options
-from server.scheduler import RunnerSpec, estimate_memory, free_memory_for, resolve_num_ctx
+from server.options import DEFAULT_OPTIONS, validate_options
+from server.scheduler import Scheduler, estimate_memory, free_memory_for
 from server.store.names import Name
 
 bp = Blueprint("pollama_ext", __name__)
@@ -49,34 +49,28 @@ async def estimate() -> Response:
         raise BadRequest("model is required")
     svc = services()
     model = svc.store.require(Name.parse(raw), f"model '{raw}' not found")
-    options = {**model.parameters, **coerce_options(body.get("options"), BadRequest)}
-    return json_response(await asyncio.to_thread(_estimate, svc.config, model, options))
+    if svc.scheduler is None:
+        raise PollamaError("this server runs no models")
+    # the generation routes' checks (a context or batch of no tokens is refused, so no size
+    # comes out negative) and the scheduler's own clamps and spec: the estimate is of the
+    # runner a request with these options would load
+    options = {**DEFAULT_OPTIONS, **model.parameters, **validate_options(body.get("options"))}
+    return json_response(await asyncio.to_thread(_estimate, svc.config, svc.scheduler, model, options))
 
 
-def _estimate(config: Any, model: Any, options: dict[str, Any]) -> dict[str, Any]:
+def _estimate(config: Any, scheduler: Scheduler, model: Any, options: dict[str, Any]) -> dict[str, Any]:
     info = model.gguf()
-    path = model.model_path
-    if path is None:
+    if model.model_path is None:
         raise BadRequest(f"model '{model.name.display}' has no weights")
-    num_ctx = resolve_num_ctx(options.get("num_ctx"), config.context_length, info.context_length if info else None)
-    embedding = bool(info and info.is_embedding)
-    spec = RunnerSpec(
-        model_path=str(path),
-        projectors=tuple(str(p) for p in model.projector_paths),
-        num_ctx=num_ctx,
-        num_parallel=1 if embedding else config.num_parallel,
-        num_batch=int(options.get("num_batch", 512)),
-        kv_cache_type=config.kv_cache_type,
-        embedding=embedding,
-    )
-    sizes = sum(Path(p).stat().st_size for p in (spec.model_path, *spec.projectors))
+    spec = scheduler.spec_for(model, options)
+    sizes = sum(Path(p).stat().st_size for p in (spec.model_path, *spec.projectors, *spec.adapters))
     est = estimate_memory(spec, info, sizes)
     devices = gpu_devices()
     # as the scheduler will count it when loading: less OLLAMA_GPU_OVERHEAD and the runner's context
     free = free_memory_for(spec, devices, lambda: devices, system_memory, config.gpu_overhead)
     return {
         "model": model.name.display,
-        "context_length": num_ctx,
+        "context_length": spec.num_ctx,
         "num_parallel": spec.num_parallel,
         "weights": est.weights,
         "kv_cache": est.kv_cache,

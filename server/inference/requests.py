@@ -18,7 +18,6 @@ from typing import Any
 from server.duration import DurationError, parse_keep_alive
 from server.errors import BadRequest
 from server.jsontypes import typed_field
-from server.options import coerce_options
 
 THINK_LEVELS = ("low", "medium", "high", "max")
 
@@ -79,14 +78,15 @@ def parse_images(value: Any, key: str = "images") -> list[bytes]:
 
 
 def parse_options(value: Any) -> dict[str, Any]:
-    options = coerce_options(value)  # a wrong type is a 500, as in Ollama
-    ctx = options.get("num_ctx")
-    if ctx is not None and ctx <= 0:
-        raise BadRequest(f"num_ctx must be a positive number of tokens, got {ctx}")
-    predict = options.get("num_predict")
-    if predict is not None and predict < -2:
-        raise BadRequest(f"num_predict must be -1 (no limit) or a number of tokens, got {predict}")
-    return options
+    """`options` as sent, once it is an object. Its values are checked by the service
+    (`server.options.validate_options`) after the model is found, as Ollama checks them
+    (`modelOptions` runs after the model lookup): an unknown model is a 404 whatever the
+    options, and a bad value is then a 400 naming the option."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadRequest("options must be an object")
+    return dict(value)
 
 
 def parse_logprobs(body: Mapping[str, Any]) -> tuple[bool, int]:
@@ -128,6 +128,10 @@ class GenerationFields:
     logprobs: bool = False
     top_logprobs: int = 0
     debug_render_only: bool = False
+    #: A bad option the OpenAI/Anthropic translators found in their own fields (`temperature`
+    #: as a string): kept for the service to raise once the model is found, as it refuses a
+    #: bad native option, so an unknown model is a 404 first on every route.
+    option_error: BadRequest | None = None
 
 
 @dataclass(kw_only=True)

@@ -18,7 +18,7 @@ from server.errors import BadRequest, NotFound, PollamaError
 from server.inference import runner_calls
 from server.inference.output import OutputPipeline
 from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
-from server.options import DEFAULT_OPTIONS
+from server.options import DEFAULT_OPTIONS, validate_options
 from server.prompt import (
     ChatTemplate,
     JinjaTemplate,
@@ -86,8 +86,13 @@ class Inference:
             raise BadRequest(f'"{model.name.model}" does not support thinking')
         return None if think is None else False
 
-    def _options(self, model: Model, request: dict[str, Any]) -> dict[str, Any]:
-        return {**DEFAULT_OPTIONS, **model.parameters, **request}
+    def _options(self, model: Model, request: dict[str, Any], error: BadRequest | None = None) -> dict[str, Any]:
+        """Defaults < the model's parameters < the request's options, those checked now that
+        the model is known (a 400 naming a bad option comes after a 404 for the model);
+        `error` is a bad option a translator already found (`GenerationFields.option_error`)."""
+        if error is not None:
+            raise error
+        return {**DEFAULT_OPTIONS, **model.parameters, **validate_options(request)}
 
     async def _acquire(
         self, model: Model, options: dict[str, Any], keep_alive: float | None, *, embedding: bool = False
@@ -142,7 +147,7 @@ class Inference:
             raise BadRequest(f"{model.name.full} does not support vision")
         think = self._think(model, caps, req.think)
         template = await asyncio.to_thread(self._template, model, req.template)
-        options = self._options(model, req.options)
+        options = self._options(model, req.options, req.option_error)
 
         def render() -> str:
             if req.raw:
@@ -243,7 +248,7 @@ class Inference:
             raise BadRequest(f"{model.name.full} does not support vision")
         think = self._think(model, caps, req.think, strict=strict_think)
         template = await asyncio.to_thread(self._template, model, None)
-        options = self._options(model, req.options)
+        options = self._options(model, req.options, req.option_error)
         messages = list(model.messages) + list(req.messages)
         if model.system and (not req.messages or req.messages[0].get("role") != "system"):
             messages.insert(0, {"role": "system", "content": model.system})

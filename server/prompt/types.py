@@ -9,11 +9,11 @@ Frozen dataclasses: a message is never edited in place, a new one is made.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from server import strictjson
 from server.prompt.errors import InvalidMessage, InvalidTool
 from server.prompt.gojson import clean_text
 
@@ -67,7 +67,7 @@ class ToolCall:
             # OpenAI sends arguments as a JSON string; Ollama's compat layer
             # decodes it before the template ever sees it.
             try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
+                arguments = strictjson.loads(arguments) if arguments.strip() else {}
             except ValueError as exc:
                 raise InvalidMessage(f"invalid tool call arguments: {exc}") from exc
         if not isinstance(arguments, Mapping):

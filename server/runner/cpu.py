@@ -14,7 +14,7 @@ import subprocess
 
 
 def physical_cores() -> int:
-    logical = _usable_cpus()
+    logical = usable_cpus()
     physical = _linux_physical() if platform.system() == "Linux" else None
     if physical is None and platform.system() == "Darwin":
         physical = _sysctl_int("hw.physicalcpu")
@@ -23,7 +23,8 @@ def physical_cores() -> int:
     return max(1, min(physical, logical))
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask, where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

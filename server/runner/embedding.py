@@ -17,8 +17,9 @@ import llama_cpp as L
 import numpy as np
 
 from server.runner.backend import Batch, Context, ContextSpec, Model
+from server.runner.limits import MAX_EMBED_SEQS, embedding_shape
 
-MAX_SEQS_PER_BATCH = 16
+MAX_SEQS_PER_BATCH = MAX_EMBED_SEQS
 
 
 class EmbedError(ValueError):
@@ -70,14 +71,18 @@ def _l2(v: np.ndarray) -> np.ndarray:
 class Embedder:
     def __init__(self, model: Model, settings: EmbedSettings) -> None:
         self.model = model
-        self.n_ctx = settings.n_ctx
+        # n_seq_max never above the batch (llama.cpp aborts) and the batch a multiple of
+        # n_seq_max (a model without a KV cache aborts otherwise): see `limits.embedding_shape`
+        shape = embedding_shape(settings.n_ctx)
+        self.n_ctx = shape.n_ctx  # per input
+        self.capacity = shape.capacity  # per decode
         self.ctx = Context(
             model,
             ContextSpec(
-                n_ctx=settings.n_ctx,
-                n_seq_max=min(MAX_SEQS_PER_BATCH, settings.n_ctx),  # llama.cpp aborts when n_seq_max > n_batch
-                n_batch=settings.n_ctx,
-                n_ubatch=settings.n_ctx,  # non-causal models need a whole input in one ubatch
+                n_ctx=shape.capacity,
+                n_seq_max=shape.n_seq_max,
+                n_batch=shape.capacity,
+                n_ubatch=shape.capacity,  # non-causal models need a whole input in one ubatch
                 n_threads=settings.n_threads,
                 flash_attention=settings.flash_attention,
                 embeddings=True,
@@ -85,7 +90,7 @@ class Embedder:
                 kv_unified=True,
             ),
         )
-        self.batch = Batch(settings.n_ctx)
+        self.batch = Batch(shape.capacity)
         ends = {t for t in (model.eos, _sep(model)) if t is not None}
         self._end_tokens = ends if (model.add_eos or model.add_sep) else set()
 
@@ -103,7 +108,7 @@ class Embedder:
         used = 0
         for tokens in tokenized[start : start + MAX_SEQS_PER_BATCH]:
             size = max(len(tokens), 1)
-            if group and used + size > self.n_ctx:
+            if group and used + size > self.capacity:
                 break
             group.append(tokens)
             used += size

@@ -37,9 +37,10 @@ from server.runner.backend import (
     Model,
     init_backend,
 )
-from server.runner.cpu import physical_cores
+from server.runner.cpu import physical_cores, usable_cpus
 from server.runner.detokenize import TextStream
 from server.runner.embedding import Embedder, EmbedError, EmbedFailure, EmbedJob, EmbedSettings
+from server.runner.limits import device_index, generation_shape, gpu_layers, thread_count
 from server.runner.media import IMAGE_MARKER, ImageSpan, is_sentinel, safe_prefix, truncate_with_images
 from server.runner.sampling import SamplerChain, SamplerError, TokenText, logprob_entry
 from server.runner.slots import (
@@ -115,14 +116,14 @@ class Engine:
         sizes = BufferSizes()
         log.sizes = sizes
         self.options = options
-        self.n_threads = options.num_thread if options.num_thread > 0 else physical_cores()
+        self.n_threads = thread_count(options.num_thread, physical_cores(), usable_cpus())
         try:
             if not os.path.isfile(options.model_path):
                 raise BackendError(f"model file not found: {options.model_path}")
             self.model = model = Model(
                 options.model_path,
-                n_gpu_layers=options.num_gpu,
-                main_gpu=options.main_gpu,
+                n_gpu_layers=gpu_layers(options.num_gpu),
+                main_gpu=device_index(options.main_gpu),
                 use_mmap=options.use_mmap,
                 lora_paths=tuple(options.lora_paths),
             )
@@ -143,22 +144,22 @@ class Engine:
                 ctx, parallel, n_ctx_slot = self.embedder.ctx, 1, n_ctx
                 self.n_ctx_slot = n_ctx_slot
             else:
-                parallel = max(1, options.num_parallel)
-                n_batch = max(1, options.num_batch)
+                shape = generation_shape(num_ctx, options.num_parallel, options.num_batch)
+                parallel = shape.n_parallel
                 self.ctx = ctx = Context(
                     model,
                     ContextSpec(
-                        n_ctx=num_ctx * parallel,
+                        n_ctx=shape.n_ctx_total,
                         n_seq_max=parallel,
-                        n_batch=n_batch,
-                        n_ubatch=min(n_batch, 512),
+                        n_batch=shape.n_batch,
+                        n_ubatch=shape.n_ubatch,
                         n_threads=self.n_threads,
                         flash_attention=options.flash_attention,
                         kv_cache_type=options.kv_cache_type,
                     ),
                 )
-                self.n_ctx_slot = n_ctx_slot = min(num_ctx, ctx.n_ctx_seq)
-                self.batch = Batch(max(n_batch, parallel))
+                self.n_ctx_slot = n_ctx_slot = min(shape.n_ctx_slot, ctx.n_ctx_seq)
+                self.batch = Batch(shape.n_batch)
                 self.slots = [Slot(seq_id=i) for i in range(parallel)]
                 if options.projector_path:
                     self.vision = Vision(

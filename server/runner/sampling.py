@@ -27,11 +27,44 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 
+from server.runner.limits import sampler_float, sampler_int
 from server.runner.messages import CompletionRequest
 
 
 class SamplerError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """A request's sampling options as llama.cpp's samplers can take them (`limits`): the
+    penalty window within the context (-1, or any negative, is the whole context, as in
+    Ollama), top-k within the vocabulary, floats finite in float32."""
+
+    last_n: int
+    repeat_penalty: float
+    frequency_penalty: float
+    presence_penalty: float
+    temperature: float
+    top_k: int
+    typical_p: float
+    top_p: float
+    min_p: float
+
+    @classmethod
+    def of(cls, req: CompletionRequest, *, n_vocab: int, n_ctx: int) -> SamplingParams:
+        window = max(n_ctx, 0)
+        return cls(
+            last_n=window if req.repeat_last_n < 0 else sampler_int(req.repeat_last_n, 0, window),
+            repeat_penalty=sampler_float(req.repeat_penalty, 1.0),
+            frequency_penalty=sampler_float(req.frequency_penalty, 0.0),
+            presence_penalty=sampler_float(req.presence_penalty, 0.0),
+            temperature=sampler_float(req.temperature, 0.8),
+            top_k=sampler_int(req.top_k, 0, max(n_vocab, 0)),
+            typical_p=sampler_float(req.typical_p, 1.0),
+            top_p=sampler_float(req.top_p, 0.9),
+            min_p=sampler_float(req.min_p, 0.0),
+        )
 
 
 class SamplerChain:
@@ -45,27 +78,27 @@ class SamplerChain:
         try:
             if req.grammar:
                 self._grammar = GrammarCheck(vocab, req.grammar, n_vocab)
-            last_n = n_ctx if req.repeat_last_n < 0 else req.repeat_last_n
-            if last_n and (req.repeat_penalty != 1.0 or req.frequency_penalty or req.presence_penalty):
+            p = SamplingParams.of(req, n_vocab=n_vocab, n_ctx=n_ctx)
+            if p.last_n and (p.repeat_penalty != 1.0 or p.frequency_penalty or p.presence_penalty):
                 # llama.cpp 0.3.36's prototype leads with n_vocab (the backend sampler sizes
                 # its buffers by it); leaving it out shifts penalty_last_n into garbage
                 self._penalties = L.llama_sampler_init_penalties(
-                    n_vocab, last_n, req.repeat_penalty, req.frequency_penalty, req.presence_penalty
+                    n_vocab, p.last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
                 )
                 L.llama_sampler_chain_add(self.ptr, self._penalties)
-            self.penalty_window = last_n
-            if req.temperature <= 0:
+            self.penalty_window = p.last_n
+            if p.temperature <= 0:
                 L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_greedy())
                 return
-            if req.top_k > 0:
-                L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_top_k(req.top_k))
-            if 0 < req.typical_p < 1:
-                L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_typical(req.typical_p, 1))
-            if 0 < req.top_p < 1:
-                L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_top_p(req.top_p, 1))
-            if req.min_p > 0:
-                L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_min_p(req.min_p, 1))
-            L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_temp(req.temperature))
+            if p.top_k > 0:
+                L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_top_k(p.top_k))
+            if 0 < p.typical_p < 1:
+                L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_typical(p.typical_p, 1))
+            if 0 < p.top_p < 1:
+                L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_top_p(p.top_p, 1))
+            if p.min_p > 0:
+                L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_min_p(p.min_p, 1))
+            L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_temp(p.temperature))
             seed = req.seed if req.seed >= 0 else L.LLAMA_DEFAULT_SEED
             L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         except BaseException:
@@ -74,7 +107,7 @@ class SamplerChain:
 
     def prime(self, prompt: list[int]) -> None:
         """Penalties look at the prompt's last tokens too (not the grammar: it starts fresh)."""
-        if self._penalties is None:
+        if self._penalties is None or self.penalty_window <= 0:
             return
         for token in prompt[-self.penalty_window :]:
             L.llama_sampler_accept(self._penalties, token)

@@ -21,6 +21,7 @@ from typing import Any
 
 from server.api.compat.common import (
     decode_base64,
+    deferred_options,
     json_type,
     opt_int,
     opt_list,
@@ -31,7 +32,7 @@ from server.api.compat.common import (
     usage_counts,
 )
 from server.errors import BadRequest, PollamaError
-from server.inference.requests import ChatRequest, parse_format, parse_options
+from server.inference.requests import ChatRequest, parse_format
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,8 @@ def _think(body: Mapping[str, Any]) -> bool | str | None:
     effort = (opt_object(body, "output_config") or {}).get("effort")
     if effort is None:
         return None
+    if not isinstance(effort, str):  # a list or object once reached the dict lookup: a 500
+        raise BadRequest(f"invalid type for 'output_config.effort': expected string, got {json_type(effort)}")
     if effort not in EFFORTS:
         raise BadRequest(f"invalid effort: {effort!r}")
     return EFFORTS[effort]
@@ -239,6 +242,24 @@ def _format(body: Mapping[str, Any]) -> str | dict[str, Any] | None:
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
         raise BadRequest('invalid output format: expected {"type": "json_schema", "schema": {...}}')
     return parse_format(fmt.get("schema"))
+
+
+def _sampling_options(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any]:
+    """`max_tokens`, `temperature`, `top_p`, `top_k` (only when sent) and `stop_sequences`."""
+    options: dict[str, Any] = {"num_predict": max_tokens}
+    for key in ("temperature", "top_p"):
+        value = opt_number(body, key)
+        if value is not None:
+            options[key] = value
+    top_k = opt_int(body, "top_k")
+    if top_k is not None:
+        options["top_k"] = top_k
+    stops = opt_list(body, "stop_sequences")
+    if stops is not None:
+        if not all(isinstance(s, str) for s in stops):
+            raise BadRequest("invalid type for 'stop_sequences': expected an array of strings")
+        options["stop"] = stops
+    return options
 
 
 def messages_request(body: Mapping[str, Any]) -> MessagesCall:
@@ -259,19 +280,7 @@ def messages_request(body: Mapping[str, Any]) -> MessagesCall:
     names: dict[str, str] = {}
     for msg in raw_messages:
         messages.extend(convert_message(msg, names))
-    options: dict[str, Any] = {"num_predict": max_tokens}
-    for key in ("temperature", "top_p"):
-        value = opt_number(body, key)
-        if value is not None:
-            options[key] = value
-    top_k = opt_int(body, "top_k")
-    if top_k is not None:
-        options["top_k"] = top_k
-    stops = opt_list(body, "stop_sequences")
-    if stops is not None:
-        if not all(isinstance(s, str) for s in stops):
-            raise BadRequest("invalid type for 'stop_sequences': expected an array of strings")
-        options["stop"] = stops
+    options, option_error = deferred_options(lambda: _sampling_options(body, max_tokens))
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise BadRequest(f"invalid type for 'stream': expected boolean, got {json_type(stream)}")
@@ -281,7 +290,8 @@ def messages_request(body: Mapping[str, Any]) -> MessagesCall:
         tools=_tools(opt_list(body, "tools")),
         stream=bool(stream),
         format=_format(body),
-        options=parse_options(options),
+        options=options,
+        option_error=option_error,
         think=_think(body),
         debug_render_only=body.get("_debug_render_only") is True,
     )

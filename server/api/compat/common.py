@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from server import strictjson
 from server.api.http import dumps
 from server.errors import BadRequest
 from server.jsontypes import json_type
@@ -145,9 +145,10 @@ def parse_arguments(value: Any) -> dict[str, Any]:
         return value
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
-        except ValueError:
-            raise BadRequest("invalid tool call arguments") from None
+            parsed = strictjson.loads(value)
+        except ValueError as exc:  # a JSONError says why (NaN, too deep); a syntax error does not need to
+            detail = f": {exc}" if isinstance(exc, strictjson.JSONError) else ""
+            raise BadRequest(f"invalid tool call arguments{detail}") from None
         if isinstance(parsed, dict):
             return parsed
     raise BadRequest("invalid tool call arguments")
@@ -160,3 +161,13 @@ def random_hex(n: int) -> str:
 def usage_counts(final: Mapping[str, Any]) -> tuple[int, int]:
     """(prompt tokens, generated tokens) from a native final chunk."""
     return int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or 0)
+
+
+def deferred_options(build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], BadRequest | None]:
+    """Native options from a translator's own option fields, or the BadRequest that building
+    them raised: the caller puts it in `option_error`, and the service raises it after the
+    model lookup, as it does for a bad native option (an unknown model is a 404 first)."""
+    try:
+        return build(), None
+    except BadRequest as exc:
+        return {}, exc

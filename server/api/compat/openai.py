@@ -20,6 +20,7 @@ from server.api.compat.common import (
     arguments_json,
     decode_base64,
     decode_image_url,
+    deferred_options,
     go_type,
     json_type,
     opt_bool,
@@ -77,11 +78,15 @@ def sampling_options(body: Mapping[str, Any], *, completions: bool = False) -> d
     if stop is not None:
         options["stop"] = stop
     max_tokens = opt_int(body, "max_tokens")
+    key = "max_tokens"
     if max_tokens is None and not completions:
         # Newer SDKs send max_completion_tokens instead of the deprecated max_tokens;
         # Ollama ignores it, which silently lifts the caller's limit.
-        max_tokens = opt_int(body, "max_completion_tokens")
+        key = "max_completion_tokens"
+        max_tokens = opt_int(body, key)
     if max_tokens is not None:
+        if max_tokens < -2:  # num_predict's least meaningful value, in the client's words
+            raise BadRequest(f"invalid value for '{key}': {max_tokens} (expected a number of tokens)")
         options["num_predict"] = max_tokens
     temperature = opt_number(body, "temperature")
     options["temperature"] = 1.0 if temperature is None else temperature
@@ -283,13 +288,15 @@ def chat_request(body: Mapping[str, Any]) -> ChatCall:
     include_usage = bool(opt_bool(stream_options, "include_usage"))
     tools = opt_list(body, "tools")
     logprobs, top = logprob_fields(body)
+    options, option_error = deferred_options(lambda: sampling_options(body))
     request = ChatRequest(
         model=require_model(body),
         messages=messages,
         tools=tools or None,
         stream=stream,
         format=response_format(body.get("response_format")),
-        options=sampling_options(body),
+        options=options,
+        option_error=option_error,
         think=reasoning_think(body),
         logprobs=logprobs,
         top_logprobs=top,
@@ -472,12 +479,14 @@ def completion_request(body: Mapping[str, Any]) -> CompletionCall:
         raise BadRequest("top_logprobs must be between 0 and 20")
     stream_options = opt_object(body, "stream_options") or {}
     suffix = opt_str(body, "suffix") or ""
+    options, option_error = deferred_options(lambda: sampling_options(body, completions=True))
     request = GenerateRequest(
         model=require_model(body),
         prompt=prompt,
         suffix=suffix,
         stream=bool(opt_bool(body, "stream")),
-        options=sampling_options(body, completions=True),
+        options=options,
+        option_error=option_error,
         logprobs=logprobs_n > 0,
         top_logprobs=logprobs_n,
         debug_render_only=bool(opt_bool(body, "_debug_render_only")),

@@ -25,6 +25,7 @@ from typing import Any
 from server.api.compat.common import (
     arguments_json,
     decode_image_url,
+    deferred_options,
     json_type,
     opt_bool,
     opt_int,
@@ -38,7 +39,7 @@ from server.api.compat.common import (
 )
 from server.api.compat.openai import REASONING_EFFORTS
 from server.errors import BadRequest, PollamaError
-from server.inference.requests import ChatRequest, parse_format, parse_options
+from server.inference.requests import ChatRequest, parse_format
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,21 @@ def _text_format(text: dict[str, Any] | None) -> str | dict[str, Any] | None:
     raise BadRequest(f"invalid text.format type: {kind!r}")
 
 
+def _sampling_options(body: Mapping[str, Any]) -> dict[str, Any]:
+    """`temperature` (1.0 when absent, as OpenAI), `top_p`, `max_output_tokens` → native options."""
+    temperature = opt_number(body, "temperature")
+    options: dict[str, Any] = {"temperature": 1.0 if temperature is None else temperature}
+    top_p = opt_number(body, "top_p")
+    if top_p is not None:
+        options["top_p"] = top_p
+    max_output = opt_int(body, "max_output_tokens")
+    if max_output is not None:
+        if max_output < -2:
+            raise BadRequest(f"invalid value for 'max_output_tokens': {max_output} (expected a number of tokens)")
+        options["num_predict"] = max_output
+    return options
+
+
 def responses_request(body: Mapping[str, Any]) -> ResponsesCall:
     for key in ("previous_response_id", "conversation"):
         if body.get(key):
@@ -206,19 +222,13 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesCall:
             )
     instructions = opt_str(body, "instructions")
     messages = input_messages(body.get("input"), instructions)
-    options: dict[str, Any] = {}
-    temperature = opt_number(body, "temperature")
-    options["temperature"] = 1.0 if temperature is None else temperature
-    top_p = opt_number(body, "top_p")
-    if top_p is not None:
-        options["top_p"] = top_p
-    max_output = opt_int(body, "max_output_tokens")
-    if max_output is not None:
-        options["num_predict"] = max_output
+    options, option_error = deferred_options(lambda: _sampling_options(body))
     reasoning = opt_object(body, "reasoning") or {}
     effort = reasoning.get("effort")
     think: bool | str | None = None
     if effort is not None:
+        if not isinstance(effort, str):  # a dict or list once reached the dict lookup: a 500
+            raise BadRequest(f"invalid type for 'reasoning.effort': expected string, got {json_type(effort)}")
         if effort not in REASONING_EFFORTS:
             raise BadRequest(f"invalid reasoning value: '{effort}'")
         think = REASONING_EFFORTS[effort]
@@ -230,14 +240,15 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesCall:
         tools=_tools(tools_raw),
         stream=bool(opt_bool(body, "stream")),
         format=_text_format(text),
-        options=parse_options(options),
+        options=options,
+        option_error=option_error,
         think=think,
     )
     echo = {
         "instructions": instructions,
-        "max_output_tokens": max_output,
-        "temperature": options["temperature"],
-        "top_p": top_p if top_p is not None else 1.0,
+        "max_output_tokens": options.get("num_predict"),
+        "temperature": options.get("temperature", 1.0),
+        "top_p": options.get("top_p", 1.0),
         "tools": tools_raw or [],
         "text": text if text and text.get("format") else {"format": {"type": "text"}},
         "reasoning": {"effort": effort, "summary": None} if effort is not None else None,

@@ -299,7 +299,7 @@ def test_bad_inputs(server: LiveServer) -> None:
     )
     bad(
         httpx.post(url + "/api/generate", json={"model": "tiny", "prompt": "x", "options": {"num_ctx": "big"}}),
-        500,
+        400,
         'option "num_ctx" must be of type int',
     )
     bad(
