@@ -282,10 +282,23 @@ def build_wheel(spec: WheelSpec, root: Path | None = None, *, jobs: int | None =
     return BuiltWheel(spec, wheel, seconds, False)
 
 
+def hip_compiler_env(env: dict[str, str]) -> dict[str, str]:
+    """HIP builds compile with ROCm's clang, named by HIPCXX and HIP_PATH (llama.cpp's
+    docs/build.md, HIP: `HIPCXX="$(hipconfig -l)/clang" HIP_PATH="$(hipconfig -R)"`)."""
+    hipconfig = shutil.which("hipconfig")
+    if hipconfig is None or "HIPCXX" in env:
+        return {}
+    llvm = subprocess.run([hipconfig, "-l"], capture_output=True, text=True, check=True).stdout.strip()
+    rocm = subprocess.run([hipconfig, "-R"], capture_output=True, text=True, check=True).stdout.strip()
+    return {"HIPCXX": f"{llvm}/clang", "HIP_PATH": rocm}
+
+
 def _pip_wheel(spec: WheelSpec, source: Path, folder: Path, jobs: int) -> float:
     """Build into a staging folder and rename it into place, so `folder` is whole or absent."""
     env = dict(os.environ, CMAKE_ARGS=" ".join(spec.cmake_args), CMAKE_BUILD_PARALLEL_LEVEL=str(jobs))
     env.pop("FORCE_CMAKE", None)
+    if spec.backend == "hip":
+        env.update(hip_compiler_env(env))
     folder.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder, ignore_errors=True)  # a folder without build.json is a crashed build's
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.key}-", dir=folder.parent))
