@@ -224,6 +224,6 @@ def gpu_devices() -> list[Device]:
             if nvidia is not None:
                 found += visible(nvidia)
                 break
-    if backends is not None and "vulkan" in backends:
+    if backends is None or "vulkan" in backends:  # unknown build: the probe tells
         found += vulkan_devices(probe_backends())
     return found
