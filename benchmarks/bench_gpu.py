@@ -1,7 +1,7 @@
 """GPU offload report: what `/api/ps` says against what the driver sees, and decode speed
 with all, half and none of the layers on the GPU. One command, JSON out.
 
-    python benchmarks/bench_gpu.py [--tokens 128] [--model PATH]
+    python benchmarks/bench_gpu.py [--tokens 128] [--model PATH] [--exe dist/pollama/pollama]
 
 Needs a llama-cpp-python built with a GPU backend (e.g. CMAKE_ARGS="-DGGML_CUDA=on") and
 `nvidia-smi` for the driver's view; without offload support it prints why and exits 0, so
@@ -9,6 +9,11 @@ it is safe to run anywhere. For each `num_gpu` (default -1 = all layers, then ha
 it reloads the model and records size, size_vram, the PROCESSOR text `pollama ps` prints,
 the runner's memory as nvidia-smi reports it, and decode tok/s from eval_duration (median
 of rounds), with the in-process llama-cpp-python figure for the same layer count beside it.
+
+`--exe` measures a built bundle instead of this checkout (packaging/gpu_check.sh does): the
+server is the bundle's `pollama serve`, whether a GPU is there comes from its
+`/api/pollama/devices`, and the in-process column is left out (the bundle's llama.cpp is not
+importable here).
 """
 
 from __future__ import annotations
@@ -97,12 +102,14 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", type=Path)
+    parser.add_argument("--exe", type=Path, help="a bundle's pollama executable to measure")
     args = parser.parse_args()
-    import llama_cpp
+    if args.exe is None:
+        import llama_cpp
 
-    if not llama_cpp.llama_supports_gpu_offload():
-        print(json.dumps({"benchmark": "gpu", "skipped": "this llama-cpp-python build has no GPU backend"}))
-        return
+        if not llama_cpp.llama_supports_gpu_offload():
+            print(json.dumps({"benchmark": "gpu", "skipped": "this llama-cpp-python build has no GPU backend"}))
+            return
     if args.model is None:
         from tests.fixtures.gguf_models import cached_model
 
@@ -112,11 +119,19 @@ def main() -> None:
     n_layer = int(read_gguf(args.model).arch_value("block_count", 0) or 0)
     results: dict[str, Any] = {"benchmark": "gpu", "model": args.model.name, "n_layer": n_layer, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
-        server = LiveServer(
-            Path(tmp) / "models", env={"OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": "2048"}
-        ).start()
+        command = None if args.exe is None else [str(args.exe.resolve()), "serve"]
+        env = {"OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": "2048"}
+        server = LiveServer(Path(tmp) / "models", env=env, command=command).start(timeout=60)
         try:
             import ollama
+
+            devices = httpx.get(server.url + "/api/pollama/devices", timeout=120).json()
+            results["devices"] = devices["devices"]
+            results["ggml"] = devices.get("ggml")
+            if args.exe is not None and not devices["devices"]:
+                results["skipped"] = "the bundle sees no GPU (see ggml.skipped)"
+                print(json.dumps(results, indent=2))
+                return
 
             client = ollama.Client(host=server.url)
             client.create(
@@ -144,11 +159,13 @@ def main() -> None:
                         "processor": processor(ps["size"], ps["size_vram"]),
                         "nvidia_smi_runner_bytes": sum(seen.get(pid, 0) for pid in runners),
                         "pollama_decode_tok_s": round(statistics.median(rates), 1),
-                        "in_process_decode_tok_s": round(in_process(args.model, layers, args.tokens, args.rounds), 1),
+                        "in_process_decode_tok_s": None
+                        if args.exe is not None
+                        else round(in_process(args.model, layers, args.tokens, args.rounds), 1),
                     }
                 )
             cli = subprocess.run(
-                [sys.executable, "-m", "app", "ps"],
+                [sys.executable, "-m", "app", "ps"] if args.exe is None else [str(args.exe.resolve()), "ps"],
                 capture_output=True,
                 text=True,
                 timeout=30,

@@ -1,81 +1,82 @@
-"""Build the pollama bundle for this OS, with the llama.cpp backend asked for, and smoke-test it.
+"""Build the pollama bundle for this OS, with the llama.cpp backends asked for, and smoke-test it.
 
-    python packaging/build.py [--backend installed|cpu|cuda|metal|vulkan|hip] [--check]
+    python packaging/build.py [--backend vulkan|cuda|hip ...] [--check] [--jobs N]
 
-PyInstaller freezes whatever llama-cpp-python is installed, so the GPU backend
-is chosen by building llama-cpp-python (pinned in pyproject.toml) with that
-backend's CMake flag first; `installed` (the default) keeps the current build.
-The result is `dist/pollama/` (`dist/pollama.app` on macOS as well), one folder
+One command from a clean checkout, and nothing in the running environment changes:
+
+1. llama-cpp-python (the version pyproject.toml pins) is built from its sdist
+   into a wheel per backend, once, and kept in the user's cache
+   (packaging/llama_wheel.py: the flags, and why). The base wheel is `cpu` on
+   Linux and Windows (every CPU variant; ggml picks one at run time) and
+   `metal` on macOS; each `--backend` adds that GPU backend's library.
+2. The bundle is frozen by PyInstaller from a build venv holding the base
+   wheel, pollama's requirements and PyInstaller (packaging/build_venv.py),
+   with pollama's code taken from this checkout.
+3. Duplicate copies of the shared libraries become symlinks, and the size is
+   reported (packaging/bundle_files.py).
+
+The result is `dist/pollama/` (`dist/pollama.app` on macOS as well): one folder
 holding the `pollama` executable, which is also the tray app and each model's
-runner process.
+runner process. It runs on the GPU when the machine has the runtime of a
+backend it carries, and on the CPU otherwise (the runner's log says why).
 
 `--check` runs the frozen program the way a user would: `pollama serve` on a
-free loopback port with an empty model folder, `pollama create` from a tiny
-generated GGUF, `pollama run` (which starts a runner process from the bundle),
-`pollama ps`, then stops the server. It needs the checkout's `tests/fixtures`
-to write the model, and exits non-zero on any failure.
+free loopback port with an empty model folder, `/api/pollama/devices` (which
+CPU variant and backends the runners load), `pollama create` from a tiny
+generated GGUF, `pollama run` (a runner process started from the bundle),
+`pollama ps`, `pollama stop`, then `pollama app` offscreen until its server
+answers. It needs the checkout's `tests/fixtures` to write the model, and exits
+non-zero on any failure.
+
+`POLLAMA_BUILD_CACHE` moves the cache (default: the user cache folder's
+`pollama/bundle-build`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
+import time
+import zipfile
 from pathlib import Path
+
+import bundle_files
+import llama_wheel
+from build_venv import build_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The CMake flag that builds llama.cpp with each backend (llama-cpp-python's README).
-BACKEND_FLAGS = {
-    "cpu": "",
-    "cuda": "-DGGML_CUDA=on",
-    "metal": "-DGGML_METAL=on",
-    "vulkan": "-DGGML_VULKAN=on",
-    "hip": "-DGGML_HIP=on",
-}
+
+def backend_library(wheel: Path, backend: str, out: Path) -> Path:
+    """Unpack the GPU backend's library from its wheel (once; the wheel's folder keeps it)."""
+    name = llama_wheel.BACKEND_LIBRARY[backend]
+    filename = f"{name}.dll" if sys.platform == "win32" else f"lib{name}.so"
+    target = out / filename
+    if target.is_file():
+        return target
+    with zipfile.ZipFile(wheel) as zf:
+        member = f"llama_cpp/lib/{filename}"
+        if member not in zf.namelist():
+            raise SystemExit(f"{wheel.name} has no {member}: was the {backend} backend built?")
+        out.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".part")
+        with zf.open(member) as src, partial.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(partial, target)
+    return target
 
 
-def pinned_llama_cpp() -> str:
-    """The exact llama-cpp-python requirement from pyproject.toml."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for requirement in project["dependencies"]:
-        if requirement.replace(" ", "").startswith("llama-cpp-python=="):
-            return str(requirement)
-    raise SystemExit("pyproject.toml does not pin llama-cpp-python")
-
-
-def install_backend(backend: str) -> None:
-    env = dict(os.environ, CMAKE_ARGS=BACKEND_FLAGS[backend], FORCE_CMAKE="1")
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--force-reinstall",
-        "--no-deps",
-        "--no-cache-dir",
-        pinned_llama_cpp(),
-    ]
-    print("building llama-cpp-python:", f"CMAKE_ARGS={env['CMAKE_ARGS']!r}", " ".join(command), flush=True)
-    subprocess.run(command, env=env, check=True)
-
-
-def freeze(dist: Path, work: Path) -> Path:
-    command = [
-        sys.executable,
-        "-m",
-        "PyInstaller",
-        "--noconfirm",
-        "--distpath",
-        str(dist),
-        "--workpath",
-        str(work),
-        str(ROOT / "packaging" / "pollama.spec"),
-    ]
-    subprocess.run(command, check=True, cwd=ROOT)
+def freeze(python: Path, dist: Path, work: Path, backend_libs: list[Path]) -> Path:
+    env = dict(os.environ, POLLAMA_BACKEND_LIBS=os.pathsep.join(str(p) for p in backend_libs))
+    env.pop("PYTHONPATH", None)  # the venv and this checkout only
+    command = [str(python), "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN"]
+    command += ["--distpath", str(dist), "--workpath", str(work), str(ROOT / "packaging" / "pollama.spec")]
+    subprocess.run(llama_wheel.niced(command), check=True, cwd=ROOT, env=env)
     exe = dist / "pollama" / ("pollama.exe" if sys.platform == "win32" else "pollama")
     if not exe.exists():
         raise SystemExit(f"PyInstaller finished but {exe} is missing")
@@ -83,8 +84,10 @@ def freeze(dist: Path, work: Path) -> Path:
 
 
 def check(exe: Path) -> None:
-    """Serve, create, run and list a tiny model with the frozen executable only."""
+    """Serve, ask for devices, create, run and list a tiny model with the frozen executable only."""
     sys.path.insert(0, str(ROOT))
+    import httpx
+
     from tests.fixtures.gguf_models import cached_model
     from tests.support.live_server import LiveServer
 
@@ -94,6 +97,13 @@ def check(exe: Path) -> None:
         home = {"HOME": tmp}
         server = LiveServer(Path(tmp) / "models", command=[str(exe), "serve"], env=home).start(timeout=60)
         try:
+            devices = httpx.get(server.url + "/api/pollama/devices", timeout=120).json()
+            print("$ GET /api/pollama/devices\n" + json.dumps(devices, indent=1), flush=True)
+            ggml = devices.get("ggml") or {}
+            if not ggml.get("dynamic") and sys.platform != "darwin":
+                raise SystemExit("the bundle's llama.cpp was not built with GGML_BACKEND_DL")
+            variant = ggml.get("cpu_variant") or ggml.get("cpu_library")
+            print(f"runners load the CPU backend {variant!r} and backends {ggml.get('backends')}", flush=True)
             modelfile = Path(tmp) / "Modelfile"
             modelfile.write_text(f"FROM {model}\nPARAMETER num_predict 8\n")
 
@@ -124,15 +134,45 @@ def check(exe: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", choices=["installed", *BACKEND_FLAGS], default="installed")
+    gpu = [b for b in llama_wheel.backends_here() if b in llama_wheel.BACKEND_LIBRARY]
+    parser.add_argument(
+        "--backend", action="append", choices=gpu, default=[], help="add a GPU backend (repeatable); default: none"
+    )
     parser.add_argument("--check", action="store_true", help="smoke-test the bundle after building it")
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="where the bundle goes (default: dist/)")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "pyinstaller", help="PyInstaller's work folder")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="parallel compile jobs for wheel builds (default: all cores)"
+    )
     args = parser.parse_args()
-    if args.backend != "installed":
-        install_backend(args.backend)
-    exe = freeze(args.dist, args.work)
-    print(f"built {exe}", flush=True)
+
+    started = time.monotonic()
+    root = llama_wheel.cache_root()
+    base = llama_wheel.build_wheel(llama_wheel.spec_for(llama_wheel.base_backend()), root, jobs=args.jobs)
+    libs = []
+    timings = {base.spec.backend: base}
+    for backend in dict.fromkeys(args.backend):
+        built = llama_wheel.build_wheel(llama_wheel.spec_for(backend), root, jobs=args.jobs)
+        timings[backend] = built
+        libs.append(backend_library(built.path, backend, built.path.parent / "lib"))
+    wheels_done = time.monotonic()
+    python = build_venv(base.path, root, base.spec.backend)
+    venv_done = time.monotonic()
+    exe = freeze(python, args.dist, args.work, libs)
+    frozen = time.monotonic()
+    bundle = exe.parent
+    saved = bundle_files.dedupe_libraries(bundle) + bundle_files.strip_binaries(bundle)
+    size = bundle_files.folder_size(bundle)
+    parts = ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in bundle_files.sizes_by_part(bundle).items())
+    for backend, built in timings.items():
+        how = "from the cache" if built.cached else f"built in {built.seconds:.0f} s"
+        print(f"wheel {backend}: {built.path.name} ({how})", flush=True)
+    print(
+        f"built {exe}: {size / 1e6:.0f} MB ({parts}; {saved / 1e6:.0f} MB saved by linking duplicate libraries and stripping); "
+        f"CPU variants: {', '.join(bundle_files.cpu_variants(bundle)) or 'none'}; "
+        f"wheels {wheels_done - started:.0f} s, venv {venv_done - wheels_done:.0f} s, freeze {frozen - venv_done:.0f} s",
+        flush=True,
+    )
     if args.check:
         check(exe)
 

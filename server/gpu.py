@@ -5,17 +5,32 @@ the server process forever, so the server never calls into CUDA itself: it
 asks NVML (`nvidia-ml-py`, if installed), which reads the driver's counters,
 or failing that `nvidia-smi` in a short subprocess. System memory comes from
 `/proc/meminfo` on Linux, `sysctl`/`vm_stat` elsewhere via psutil if present.
+
+Vulkan has no such side channel, and which backends and CPU variant the
+runners will load is only known to ggml: for those the server runs the probe
+(`pollama runner --probe`, server/runner/ggml_backends.py) in a short-lived
+child, as Ollama discovers devices by starting a runner (discover/runner.go),
+so whatever driver state the probe creates ends with it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+
+from server.runner.ggml_backends import BackendReport, offload_devices
+
+log = logging.getLogger("pollama.gpu")
+
+#: How long the backend probe may take (loading a GPU backend starts its driver).
+PROBE_TIMEOUT = 60.0
 
 #: VRAM a runner takes on each device it uses beyond its weights, KV cache and
 #: compute buffers (the driver context, cuBLAS workspace): Ollama keeps this
@@ -28,7 +43,7 @@ CONTEXT_RESERVE = {"cuda": 457 << 20, "rocm": 457 << 20}
 class Device:
     id: str
     name: str
-    kind: str  # "cuda", ...
+    kind: str  # "cuda", "vulkan"
     total_memory: int
     free_memory: int
 
@@ -148,14 +163,67 @@ def backends_in(lib: Path) -> frozenset[str] | None:
     return frozenset(kind for kind in ("cuda", "hip", "vulkan", "sycl") if f"ggml-{kind}" in names)
 
 
-def gpu_devices() -> list[Device]:
-    """NVIDIA GPUs the runners can use: none when llama.cpp was built without CUDA (the plain
-    `pip install`), so a CPU-only build never plans, reports or estimates for VRAM it cannot use."""
-    backends = llama_backends()
-    if backends is not None and "cuda" not in backends:
+def probe_backends() -> BackendReport | None:
+    """What a runner loads (backends, devices with free memory now, CPU variant), from
+    `pollama runner --probe` in a child process; None, logged, when the probe fails."""
+    from server.child_env import child_env
+    from server.runner.client import runner_command
+
+    command = [*runner_command(), "--probe"]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT, env=child_env())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("backend probe failed: %s", exc)
+        return None
+    lines = done.stdout.decode("utf-8", errors="replace").strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = done.stderr.decode("utf-8", errors="replace").strip().splitlines()[-3:]
+        log.warning("backend probe exited with %s: %s", done.returncode, " | ".join(tail))
+        return None
+    try:
+        report = BackendReport.from_json(json.loads(lines[-1]))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("backend probe printed something unexpected (%s): %r", exc, lines[-1][:200])
+        return None
+    global _report
+    _report = report
+    return report
+
+
+_report: BackendReport | None = None
+
+
+def backend_report() -> BackendReport | None:
+    """The last probe's answer, probing if none has been made: which backends and CPU variant
+    the runners load does not change while the server runs (the libraries do not)."""
+    return _report if _report is not None else probe_backends()
+
+
+def vulkan_devices(report: BackendReport | None) -> list[Device]:
+    """The Vulkan GPUs a runner offloads to (none that are also a CUDA/ROCm device), with the
+    memory ggml-vulkan reports: the heap budget where the driver has VK_EXT_memory_budget."""
+    if report is None:
         return []
-    for probe in (_nvml_devices, _nvidia_smi_devices):
-        found = probe()
-        if found is not None:
-            return visible(found)
-    return []
+    return [
+        Device(d.name, d.description, "vulkan", d.memory_total, d.memory_free)
+        for d in offload_devices(report.devices)
+        if d.backend == "Vulkan"
+    ]
+
+
+def gpu_devices() -> list[Device]:
+    """GPUs the runners can use: NVIDIA ones (from the driver's counters) when llama.cpp was
+    built with CUDA, Vulkan ones (from a fresh probe) when it has the Vulkan backend; none for
+    a CPU-only build (the plain `pip install`), so it never plans, reports or estimates for
+    VRAM it cannot use."""
+    backends = llama_backends()
+    found: list[Device] = []
+    if backends is None or "cuda" in backends:
+        for probe in (_nvml_devices, _nvidia_smi_devices):
+            nvidia = probe()
+            if nvidia is not None:
+                found += visible(nvidia)
+                break
+    if backends is None or "vulkan" in backends:  # unknown build: the probe tells
+        found += vulkan_devices(probe_backends())
+    return found

@@ -17,8 +17,9 @@ from server import OLLAMA_API_VERSION, __version__
 from server.api.context import services
 from server.api.http import field, json_response, read_json
 from server.errors import BadRequest, PollamaError
-from server.gpu import gpu_devices, system_memory
+from server.gpu import backend_report, gpu_devices, system_memory
 from server.options import DEFAULT_OPTIONS, validate_options
+from server.runner.ggml_backends import BackendReport
 from server.scheduler import Scheduler, estimate_memory, free_memory_for
 from server.store.names import Name
 
@@ -33,12 +34,26 @@ async def version() -> Response:
 @bp.route("/api/pollama/devices", methods=["GET"])
 async def devices() -> Response:
     devs, mem = await asyncio.gather(asyncio.to_thread(gpu_devices), asyncio.to_thread(system_memory))
+    report = await asyncio.to_thread(backend_report)  # after gpu_devices: a Vulkan build probed there
     return json_response(
         {
             "devices": [d.to_json() for d in devs],
             "system_memory": {"total": mem.total, "free": mem.free},
+            "ggml": None if report is None else ggml_json(report),
         }
     )
+
+
+def ggml_json(report: BackendReport) -> dict[str, object]:
+    """What the runners load, as `/api/pollama/devices` reports it (its devices are above)."""
+    return {
+        "backends": list(report.backends),
+        "dynamic": report.dynamic,
+        "cpu_variant": report.cpu_variant,
+        "cpu_library": report.cpu_library,
+        "cpu_features": list(report.cpu_features),
+        "skipped": [{"backend": s.backend, "library": s.library, "reason": s.reason} for s in report.skipped],
+    }
 
 
 @bp.route("/api/pollama/estimate", methods=["POST"])

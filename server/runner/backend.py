@@ -19,6 +19,9 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 
+from server.runner import ggml_backends
+from server.runner.ggml_backends import BackendReport
+
 _GGML_LOG_ERROR = 4
 _GGML_LOG_WARN = 3
 _GGML_LOG_INFO = 2
@@ -149,6 +152,17 @@ class Model:
         if self.cpu_only:
             no_devices = (ctypes.c_void_p * 1)()  # NULL-terminated and empty; lives through the load
             params.devices = ctypes.cast(no_devices, ctypes.c_void_p)
+        else:
+            report = ggml_backends.load()
+            gpus = [d for d in report.devices if d.type in ("gpu", "igpu")]
+            chosen = ggml_backends.offload_devices(gpus)
+            if len(chosen) < len(gpus):  # one GPU seen by two backends: offload to it once
+                handles = ggml_backends.device_handles(d.name for d in chosen)
+                some_devices = (ctypes.c_void_p * (len(handles) + 1))(*handles)
+                params.devices = ctypes.cast(some_devices, ctypes.c_void_p)
+                dropped = ", ".join(d.name for d in gpus if d not in chosen)
+                vendors = ", ".join(sorted({d.backend for d in chosen if d.backend != "Vulkan"}))
+                sys.stderr.write(f"pollama runner: not offloading to {dropped}: the same GPU is a {vendors} device\n")
         if use_mmap is not None:
             params.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE
         ptr = L.llama_model_load_from_file(path.encode(), params)
@@ -355,8 +369,12 @@ class Batch:
             self.raw = None
 
 
-def init_backend() -> None:
+def init_backend() -> BackendReport:
+    """Load ggml's backends from llama-cpp-python's own folder (a `GGML_BACKEND_DL` build would
+    otherwise look beside the interpreter: ggml_backends.py), then start llama.cpp."""
+    report = ggml_backends.load()
     L.llama_backend_init()
+    return report
 
 
 def system_info() -> str:

@@ -109,7 +109,8 @@ class Engine:
 
     def load(self, options: m.LoadOptions) -> m.RunnerInfo:
         started = time.perf_counter_ns()
-        init_backend()
+        for line in init_backend().log_lines():  # which backends and CPU variant run, for the log
+            sys.stderr.write(line + "\n")
         if self._log is None:
             self._log = LogSink()
         log = self._log

@@ -15,6 +15,7 @@ The protocol uses a private duplicate of fd 1; fd 1 itself is pointed at stderr 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import sys
@@ -30,7 +31,22 @@ EXIT_GRACE_SECONDS = 3.0
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pollama runner", description="pollama model runner (internal)")
     parser.add_argument("--quiet", action="store_true", help="log only llama.cpp warnings and errors")
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="load ggml's backends, print what loaded (backends, devices, CPU variant) as JSON, exit",
+    )
     return parser.parse_args(argv)
+
+
+def probe(out: BinaryIO) -> int:
+    """`pollama runner --probe`: what a runner would load, for a server that must not load GPU
+    backends itself (server/gpu.py). The process, and any GPU context it made, ends here."""
+    from server.runner.ggml_backends import load  # noqa: PLC0415
+
+    out.write(json.dumps(load().to_json()).encode() + b"\n")
+    out.flush()
+    return 0
 
 
 class Writer(threading.Thread):
@@ -122,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    if args.probe:
+        return probe(proto_out)
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     load_box: queue.SimpleQueue[Any] = queue.SimpleQueue()

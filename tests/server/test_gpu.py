@@ -60,3 +60,16 @@ def test_cpu_only_build_offers_no_gpu(nvidia_smi: Path, monkeypatch: pytest.Monk
     assert gpu.gpu_devices() == []
     monkeypatch.setattr(gpu, "llama_backends", lambda: None)  # build unknown: trust the driver
     assert len(gpu.gpu_devices()) == 2
+
+
+def test_vulkan_build_plans_with_the_probed_vulkan_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe itself runs for real in tests/packaging/test_vulkan_bundle.py (on lavapipe);
+    here its answer is given, to check what the scheduler is handed."""
+    from server.runner.ggml_backends import BackendReport, GgmlDevice
+
+    lavapipe = GgmlDevice("Vulkan", "Vulkan0", "llvmpipe (LLVM 15.0.6, 256 bits)", "gpu", 3 << 30, 4 << 30, None)
+    cpu = GgmlDevice("CPU", "CPU", "AMD EPYC", "cpu", 20 << 30, 24 << 30, None)
+    report = BackendReport(True, "/lib", ("Vulkan", "CPU"), (lavapipe, cpu), "libggml-cpu-zen4.so", "zen4", (), ())
+    monkeypatch.setattr(gpu, "llama_backends", lambda: frozenset({"vulkan"}))
+    monkeypatch.setattr(gpu, "probe_backends", lambda: report)
+    assert gpu.gpu_devices() == [gpu.Device("Vulkan0", "llvmpipe (LLVM 15.0.6, 256 bits)", "vulkan", 4 << 30, 3 << 30)]
