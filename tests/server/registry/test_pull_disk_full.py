@@ -145,12 +145,12 @@ def pull_answer(server: LiveServer, model: str) -> httpx.Response:
 
 
 def sizes_in(message: str) -> tuple[float, float]:
-    """(needed, available) in MiB from `… requires more disk space (X MiB) than is available (Y MiB) …`."""
-    m = re.search(
-        r"requires more disk space \((?:at least )?([\d.]+) MiB\) than is available \(([\d.]+) MiB\)", message
-    )
+    """(needed, available) in MiB from `… requires more disk space (X MiB) than is available (Y KiB) …`."""
+    size = r"([\d.]+) (B|KiB|MiB|GiB)"
+    m = re.search(rf"requires more disk space \((?:at least )?{size}\) than is available \({size}\)", message)
     assert m, message
-    return float(m.group(1)), float(m.group(2))
+    scale = {"B": 1 / MiB, "KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}
+    return float(m.group(1)) * scale[m.group(2)], float(m.group(3)) * scale[m.group(4)]
 
 
 def test_a_pull_bigger_than_the_free_space_is_refused_before_a_byte_is_written(
