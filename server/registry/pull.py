@@ -109,7 +109,7 @@ def check_space(ctx: RegistryContext, name: Name, layers: list[Layer]) -> None:
     others = sum(max(0, space.on_disk(d.total) - d.file.held()) for d in running.values())
     what = f"pulling {name.display}"
     if others:
-        what += f" (with the {len(running)} downloads already running)"
+        what += f" (with {len(running)} download{'s' if len(running) != 1 else ''} already running)"
     require(blobs.root, needed + others, what, space=space)
 
 

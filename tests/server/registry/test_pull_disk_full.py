@@ -275,7 +275,7 @@ def test_a_pull_is_refused_when_it_fits_only_without_the_downloads_already_runni
         # Either model fits on the 12 MiB disk alone, not both: the first still has ~4.8 MiB to write.
         r = pull_answer(server, f"{front.host}/library/second")
         assert r.status_code == 500
-        assert "(with the 1 downloads already running) requires more disk space" in r.json()["error"]
+        assert "(with 1 download already running) requires more disk space" in r.json()["error"]
         assert not [f for f in blob_files(disk) if second_digest[7:] in f]
         front.open_gate()
         assert list(lines)[-1] == {"status": "success"}
