@@ -108,7 +108,7 @@ async def blob_upload(digest: str) -> Response:
         # Don't read gigabytes we already have: answer now and close the connection,
         # so the unread body cannot be mistaken for the client's next request.
         return Response("", status=200, content_type="text/plain; charset=utf-8", headers={"Connection": "close"})
-    await blobs.write_stream(canonical, request.body)
+    await blobs.write_stream(canonical, request.body, length=request.content_length)
     return Response("", status=201, content_type="text/plain; charset=utf-8")
 
 

@@ -24,14 +24,16 @@ What keeps a download cheap, and its end nearly the blob published:
 
 A blob becomes visible only under its final name, only after its digest
 matched; a wrong blob leaves nothing behind, an interrupted one leaves its
-checkpointed parts for the next pull.
+checkpointed parts for the next pull. One the disk did not take (ENOSPC,
+or a sync that failed: `DiskRefused`) leaves nothing behind either: its
+bytes are what filled the disk, and after a failed sync no record of it
+can be trusted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -45,13 +47,22 @@ from server.host_reclaim import host_reclaims_free_memory
 from server.registry import parts as pp
 from server.registry.chunks import BufferPool, Chunk, ChunkWriter, LaneBuffers
 from server.registry.claims import Claim, Claims
-from server.registry.errors import Cancelled, DigestMismatch, PartUnusable, Permanent, RegistryError, TransferFailed
+from server.registry.errors import (
+    Cancelled,
+    DigestMismatch,
+    DiskRefused,
+    PartUnusable,
+    Permanent,
+    RegistryError,
+    TransferFailed,
+)
 from server.registry.frontier import FrontierHash, FrontierWriteback
 from server.registry.partial import DIRECT_ALIGN, PartialFile
 from server.registry.ranges import BodyStalled, RangeBody
 from server.registry.settings import TransferSettings
 from server.registry.transport import Repository, Transport, status_error
 from server.store.blobs import storage_error
+from server.store.diskspace import NO_SPACE
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +137,8 @@ class BlobDownload:
         self._source: tuple[str, bool] = ("", True)
         #: Set when a response ignored Range: each further lane would fetch the blob from byte 0.
         self._ranges_ignored = False
+        #: Set when a checkpoint found the disk refusing the data: the download stops and its file goes.
+        self._refused: DiskRefused | None = None
 
     @property
     def completed(self) -> int:
@@ -149,18 +162,30 @@ class BlobDownload:
                 self._running.discard(fut)
 
     async def run(self) -> None:
-        """Download, verify and publish; raises RegistryError (or DigestMismatch) on failure."""
+        """Download, verify and publish; raises RegistryError (or DigestMismatch) on failure.
+
+        On `DiskRefused` the partial file and its records are gone when this
+        returns; on any other failure the records claim what is on disk.
+        """
         if self.file.final.exists():
             return
         try:
             await self._in_thread(self._prepare)
         except OSError as exc:
-            raise storage_error(exc, "preparing download") from exc
+            if exc.errno not in NO_SPACE:
+                raise storage_error(exc, "preparing download") from exc
+            await self._in_thread(self.file.discard)
+            raise _refused(exc, "preparing download") from exc
         checkpoints = asyncio.create_task(self._checkpoints())
         try:
             actual = await self._transfer()
         except BaseException as exc:
-            await self._call_off(checkpoints)
+            error = _first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+            refused = self._refused or (error if isinstance(error, DiskRefused) else None)
+            await self._call_off(checkpoints, keep=refused is None)
+            if refused is not None:
+                log.warning("download of %s dropped: %s", self.digest[7:19], refused)
+                raise refused from None
             if isinstance(exc, asyncio.CancelledError):
                 log.info(
                     "download of %s stopped at %d of %d bytes; the next pull resumes it",
@@ -169,17 +194,24 @@ class BlobDownload:
                     self.total,
                 )
             if isinstance(exc, BaseExceptionGroup):
-                raise _first_error(exc) from None
+                raise error from None
             raise
         await _stop(checkpoints)
         await self._settle()  # a checkpoint already in its thread must not land after publish
+        if self._refused is not None:  # a checkpoint's sync failed: the bytes hashed may not be the bytes on disk
+            await self._in_thread(self.file.discard)
+            raise self._refused
         if actual != self.digest:
             await self._in_thread(self.file.discard)
             raise DigestMismatch(self.digest, actual)
         try:
+            await self._in_thread(self.file.sync)
             await self._in_thread(self.file.publish)
         except OSError as exc:
-            raise storage_error(exc, "saving downloaded blob") from exc
+            if exc.errno not in NO_SPACE and self.file.fd is None:  # renaming failed: the data stands
+                raise storage_error(exc, "saving downloaded blob") from exc
+            await self._in_thread(self.file.discard)
+            raise _refused(exc, "saving downloaded blob") from exc
 
     async def _transfer(self) -> str:
         """Fetch every missing part while hashing behind them; returns the blob's digest.
@@ -217,8 +249,8 @@ class BlobDownload:
         finally:
             self._close_opened()
 
-    async def _call_off(self, checkpoints: asyncio.Task[None]) -> None:
-        """Stop every thread, then save how far each part got, for the next pull."""
+    async def _call_off(self, checkpoints: asyncio.Task[None], *, keep: bool = True) -> None:
+        """Stop every thread, then save how far each part got, for the next pull (`keep`), or drop the file."""
         self.cancel.set()
         self._wake_followers()  # they see `cancel`
         self._abort_bodies()
@@ -226,7 +258,15 @@ class BlobDownload:
         self._close_opened()  # a `_resolve` that was still running has finished now
         await _stop(checkpoints)
         await self._settle()
-        await self._in_thread(self._final_checkpoint)
+        await self._in_thread(self._final_checkpoint if keep else self.file.discard)
+
+    def _refuse(self, error: DiskRefused) -> None:
+        """Stop the download from the asyncio side: the disk refused its data (`run` then drops the file)."""
+        if self._refused is None:
+            self._refused = error
+        self.cancel.set()
+        self._wake_followers()
+        self._abort_bodies()
 
     async def _settle(self) -> None:
         """Wait for every worker thread to stop touching the file."""
@@ -314,6 +354,9 @@ class BlobDownload:
             try:
                 await self._in_thread(self._checkpoint)
                 saved, at = now, loop.time()
+            except DiskRefused as exc:
+                self._refuse(exc)
+                return
             except OSError as exc:
                 log.warning("could not checkpoint %s: %s", self.digest, exc)
                 saved, at = now, loop.time()  # try again after an interval, not at every poll
@@ -332,16 +375,34 @@ class BlobDownload:
         self._saved = {p.n: p.completed for p in self.parts} if resumed else {}
 
     def _checkpoint(self) -> None:
-        """Make the data durable, then rewrite the records of the parts that moved since."""
+        """Make the data durable, then rewrite the records of the parts that moved since.
+
+        `DiskRefused` when the sync fails (the bytes since the last one may
+        not be on disk, and a later sync would not say so) or the disk is too
+        full for a record; any other failure to write a record only leaves
+        the older record, which claims less.
+        """
         snapshot = [pp.Part(p.n, p.offset, p.size, p.completed) for p in self.parts]
         changed = [p for p in snapshot if self._saved.get(p.n) != p.completed]
-        self.file.checkpoint(changed)
+        try:
+            self.file.sync()
+        except OSError as exc:
+            raise _refused(exc, "saving download") from exc
+        try:
+            self.file.save_records(changed)
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise _refused(exc, "saving download") from exc
+            raise
         self._saved.update((p.n, p.completed) for p in changed)
 
     def _final_checkpoint(self) -> None:
         try:
             if self.file.fd is not None:
                 self._checkpoint()
+        except DiskRefused as exc:
+            log.warning("could not save progress of %s (%s); its partial download is dropped", self.digest, exc)
+            self.file.discard()
         except OSError as exc:
             log.warning("could not save progress of %s: %s", self.digest, exc)
         finally:
@@ -486,8 +547,8 @@ class BlobDownload:
         try:
             self.file.write_at(chunk.view, position)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise Permanent(str(storage_error(exc, "writing download"))) from None
+            if exc.errno in NO_SPACE:
+                raise _refused(exc, "writing download") from None
             raise
         chunk.claim.record(position, n)
         if (position + n) // _WAKE_BYTES != position // _WAKE_BYTES or chunk.claim.done:
@@ -497,6 +558,11 @@ class BlobDownload:
         for follower in (self._hash, self._writeback):
             if follower is not None:
                 follower.wake()
+
+
+def _refused(exc: OSError, what: str) -> DiskRefused:
+    """The disk's error in the words `storage_error` uses (`no space left on device; free some disk space...`)."""
+    return DiskRefused(str(storage_error(exc, what)))
 
 
 def _unusable(body: RangeBody) -> RegistryError:

@@ -43,5 +43,14 @@ class Permanent(RegistryError):
     """A failure that retrying cannot fix (no space left, a 404): the download stops at once."""
 
 
+class DiskRefused(Permanent):
+    """The disk did not take a download's data (full, or a sync failed): that blob's partial download is dropped.
+
+    Its bytes are what filled the disk, and what a failed sync leaves is not
+    known to be on it; keeping the file would keep the disk full for a resume
+    that must start over anyway once space is freed.
+    """
+
+
 class Cancelled(Exception):
     """The download was called off (every waiting pull went away); not a failure to report."""

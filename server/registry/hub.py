@@ -67,14 +67,21 @@ class DownloadHub:
         if not entry.task.cancelled():
             entry.task.exception()  # retrieved: each waiter reads it from the task itself
 
-    def leave(self, entry: Entry) -> None:
+    def leave(self, entry: Entry) -> bool:
+        """Stop waiting for `entry`; True if that called its download off (nobody else waits for it)."""
         entry.waiters -= 1
         if entry.waiters <= 0 and not entry.task.done():
             entry.abandoned = True
             entry.task.cancel()
+            return True
+        return False
 
     def active(self) -> list[str]:
         return list(self._entries)
+
+    def running(self) -> list[BlobDownload]:
+        """The downloads still writing (what a free-space check must leave room for)."""
+        return [entry.download for entry in self._entries.values() if not entry.task.done()]
 
     async def stop_all(self) -> None:
         """Call off every download (server shutdown) and wait until their progress is saved."""

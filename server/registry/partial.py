@@ -26,6 +26,7 @@ from pathlib import Path
 
 from server.registry.parts import Part, records_from_files
 from server.store.blobs import fsync_dir, parse_digest, publish_mode
+from server.store.diskspace import allocated
 from server.store.fileio import O_BINARY, PositionalIO, sync_data
 
 _SYNC_FILE_RANGE_WRITE = 2
@@ -204,8 +205,21 @@ class PartialFile:
 
     def checkpoint(self, parts: list[Part]) -> None:
         """Make written data durable, then record how far each of `parts` got (the others' records stand)."""
+        self.sync()
+        self.save_records(parts)
+
+    def sync(self) -> None:
+        """Make the written data durable. A failure means the bytes since the last sync may not be on disk:
+        Linux reports a failed writeback once, so a later sync that succeeds proves nothing about them."""
         assert self._io is not None
         sync_data(self._io.fd)
+
+    def save_records(self, parts: list[Part]) -> None:
+        """Record how far each of `parts` got; only after a `sync` that covered those bytes.
+
+        Each record is replaced whole (temp file, rename): one that cannot be
+        written (a full disk) leaves the older record, which claims less.
+        """
         for part in parts:
             tmp = self.root / f".tmp-{secrets.token_hex(6)}"
             try:
@@ -226,8 +240,12 @@ class PartialFile:
             os.close(self._direct)
             self._direct = None
 
+    def held(self) -> int:
+        """The bytes the data file already takes on disk (sparse: only what was written); 0 without one."""
+        return allocated(self.data)
+
     def discard(self) -> None:
-        """Forget the download entirely (its bytes were wrong)."""
+        """Forget the download entirely (its bytes were wrong, or did not fit)."""
         self.close()
         self.data.unlink(missing_ok=True)
         for path in self.record_paths():

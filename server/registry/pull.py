@@ -5,6 +5,13 @@ each only once verified; the manifest, which is what makes a model exist, is
 written last and byte for byte as the registry sent it (the model's ID is
 its digest). Blobs the pull needs are pinned, so a concurrent delete cannot
 collect one between its download and the manifest write.
+
+A pull that would not fit on the store's disk is refused before its first
+byte is written (`check_space`); one that runs out of space all the same
+(another program filled the disk) drops the partial file of the blob that
+did not fit (`download.py`), keeps the blobs already verified, and answers
+its error only once the downloads it called off have settled, so what the
+client sees afterwards is what stays.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from server.registry.context import RegistryContext
 from server.registry.download import BlobDownload
 from server.registry.errors import DigestMismatch, RegistryError
 from server.registry.hub import Entry
+from server.registry.partial import PartialFile
 from server.registry.transport import Repository, check_status
+from server.store.diskspace import disk_space, require
 from server.store.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest, ManifestError
 from server.store.names import Name
 
@@ -72,6 +81,38 @@ def blobs_of(manifest: Manifest) -> list[Layer]:
     return out
 
 
+def check_space(ctx: RegistryContext, name: Name, layers: list[Layer]) -> None:
+    """Refuse (`NotEnoughSpace`, 500) a pull whose missing blobs do not fit on the store's disk.
+
+    Counted, in whole blocks: each missing blob, less what its partial file
+    holds already (a resumed download writes into those blocks again; a
+    fresh one frees them when it truncates the file); what the downloads of
+    other pulls still have to write, as they take from the same free space
+    (a blob one of them is downloading counts once, as theirs); and the
+    margin `require` adds, which covers part records and the manifest.
+
+    Called on the event loop right before the downloads are joined, with no
+    await between, so two pulls never both count the same free bytes.
+    """
+    blobs = ctx.store.blobs
+    space = disk_space(blobs.root)
+    if space is None:
+        return
+    running = {download.digest: download for download in ctx.hub.running()}
+    needed = 0
+    for layer in layers:
+        if layer.digest in running or blobs.exists(layer.digest):
+            continue
+        needed += max(0, space.on_disk(layer.size) - PartialFile(blobs.root, layer.digest).held())
+    if needed == 0:
+        return
+    others = sum(max(0, space.on_disk(d.total) - d.file.held()) for d in running.values())
+    what = f"pulling {name.display}"
+    if others:
+        what += f" (with {len(running)} download{'s' if len(running) != 1 else ''} already running)"
+    require(blobs.root, needed + others, what, space=space)
+
+
 async def pull(ctx: RegistryContext, name: Name, *, insecure: bool = False) -> AsyncIterator[pr.Progress]:
     store = ctx.store
     name = store.resolve(name)
@@ -82,6 +123,7 @@ async def pull(ctx: RegistryContext, name: Name, *, insecure: bool = False) -> A
     reporter = pr.Reporter("pulling")
     entries: dict[str, Entry] = {}
     with store.pinned(manifest.blob_digests()):
+        check_space(ctx, name, layers)
         try:
             for layer in layers:
                 if store.blobs.exists(layer.digest):
@@ -132,8 +174,11 @@ async def pull(ctx: RegistryContext, name: Name, *, insecure: bool = False) -> A
                 if not store.blobs.exists(layer.digest):
                     raise RegistryError(f"blob {layer.digest} is missing after download")
         finally:
-            for entry in entries.values():
-                ctx.hub.leave(entry)
+            abandoned = [entry.task for entry in entries.values() if ctx.hub.leave(entry)]
+            if abandoned:
+                # Until they have saved their progress (or dropped their files). `wait`, not `gather`:
+                # if this pull is cancelled meanwhile, they must not be cancelled again mid-call-off.
+                await asyncio.wait(abandoned)
         yield pr.status("writing manifest")
         removed = await asyncio.to_thread(store.write_manifest, name, manifest)
         if removed:

@@ -25,6 +25,8 @@ from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 
 from server.errors import BadRequest, NotFound, StorageError
+from server.store import diskspace
+from server.store.diskspace import NotEnoughSpace, disk_space
 
 _DIGEST = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
 TEMP_PREFIX = ".tmp-"
@@ -161,18 +163,38 @@ class BlobStore:
             raise storage_error(exc, "writing blob") from exc
         return digest
 
-    async def write_stream(self, expected: str, chunks: AsyncIterable[bytes]) -> Path:
+    async def write_stream(self, expected: str, chunks: AsyncIterable[bytes], *, length: int | None = None) -> Path:
         """Stream bytes to disk, hashing as they come; publish only if the digest matches.
 
         Writes are batched and done in a worker thread so a multi-GB upload does
         not stall the event loop.
+
+        The disk is never filled: an upload whose `length` (the request's
+        Content-Length) does not fit is refused before a byte is read, and
+        every batch is checked against the space still free before it is
+        written, so one without a length (or a disk another program fills
+        meanwhile) stops at the margin, not at ENOSPC. Whatever stops the
+        upload, its temp file goes.
         """
         import asyncio
 
         expected = parse_digest(expected)
         tmp = self.temp_path()
+        what = f"uploading blob {expected}"
+        space = disk_space(self.root)
+        if length is not None and space is not None:
+            diskspace.require(self.root, space.on_disk(length), what, space=space)
         hasher = hashlib.sha256()
         buffer = bytearray()
+        written = 0
+
+        async def write() -> None:
+            nonlocal written
+            self._check_room(what, written, len(buffer), length)
+            await asyncio.to_thread(f.write, bytes(buffer))
+            written += len(buffer)
+            buffer.clear()
+
         try:
             f = await asyncio.to_thread(open, tmp, "wb")
             try:
@@ -180,10 +202,9 @@ class BlobStore:
                     hasher.update(chunk)
                     buffer += chunk
                     if len(buffer) >= _WRITE_BUFFER:
-                        await asyncio.to_thread(f.write, bytes(buffer))
-                        buffer.clear()
+                        await write()
                 if buffer:
-                    await asyncio.to_thread(f.write, bytes(buffer))
+                    await write()
                 await asyncio.to_thread(_flush_sync, f)
             finally:
                 f.close()
@@ -194,6 +215,18 @@ class BlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def _check_room(self, what: str, written: int, size: int, length: int | None) -> None:
+        """Refuse the next `size` bytes of an upload unless they leave `MARGIN` free.
+
+        Counted as allocated: the temp file's `written` bytes are taken already, and go
+        again when the upload is refused.
+        """
+        space = disk_space(self.root)
+        if space is None or space.on_disk(written + size) - space.on_disk(written) + diskspace.MARGIN <= space.free:
+            return
+        needed = space.on_disk(length if length is not None else written + size) + diskspace.MARGIN
+        raise NotEnoughSpace(what, needed, space.free + space.on_disk(written), self.root, at_least=length is None)
 
     def digests(self) -> Iterable[str]:
         if not self.root.is_dir():

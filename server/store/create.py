@@ -3,6 +3,9 @@
 Everything that can be checked is checked before the first byte is written
 (name, file paths, digests, GGUF validity, template syntax, parameter types,
 quantization type and source type), so a bad request leaves the store as it was.
+So is the disk's free space, against all that the create will write (the
+quantized output, text layers, config, manifest); a create that fails even
+so (another program filled the disk) takes back the blobs it wrote.
 Quantizing runs in a child process (`server.store.quantize`). The new manifest
 is written last; until then, the blobs this create relies on are pinned
 against collection.
@@ -23,11 +26,19 @@ from server.errors import BadRequest, InvalidModelName, NotFound, TemplateError
 from server.options import coerce_options
 from server.store import manifest as mt
 from server.store.blobs import parse_digest, sha256_digest
+from server.store.diskspace import disk_space, require
 from server.store.gguf_info import GGUFInfo, InvalidGGUF, check_magic, human_parameter_count, read_gguf
 from server.store.legacy_modelfile import legacy_fields
 from server.store.manifest import Layer, Manifest
 from server.store.names import Name
-from server.store.quantize import SOURCE_ERROR, Quantized, check_source, parse_quant_type, quantize_blob
+from server.store.quantize import (
+    SOURCE_ERROR,
+    Quantized,
+    check_source,
+    expected_size,
+    parse_quant_type,
+    quantize_blob,
+)
 from server.store.store import Model, Store
 
 Progress = dict[str, Any]
@@ -207,53 +218,67 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
             layers.append(Layer(layer.media_type, layer.digest, layer.size, from_, layer.name))
         model_info = await asyncio.to_thread(_safe_gguf, base)
 
-    with store.pinned(layer.digest for layer in layers) as pins:
-        for filename, digest in {**req.files, **req.adapters}.items():
-            pins.add(digest)
-            if not store.blobs.exists(digest):
-                raise BadRequest(
-                    f"blob {digest} for {filename} not found; upload it with POST /api/blobs/{digest} first"
-                )
+    try:
+        with store.pinned(layer.digest for layer in layers) as pins:
+            for filename, digest in {**req.files, **req.adapters}.items():
+                pins.add(digest)
+                if not store.blobs.exists(digest):
+                    raise BadRequest(
+                        f"blob {digest} for {filename} not found; upload it with POST /api/blobs/{digest} first"
+                    )
 
-        if req.files:
-            yield {"status": "parsing GGUF"}
-            model_layers: list[Layer] = []
-            for filename, digest in req.files.items():
+            if req.files:
+                yield {"status": "parsing GGUF"}
+                model_layers: list[Layer] = []
+                for filename, digest in req.files.items():
+                    path = store.blobs.path(digest)
+                    if not (filename.lower().endswith(".gguf") or check_magic(path)):
+                        raise BadRequest(f"{filename}: unsupported file type; pollama imports GGUF files")
+                    info = await asyncio.to_thread(_read_named, path, filename)
+                    size = path.stat().st_size
+                    if info.is_projector:
+                        projector_archs.append(info.architecture)
+                        layers.append(Layer(mt.PROJECTOR, digest, size))
+                    elif info.is_adapter:
+                        layers.append(Layer(mt.ADAPTER, digest, size))
+                    else:
+                        if model_info is not None and model_layers:
+                            raise BadRequest("more than one model GGUF given in files")
+                        model_info = info
+                        model_layers.append(Layer(mt.MODEL, digest, size))
+                if not model_layers:
+                    raise BadRequest("no model GGUF in files (only projectors or adapters)")
+                layers = [layer for layer in layers if layer.media_type != mt.MODEL]
+                layers = model_layers + layers
+                if model_info and model_info.chat_template and req.template is None:
+                    detected_template = _detect_template(model_info.chat_template)
+
+            for filename, digest in req.adapters.items():
                 path = store.blobs.path(digest)
-                if not (filename.lower().endswith(".gguf") or check_magic(path)):
-                    raise BadRequest(f"{filename}: unsupported file type; pollama imports GGUF files")
-                info = await asyncio.to_thread(_read_named, path, filename)
-                size = path.stat().st_size
-                if info.is_projector:
-                    projector_archs.append(info.architecture)
-                    layers.append(Layer(mt.PROJECTOR, digest, size))
-                elif info.is_adapter:
-                    layers.append(Layer(mt.ADAPTER, digest, size))
-                else:
-                    if model_info is not None and model_layers:
-                        raise BadRequest("more than one model GGUF given in files")
-                    model_info = info
-                    model_layers.append(Layer(mt.MODEL, digest, size))
-            if not model_layers:
-                raise BadRequest("no model GGUF in files (only projectors or adapters)")
-            layers = [layer for layer in layers if layer.media_type != mt.MODEL]
-            layers = model_layers + layers
-            if model_info and model_info.chat_template and req.template is None:
-                detected_template = _detect_template(model_info.chat_template)
+                await asyncio.to_thread(_read_named, path, filename)
+                layers = [layer for layer in layers if layer.media_type != mt.ADAPTER]
+                layers.append(Layer(mt.ADAPTER, digest, path.stat().st_size))
 
-        for filename, digest in req.adapters.items():
-            path = store.blobs.path(digest)
-            await asyncio.to_thread(_read_named, path, filename)
-            layers = [layer for layer in layers if layer.media_type != mt.ADAPTER]
-            layers.append(Layer(mt.ADAPTER, digest, path.stat().st_size))
+            source: Layer | None = None
+            if req.quantize:
+                # Checked before anything is written; Ollama skips a quantize to the type the model has.
+                source = next((layer for layer in layers if layer.media_type == mt.MODEL), None)
+                if source is None or model_info is None:
+                    raise BadRequest(SOURCE_ERROR)
+                check_source(model_info.file_type)
+                if model_info.file_type == req.quantize:
+                    source = None
 
-        if req.quantize:
-            # Checked before anything is written; Ollama skips a quantize to the type the model has.
-            source = next((layer for layer in layers if layer.media_type == mt.MODEL), None)
-            if source is None or model_info is None:
-                raise BadRequest(SOURCE_ERROR)
-            check_source(model_info.file_type)
-            if model_info.file_type != req.quantize:
+            template = req.template
+            params = dict(base_params)
+            if detected_template is not None:
+                template = template if template is not None else _bundled_text(detected_template[0])
+                params = {**detected_template[1], **params}
+            params.update(req.parameters)
+            texts = _texts(req, template, params)
+            _check_space(store, name, layers, texts, source, model_info, req.quantize)
+
+            if source is not None and model_info is not None and req.quantize:
                 result: Quantized | None = None
                 events = quantize_blob(
                     store.blobs, store.blobs.path(source.digest), model_info.file_type, req.quantize, pin=pins.add
@@ -270,59 +295,100 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
                 model_info = result.info
                 layers = [Layer(mt.MODEL, result.digest, result.size) if layer is source else layer for layer in layers]
 
-        template = req.template
-        params = dict(base_params)
-        if detected_template is not None:
-            tname, tparams = detected_template
-            yield {"status": f"using autodetected template {tname}"}
-            template = template if template is not None else _bundled_text(tname)
-            params = {**tparams, **params}
-        params.update(req.parameters)
+            if detected_template is not None:
+                yield {"status": f"using autodetected template {detected_template[0]}"}
 
-        def text_layer(media_type: str, text: str) -> Layer:
-            data = text.encode("utf-8")
-            digest = sha256_digest(data)
-            pins.add(digest)  # pin first: a concurrent delete may be collecting it
-            if not store.blobs.exists(digest):
-                fresh.add(digest)
-            return Layer(media_type, store.blobs.write_bytes(data), len(data))
+            def text_layer(text: _Text) -> Layer:
+                digest = sha256_digest(text.data)
+                pins.add(digest)  # pin first: a concurrent delete may be collecting it
+                if not store.blobs.exists(digest):
+                    fresh.add(digest)
+                return Layer(text.media_type, store.blobs.write_bytes(text.data), len(text.data))
 
-        def replace(media_types: tuple[str, ...], new: Layer | None) -> None:
-            nonlocal layers
-            layers = [layer for layer in layers if layer.media_type not in media_types]
-            if new is not None:
-                layers.append(new)
+            def replace(media_types: tuple[str, ...], new: Layer | None) -> None:
+                nonlocal layers
+                layers = [layer for layer in layers if layer.media_type not in media_types]
+                if new is not None:
+                    layers.append(new)
 
-        if template is not None:
-            replace((mt.TEMPLATE, mt.PROMPT), text_layer(mt.TEMPLATE, template))
-        if req.system:
-            replace((mt.SYSTEM,), text_layer(mt.SYSTEM, req.system))
-        for lic in req.licenses:
-            layers.append(text_layer(mt.LICENSE, lic))
-        if req.messages:
-            replace((mt.MESSAGES,), text_layer(mt.MESSAGES, json.dumps(req.messages, separators=(",", ":"))))
-        if params:
-            replace((mt.PARAMS,), text_layer(mt.PARAMS, json.dumps(params, separators=(",", ":"))))
-        else:
-            replace((mt.PARAMS,), None)
+            for text in texts:
+                replace(text.replaces, text_layer(text))
+            if not params:
+                replace((mt.PARAMS,), None)
 
-        cfg = model_config(model_info, base=base_config, req=req, projector_archs=projector_archs)
-        cfg["rootfs"]["diff_ids"] = [layer.digest for layer in layers]
-        cfg_bytes = json.dumps(cfg, separators=(",", ":")).encode()
-        pins.add(sha256_digest(cfg_bytes))
-        cfg_digest = store.blobs.write_bytes(cfg_bytes)
-        config_layer = Layer(mt.CONFIG_MEDIA_TYPE, cfg_digest, len(cfg_bytes))
+            cfg = model_config(model_info, base=base_config, req=req, projector_archs=projector_archs)
+            cfg["rootfs"]["diff_ids"] = [layer.digest for layer in layers]
+            cfg_bytes = json.dumps(cfg, separators=(",", ":")).encode()
+            pins.add(sha256_digest(cfg_bytes))
+            cfg_digest = store.blobs.write_bytes(cfg_bytes)
+            config_layer = Layer(mt.CONFIG_MEDIA_TYPE, cfg_digest, len(cfg_bytes))
 
-        # As in Ollama, a layer is new only if this request wrote its blob; uploaded `files`
-        # (`NewLayerFromLayer`) and blobs already in the store are existing ones.
-        existed_before = {layer.digest for layer in layers} - fresh
-        for layer in layers:
-            verb = "using existing" if layer.digest in existed_before else "creating new"
-            yield {"status": f"{verb} layer {layer.digest}"}
-        yield {"status": "writing manifest"}
-        manifest = Manifest.build(config_layer, layers)
-        await asyncio.to_thread(store.write_manifest, name, manifest)
+            # As in Ollama, a layer is new only if this request wrote its blob; uploaded `files`
+            # (`NewLayerFromLayer`) and blobs already in the store are existing ones.
+            existed_before = {layer.digest for layer in layers} - fresh
+            for layer in layers:
+                verb = "using existing" if layer.digest in existed_before else "creating new"
+                yield {"status": f"{verb} layer {layer.digest}"}
+            yield {"status": "writing manifest"}
+            manifest = Manifest.build(config_layer, layers)
+            await asyncio.to_thread(store.write_manifest, name, manifest)
+    except BaseException:
+        # A create that failed (a full disk, a bad file, a client gone) takes back the blobs it wrote,
+        # unless a manifest or another operation in flight uses them now: they would only fill the disk.
+        store.collect(fresh)
+        raise
     yield {"status": "success"}
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A small layer a create writes: its media type, bytes, and the media types it takes the place of."""
+
+    media_type: str
+    data: bytes
+    replaces: tuple[str, ...]
+
+
+def _texts(req: CreateRequest, template: str | None, params: dict[str, Any]) -> list[_Text]:
+    """The text layers the request asks for, in the order they are written (licenses add; the rest replace)."""
+    out: list[_Text] = []
+    if template is not None:
+        out.append(_Text(mt.TEMPLATE, template.encode("utf-8"), (mt.TEMPLATE, mt.PROMPT)))
+    if req.system:
+        out.append(_Text(mt.SYSTEM, req.system.encode("utf-8"), (mt.SYSTEM,)))
+    out.extend(_Text(mt.LICENSE, lic.encode("utf-8"), ()) for lic in req.licenses)
+    if req.messages:
+        out.append(_Text(mt.MESSAGES, json.dumps(req.messages, separators=(",", ":")).encode(), (mt.MESSAGES,)))
+    if params:
+        out.append(_Text(mt.PARAMS, json.dumps(params, separators=(",", ":")).encode(), (mt.PARAMS,)))
+    return out
+
+
+#: Bytes of a config blob and of a manifest, at most, before their layers: each layer adds about one digest line.
+_CONFIG_BASE, _MANIFEST_BASE, _PER_LAYER = 2048, 1024, 256
+
+
+def _check_space(
+    store: Store,
+    name: Name,
+    layers: list[Layer],
+    texts: list[_Text],
+    source: Layer | None,
+    info: GGUFInfo | None,
+    target: str | None,
+) -> None:
+    """Refuse (`NotEnoughSpace`) a create whose writes do not fit, before the first: the quantized
+    output (`expected_size`), the new text layers, the config and the manifest, in whole blocks."""
+    space = disk_space(store.blobs.root)
+    if space is None:
+        return
+    new = {sha256_digest(text.data): len(text.data) for text in texts}
+    needed = sum(space.on_disk(size) for digest, size in new.items() if not store.blobs.exists(digest))
+    count = len(layers) + len(texts) + 1
+    needed += space.on_disk(_CONFIG_BASE + _PER_LAYER * count) + space.on_disk(_MANIFEST_BASE + _PER_LAYER * count)
+    if source is not None and info is not None and target:
+        needed += space.on_disk(expected_size(info, source.size, target))
+    require(store.blobs.root, needed, f"creating {name.display}", space=space)
 
 
 def _read_named(path: Path, filename: str) -> GGUFInfo:

@@ -6,6 +6,9 @@ one create, not the server. The child writes into a temp file in the blobs
 folder (`.tmp-*`, which start-up removes and pruning skips); the parent checks
 the output is a whole GGUF of the wanted type, hashes it and only then
 publishes it under its digest, so a failure leaves no blob behind.
+Before the child starts, the output's size is estimated from the source's
+tensors (`expected_size`) and checked against the disk's free space, so a
+quantize that cannot fit is refused at once instead of filling the disk.
 
 The server process never imports `llama_cpp` for this: type names map to
 llama.cpp's `LLAMA_FTYPE_*` constants by name, resolved in the child.
@@ -34,6 +37,7 @@ from typing import IO, Any
 from server.child_env import child_env
 from server.errors import BadRequest, PollamaError, StorageError
 from server.store.blobs import BlobStore, storage_error
+from server.store.diskspace import disk_space, require
 from server.store.gguf_header import read_file_header
 from server.store.gguf_info import GGUFInfo, InvalidGGUF, read_gguf
 
@@ -72,6 +76,82 @@ _READ_CHUNK = 4 * 1024 * 1024
 _STDERR_LINES = 20
 #: Free space under which a failed write is put down to a full disk.
 _FULL_BELOW = 1024 * 1024
+
+
+#: Per target: the type most of its weights get, and the larger one its mix gives some of them (`_MIXED`),
+#: after llama.cpp's `llama_tensor_get_type` (src/llama-quant.cpp). `expected_size` counts every tensor a mix may
+#: raise at the larger type, an upper bound rather than the exact mix.
+_TARGET_TYPES: dict[str, tuple[str, str]] = {
+    "Q4_0": ("Q4_0", "Q4_0"),
+    "Q4_1": ("Q4_1", "Q4_1"),
+    "Q5_0": ("Q5_0", "Q5_0"),
+    "Q5_1": ("Q5_1", "Q5_1"),
+    "Q8_0": ("Q8_0", "Q8_0"),
+    "Q2_K": ("Q2_K", "Q4_K"),
+    "Q3_K_S": ("Q3_K", "Q3_K"),
+    "Q3_K_M": ("Q3_K", "Q5_K"),
+    "Q3_K_L": ("Q3_K", "Q5_K"),
+    "Q4_K_S": ("Q4_K", "Q5_K"),
+    "Q4_K_M": ("Q4_K", "Q6_K"),
+    "Q5_K_S": ("Q5_K", "Q6_K"),
+    "Q5_K_M": ("Q5_K", "Q6_K"),
+    "Q6_K": ("Q6_K", "Q6_K"),
+    "F16": ("F16", "F16"),
+    "BF16": ("BF16", "BF16"),
+    "F32": ("F32", "F32"),
+}
+#: Tensors the k-quant mixes store at a larger type (and `token_embd`, which some mixes raise too).
+_MIXED = ("attn_v.weight", "attn_qkv.weight", "attn_output.weight", "ffn_down", "token_embd.weight")
+#: GGUF's default data alignment: each tensor's data may be padded up to it.
+_GGUF_ALIGNMENT = 32
+
+
+def _tensor_bytes(type_name: str, elements: int, row: int) -> int | None:
+    """Bytes of a tensor of `elements` in `type_name`; None for a type gguf does not know."""
+    import gguf
+
+    try:
+        block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[type_name]]
+    except KeyError:
+        return None
+    if row % block:
+        return None
+    return elements // block * size
+
+
+def expected_size(info: GGUFInfo, source_size: int, target: str) -> int:
+    """An upper bound of the size of `info`'s model (a file of `source_size` bytes) quantized to `target`.
+
+    As llama.cpp does, only weights of two or more dimensions are converted
+    and the rest copied; `output.weight` of a quantized target is Q6_K (Q8_0
+    for Q8_0), and a row a type's blocks do not divide falls back to Q8_0, or
+    F16 (llama.cpp's fallbacks are no larger). The header and metadata are
+    taken over as they are in the source.
+    """
+    base, larger = _TARGET_TYPES[target]
+    quantized = target not in SOURCE_TYPES
+    total = 0
+    tensors = 0
+    for tensor in info.tensors:
+        shape = [int(d) for d in tensor.get("shape", [])]
+        elements, row = 1, (shape[0] if shape else 1)
+        for d in shape:
+            elements *= d
+        source = _tensor_bytes(str(tensor.get("type")), elements, row)
+        source = source if source is not None else elements * 4
+        tensors += source
+        name = str(tensor.get("name", ""))
+        if len(shape) < 2 or not name.endswith("weight"):
+            total += source + _GGUF_ALIGNMENT
+            continue
+        kind = larger if any(part in name for part in _MIXED) else base
+        if quantized and name == "output.weight":
+            kind = "Q8_0" if target == "Q8_0" else "Q6_K"
+        size = _tensor_bytes(kind, elements, row)
+        if size is None:
+            size = _tensor_bytes("Q8_0", elements, row) if quantized else None
+        total += (size if size is not None else elements * 2) + _GGUF_ALIGNMENT
+    return total + max(0, source_size - tensors)
 
 
 def parse_quant_type(name: str) -> str:
@@ -117,6 +197,10 @@ async def quantize_blob(
     """
     status = f"quantizing {source_type} model to {target}"
     total = source.stat().st_size
+    space = disk_space(blobs.root)
+    if space is not None:
+        info = await asyncio.to_thread(read_gguf, source)
+        require(blobs.root, space.on_disk(expected_size(info, total, target)), f"quantizing to {target}", space=space)
     yield {"status": status, "digest": PROGRESS_DIGEST, "total": total, "completed": 0}
     tmp = blobs.temp_path()
     proc: asyncio.subprocess.Process | None = None

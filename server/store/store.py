@@ -337,6 +337,15 @@ class Store:
             self._remove_empty_dirs(self.manifests_dir)
             return self._collect(model.manifest.blob_digests())
 
+    def collect(self, digests: Iterable[str]) -> set[str]:
+        """Delete those of `digests` that no manifest references and nobody has pinned; returns what went.
+
+        For an operation that failed after writing blobs of its own (a create that met a full disk):
+        what it wrote goes again, unless something took it up meanwhile.
+        """
+        with self._lock:
+            return self._collect(set(digests))
+
     def _collect(self, candidates: set[str]) -> set[str]:
         """Delete candidate blobs that no manifest references and nobody has pinned."""
         if not candidates:
