@@ -88,7 +88,7 @@ class MarkdownRenderer:
             f' bgcolor="{ctx.color(QPalette.ColorRole.AlternateBase)}">'
             f'<tr><td><span style="color:{ctx.tone(Tone.MUTED)}">{_esc(lang) or "code"}</span></td>'
             f'<td align="right"><a href="{SCHEME}:copy/{number}">Copy</a></td></tr>'
-            f'<tr><td colspan="2"><pre style="font-family: monospace;">{body}</pre></td></tr></table><br/>\n'
+            f'<tr><td colspan="2"><pre style="font-family: monospace; white-space: pre-wrap;">{body}</pre></td></tr></table><br/>\n'
         )
 
     @staticmethod
@@ -190,7 +190,7 @@ class TranscriptRenderer:
                 f'<table width="100%" cellspacing="0" cellpadding="6" border="0"'
                 f' bgcolor="{ctx.color(QPalette.ColorRole.AlternateBase)}"><tr><td>'
                 f'<span style="color:{ctx.tone(Tone.ACCENT)}">🔧 Tool call</span> <b>{_esc(call.name)}</b>'
-                f'<pre style="font-family: monospace;">{_esc(call.arguments)}</pre></td></tr></table><br/>'
+                f'<pre style="font-family: monospace; white-space: pre-wrap;">{_esc(call.arguments)}</pre></td></tr></table><br/>'
             )
         for i, data in enumerate(m.images):
             key = f"{SCHEME}-image:{m.id}/{i}"
