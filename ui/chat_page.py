@@ -216,7 +216,7 @@ class ChatPage(QWidget):
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(RENDER_EVERY_MS)
         self._render_timer.timeout.connect(self.redraw)
-        self.session.piece.connect(lambda _: self._render_timer.isActive() or self._render_timer.start())
+        self.session.piece.connect(self._piece)
         self.session.changed.connect(self.redraw)
         self.session.busy_changed.connect(self._busy_changed)
         self.session.conversations_changed.connect(self.refresh_conversations)
@@ -482,6 +482,12 @@ class ChatPage(QWidget):
     def _waiting_text(self) -> str:
         name = self.current_model()
         return f"Loading {name}…" if not self.is_loaded(name) else f"{name} is answering…"
+
+    def _piece(self, _message_id: int) -> None:
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+        if self.status.kind == "busy" and self.status.text().startswith("Loading"):
+            self.status.busy(f"{self.current_model()} is answering…")
 
     def _send_or_stop(self) -> None:
         if self.session.busy:
