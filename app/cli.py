@@ -188,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Start the pollama tray application",
         description="Start the tray application (and the server, unless one already runs on OLLAMA_HOST)",
     )
-    desktop.add_argument("app_args", nargs=argparse.REMAINDER, help="--hidden: start in the tray only")
+    desktop.add_argument(
+        "app_args", nargs=argparse.REMAINDER, help="--hidden: start in the tray only; --show PAGE: open a page"
+    )
     desktop.set_defaults(func=cmd_app)
 
     runner = sub.add_parser("runner")  # hidden: a loaded model's process

@@ -1,7 +1,7 @@
 """`pollama app`: the tray application, with the server embedded on a background thread.
 
 Start-up: one instance per user (a second launch brings the first one's
-window forward and exits); if a server already answers on the configured
+window forward, on the page `--show` names, and exits); if a server already answers on the configured
 address the app says so and works as its client, otherwise it serves itself
 (Hypercorn with a shutdown trigger, on its own thread and event loop). Quit:
 pulls checkpointed, server stopped, runners ended.
@@ -150,10 +150,23 @@ def setup_logging(log_dir: Path, debug: int) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from ui.pages import PAGE_NAMES
+
     parser = argparse.ArgumentParser(prog="pollama app", description="Run the pollama tray application")
-    parser.add_argument("--hidden", action="store_true", help="start in the tray without opening the library window")
+    parser.add_argument("--hidden", action="store_true", help="start in the tray without opening the window")
     parser.add_argument("--client-only", action="store_true", help="never start a server; use the one configured")
+    parser.add_argument(
+        "--show",
+        choices=PAGE_NAMES,
+        metavar="|".join(PAGE_NAMES),
+        help="open the window on this page (also when pollama is already running)",
+    )
     return parser.parse_args(argv)
+
+
+def handoff_message(page: str | None) -> str:
+    """What a second launch sends the first one: "show", or "show PAGE"."""
+    return f"show {page}" if page else "show"
 
 
 @dataclass
@@ -188,7 +201,7 @@ def launch(argv: list[str]) -> Launched | int:
     app.setApplicationName("pollama")
     app.setQuitOnLastWindowClosed(False)
     instance = SingleInstance()
-    if not instance.acquire("show"):
+    if not instance.acquire(handoff_message(args.show)):
         print("pollama is already running; its window was brought forward.")
         return 0
 
@@ -211,8 +224,8 @@ def launch(argv: list[str]) -> Launched | int:
     instance.activated.connect(desktop.handle_message)
     app.aboutToQuit.connect(desktop.shutdown)
     desktop.start()
-    if not args.hidden or desktop.tray.icon is None:
-        desktop.show_library()
+    if args.show or not args.hidden or desktop.tray.icon is None:
+        desktop.show_page(args.show or "chat")
     return Launched(app, desktop, instance, server)
 
 

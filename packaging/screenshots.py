@@ -1,14 +1,19 @@
-"""Start the desktop app under Xvfb with a few tiny models and save screenshots for the README.
+"""Start the desktop app under Xvfb with a few tiny models and save a screenshot of every page, light and dark.
 
-    python packaging/screenshots.py            # re-runs itself under xvfb-run when there is no display
-    python packaging/screenshots.py --out docs/screenshots
+    python packaging/screenshots.py                 # both schemes; re-runs itself under xvfb-run without a display
+    python packaging/screenshots.py --scheme dark --out docs/screenshots
 
-Everything happens in a throwaway home (models, settings, state), with the
-app's real start-up path (`app.desktop.launch`): embedded server, tray menu,
-windows. Models are the random-weight test GGUFs from `tests/fixtures`; a
-pull in progress comes from a loopback registry behind a throttling proxy
-when `docker-registry` is installed, and a pull that fails (no network here)
-shows how errors read. Needs: xvfb (see .ci/apt-packages-desktop.txt).
+Every page of the main window (`<page>-<scheme>.png`) and the tray menu
+(`tray-menu-<scheme>.png`). Each scheme runs in its own process (a palette is
+set once, before any widget exists, as a system setting would be), in a
+throwaway home (models, settings, chats, state), through the app's real
+start-up path (`app.desktop.launch`): embedded server, tray menu, window.
+Models are the random-weight test GGUFs from `tests/fixtures`, so the chat
+shows a real exchange whose answer is noise; the Markdown in it is the
+person's message. A pull in progress comes from a loopback registry behind a
+throttling proxy when `docker-registry` is installed, and a pull that fails
+(no network here) shows how errors read. Needs: xvfb (see
+.ci/apt-packages-desktop.txt).
 """
 
 from __future__ import annotations
@@ -24,7 +29,29 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHOTS = ("tray-menu", "library", "running-models", "pull-manager", "settings")
+SCHEMES = ("light", "dark")
+SHOT_SIZE = (1000, 660)
+THINK_TEMPLATE = (
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}"
+    "{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n{{ if .Think }}<think>{{ end }}"
+)
+DEMO_PROMPT = """Compare these two, as a table, then show the call:
+
+| model | size | context |
+|---|---|---|
+| tinyllama-demo | 0.9 MB | 2,048 |
+| small-chat:f16 | 10 MB | 4,096 |
+
+```python
+import ollama
+ollama.chat(model="small-chat:f16", messages=[{"role": "user", "content": "hi"}])
+```"""
+
+
+def shot_names() -> list[str]:
+    from ui.pages import PAGE_NAMES
+
+    return [f"{name}-{scheme}" for scheme in SCHEMES for name in (*PAGE_NAMES, "tray-menu")]
 
 
 def ensure_display(argv: list[str]) -> None:
@@ -70,8 +97,13 @@ def add_models(url: str) -> None:
     with httpx.Client(base_url=url, timeout=120, trust_env=False) as c:
         for name, kind, extra in (
             ("tinyllama-demo:latest", "tiny", {"template": chatml, "system": "You are a helpful assistant."}),
-            ("small-chat:f16", "small", {"template": chatml, "parameters": {"temperature": 0.7, "num_ctx": 2048}}),
+            (
+                "small-chat:f16",
+                "small",
+                {"template": chatml, "parameters": {"temperature": 0.7, "num_ctx": 2048, "num_predict": 60}},
+            ),
             ("minibert:embed", "bert", {}),
+            ("thinker-demo:latest", "tiny", {"template": THINK_TEMPLATE, "parameters": {"num_predict": 24}}),
         ):
             path = cached_model("tiny", kind="bert") if kind == "bert" else cached_model(kind)
             data = path.read_bytes()
@@ -111,11 +143,29 @@ def start_registry(work: Path) -> tuple[str, list[object]] | None:
     return f"{proxy.host}/library/small-demo:latest", [proxy, registry]
 
 
+def run_schemes(argv: list[str], out: Path) -> int:
+    """One child process per scheme (a palette is fixed before the first widget), then check every shot is there."""
+    env = {**os.environ, "POLLAMA_SHOTS_CHILD": "1"}
+    for scheme in SCHEMES:
+        code = subprocess.run([sys.executable, __file__, *argv, "--scheme", scheme], env=env).returncode
+        if code:
+            return code
+    sys.path.insert(0, str(REPO))
+    missing = [n for n in shot_names() if not (out / f"{n}.png").exists()]
+    if missing:
+        print("missing:", ", ".join(missing), file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    parser.add_argument("--scheme", choices=(*SCHEMES, "both"), default="both")
     args = parser.parse_args(argv)
     ensure_display(argv)
+    if args.scheme == "both":
+        return run_schemes([a for a in argv if a not in ("--scheme", "both")], args.out)
     sys.path.insert(0, str(REPO))
     from tests.support.live_server import free_port
 
@@ -126,51 +176,104 @@ def main(argv: list[str]) -> int:
 
     from PySide6.QtCore import QEventLoop, QPoint, QTimer
     from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
 
     from app.desktop import launch
+    from ui.chat_api import ChatOptions, Think
+    from ui.theme import Scheme, force_scheme
+
+    app = QApplication(sys.argv[:1])
+    force_scheme(Scheme(args.scheme), app)
+    scheme = args.scheme
 
     def wait(ms: int) -> None:
         loop = QEventLoop()
         QTimer.singleShot(ms, loop.quit)
         loop.exec()
 
+    def wait_for(condition: object, ms: int = 60_000) -> None:
+        for _ in range(ms // 50):
+            if condition():  # type: ignore[operator]
+                return
+            wait(50)
+
     launched = launch(["--hidden"])
     if isinstance(launched, int):
         return launched
     desktop = launched.desktop
+    window = desktop.window
     stoppers: list[object] = []
     try:
         add_models(desktop.client.base_url)
         registry = start_registry(work)
+        window.resize(*SHOT_SIZE)
 
         def save(name: str, widget: object) -> None:
             pixmap = widget.grab()  # type: ignore[attr-defined]
-            path = args.out / f"{name}.png"
+            path = args.out / f"{name}-{scheme}.png"
             pixmap.save(str(path))
-            print(
-                f"saved {path.relative_to(REPO) if path.is_relative_to(REPO) else path} ({pixmap.width()}x{pixmap.height()})"
-            )
+            shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+            print(f"saved {shown} ({pixmap.width()}x{pixmap.height()})")
+
+        # chat: a thinking model's folded thoughts in one chat, a Markdown-rich exchange in the one shown
+        chat = desktop.show_chat()
+        wait_for(lambda: chat.model_combo.count() >= 4)
+        chat.new_chat()
+        chat.pick_model("thinker-demo:latest")
+        wait_for(lambda: chat.facts is not None and chat.facts.name == "thinker-demo:latest")
+        chat.session.update(options=ChatOptions(think=Think.ON))
+        chat.composer.setPlainText("Why is the sky blue?")
+        chat.send_typed()
+        wait_for(lambda: not chat.session.busy)
+        chat.new_chat()
+        chat.pick_model("small-chat:f16")
+        chat.session.update(options=ChatOptions(temperature=0.7, seed=42))
+        chat.composer.setPlainText(DEMO_PROMPT)
+        chat.send_typed()
+        wait_for(lambda: not chat.session.busy)
+        desktop.monitor.refresh()
+        wait(800)
+        chat.composer.setPlainText("Thanks! And in one sentence?")
+        save("chat", window)
 
         # library with a selected model's details
         library = desktop.show_library()
-        library.resize(1200, 560)
         wait(1500)
         library.select("small-chat:f16")
         wait(1200)
-        save("library", library)
-        library.hide()
+        save("library", window)
 
         # running models, devices, a fit estimate
         running = desktop.show_running()
-        running.resize(1000, 520)
         wait(1500)
         running.model_combo.setCurrentText("small-chat:f16")
         running.estimate("small-chat:f16")
         wait(1500)
-        save("running-models", running)
-        running.hide()
+        save("running", window)
+
+        # downloads: one in progress (if a registry is available) and one that failed
+        desktop.show_pulls()
+        desktop.pulls.start("llama3.2:1b")
+        if registry is not None:
+            name, stoppers = registry
+            desktop.pulls.start(name)
+        wait(5500)
+        save("pulls", window)
+        for model in list(desktop.pulls.jobs):
+            desktop.pulls.cancel(model)
+
+        for page in ("discover", "developer"):
+            desktop.show_page(page)
+            wait(300)
+            save(page, window)
+
+        settings = desktop.show_settings()
+        settings.origins_edit.setText("https://chat.example.com")
+        wait(500)
+        save("settings", window)
 
         # tray menu, with the running-models submenu open
+        window.hide()
         desktop.monitor.refresh()
         wait(800)
         menu = desktop.tray.menu
@@ -185,41 +288,20 @@ def main(argv: list[str]) -> int:
         right = max(menu.geometry().right(), sub.geometry().right()) + 8
         bottom = max(menu.geometry().bottom(), sub.geometry().bottom()) + 8
         shot = screen.grabWindow(0, 32, 32, right - 32, bottom - 32)
-        shot.save(str(args.out / "tray-menu.png"))
-        print(f"saved tray-menu.png ({shot.width()}x{shot.height()})")
+        shot.save(str(args.out / f"tray-menu-{scheme}.png"))
+        print(f"saved tray-menu-{scheme}.png ({shot.width()}x{shot.height()})")
         sub.hide()
         menu.hide()
-
-        # pull manager: one in progress (if a registry is available) and one that failed
-        pulls = desktop.show_pulls()
-        pulls.resize(760, 560)
-        desktop.pulls.start("llama3.2:1b")
-        if registry is not None:
-            name, stoppers = registry
-            desktop.pulls.start(name)
-        wait(5500)
-        save("pull-manager", pulls)
-        for model in list(desktop.pulls.jobs):
-            desktop.pulls.cancel(model)
-        pulls.hide()
-
-        settings = desktop.show_settings()
-        settings.origins_edit.setText("https://chat.example.com")
-        settings.resize(760, 520)
-        wait(500)
-        save("settings", settings)
-        settings.hide()
     finally:
         desktop.shutdown()
         launched.instance.release()
         for s in stoppers:
             s.stop()  # type: ignore[attr-defined]
         shutil.rmtree(work, ignore_errors=True)
-    missing = [n for n in SHOTS if not (args.out / f"{n}.png").exists()]
-    if missing:
-        print("missing:", ", ".join(missing), file=sys.stderr)
-        return 1
-    return 0
+    # PySide6 can crash while the interpreter tears its objects down; everything is saved and stopped by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

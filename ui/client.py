@@ -2,7 +2,7 @@
 
 Requests go through one `QNetworkAccessManager`, which runs them inside Qt's
 event loop; streamed answers (pull and create progress, NDJSON) arrive as
-`received` signals line by line. Hashing a dropped `.gguf` runs on the thread
+`received` signals line by line (a chat answer arrives the same way). Hashing a dropped `.gguf` runs on the thread
 pool. The UI is a client of the HTTP API like any other program: it works
 the same against the embedded server and against one already running.
 """
@@ -284,6 +284,10 @@ class ApiClient(QObject):
         call = UploadCall(self, path)
         self._keep(call)
         return call
+
+    def chat(self, body: dict[str, Any]) -> Call:
+        """A streamed `/api/chat`; `abort()` closes the connection, which makes the server cancel it."""
+        return self.request("POST", "/api/chat", {**body, "stream": True}, stream=True)
 
     def ps(self) -> Call:
         return self.request("GET", "/api/ps", timeout_ms=10_000)

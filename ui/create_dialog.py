@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.prompter import Prompter
+from ui.theme import Tone, ToneLabel
 
 EXAMPLE = "FROM llama3.2\nPARAMETER temperature 0.7\nSYSTEM You are a helpful assistant.\n"
 
@@ -40,8 +41,7 @@ class CreateDialog(QDialog):
         gguf = QPushButton("Use a .gguf file…")
         load.clicked.connect(self._load_modelfile)
         gguf.clicked.connect(self._pick_gguf)
-        self.error_label = QLabel()
-        self.error_label.setStyleSheet("color: #b91c1c;")
+        self.error_label = ToneLabel("", Tone.ERROR)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Create")
         buttons.accepted.connect(self.accept)

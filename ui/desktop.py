@@ -1,8 +1,12 @@
-"""The desktop app's wiring: one client, one monitor, one pull manager, the tray and its windows.
+"""The desktop app's wiring: one client, one monitor, one pull manager, the chat store, the tray and the main window.
 
-Windows are created on first use and kept (closing hides them), so a
-person's filter, selection and pull cards survive closing a window. Quitting
-checkpoints pulls, stops polling and stops the embedded server if there is one.
+Every view is a page of one main window (`ui/main_window.py`), registered
+below, one line each; pages are made on first show and kept, so a person's
+filter, selection, pull cards and half-written message survive switching
+pages or closing the window. A second launch hands over a message ("show"
+or "show PAGE") through the single-instance channel. Quitting stops an
+answer in flight (what arrived is kept), checkpoints pulls, stops polling
+and stops the embedded server if there is one.
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ from PySide6.QtWidgets import QApplication, QWidget
 from ui import settings_store as keys
 from ui.api_types import RunningModel
 from ui.autostart import Autostart, for_this_system
+from ui.chat_page import ChatPage
+from ui.chat_store import ChatStore, StoreError
 from ui.client import ApiClient
 from ui.errors import friendly
 from ui.icons import tray_state
 from ui.library import LibraryWindow
+from ui.main_window import MainWindow
 from ui.monitor import ServerMonitor
+from ui.pages import DEFAULT_PAGE, PAGE_NAMES, LazyPage
+from ui.placeholder_pages import developer_placeholder, discover_placeholder
 from ui.prompter import Prompter
 from ui.pull_manager import PullManager
 from ui.pull_state import PendingPulls
@@ -39,6 +48,15 @@ log = logging.getLogger("pollama.ui")
 
 #: Settings whose change needs the server restarted (all the window edits do).
 RESTART_KEYS = frozenset(keys.WINDOW_KEYS)
+
+
+def parse_message(message: str) -> str | None:
+    """A handoff message → the page to show ("" = the window as it was), None if it is not one we know."""
+    verb, _, page = message.strip().partition(" ")
+    if verb != "show":
+        return None
+    page = page.strip()
+    return page if page in PAGE_NAMES else ""
 
 
 class DesktopApp(QObject):
@@ -58,6 +76,7 @@ class DesktopApp(QObject):
         use_system_tray: bool = True,
         poll_ms: int = 3000,
         quit_app: Callable[[], None] | None = None,
+        chat_store: ChatStore | None = None,
     ) -> None:
         super().__init__()
         self.server = server
@@ -72,16 +91,46 @@ class DesktopApp(QObject):
         self.tray = Tray(self, use_system_tray=use_system_tray)
         self.base_status = status or f"Server at {base_url}"
         self.tray.set_status(self.base_status)
+        self.chat_store_error = ""
+        self.chat_store = chat_store or self._open_chat_store()
+        self._chat: ChatPage | None = None
         self._library: LibraryWindow | None = None
         self._running: RunningWindow | None = None
         self._pull_window: PullWindow | None = None
         self._settings_window: SettingsWindow | None = None
+        self.window = MainWindow()
+        self._add_pages()
         self._wire()
         self._restart_error = ""
         self.shut_down = False
 
+    def _open_chat_store(self) -> ChatStore:
+        try:
+            return ChatStore()
+        except StoreError as exc:
+            # Chat still works, it just forgets: better than no window. The page says so.
+            log.error("%s; chats are kept in memory only", exc)
+            self.chat_store_error = f"Chats are not being saved: {exc}."
+            return ChatStore(Path(":memory:"))
+
+    def _add_pages(self) -> None:
+        """The side bar, in order. A page is one line: name (for --show), title, icon, how to make its widget."""
+        w = self.window
+        w.add_page(LazyPage("chat", "Chat", "internet-group-chat", self.chat))
+        w.add_page(LazyPage("discover", "Discover", "system-search", discover_placeholder))  # PLACEHOLDER
+        w.add_page(LazyPage("library", "Library", "drive-harddisk", self.library))
+        w.add_page(LazyPage("running", "Running", "utilities-system-monitor", self.running))
+        w.add_page(LazyPage("pulls", "Downloads", "folder-download", self.pull_window))
+        w.add_page(LazyPage("developer", "Developer", "utilities-terminal", developer_placeholder))  # PLACEHOLDER
+        w.add_page(LazyPage("settings", "Settings", "preferences-system", self.settings_window))
+        w.add_shortcut("Ctrl+N", "New chat", self.new_chat)
+        w.add_shortcut("Ctrl+K", "Pick a model", self.pick_model)
+        w.closed.connect(self._window_closed)
+
     def _wire(self) -> None:
         t = self.tray
+        t.open_window.connect(lambda: self.show_page(""))
+        t.open_chat.connect(lambda: self.show_page("chat"))
         t.open_library.connect(self.show_library)
         t.open_running.connect(self.show_running)
         t.open_pulls.connect(self.show_pulls)
@@ -102,7 +151,15 @@ class DesktopApp(QObject):
             if resumed:
                 log.info("resuming unfinished pulls: %s", ", ".join(resumed))
 
-    # -- windows ---------------------------------------------------------------------------
+    # -- pages -----------------------------------------------------------------------------
+    def chat(self) -> ChatPage:
+        if self._chat is None:
+            self._chat = ChatPage(self.client, self.chat_store, self.monitor, self.prompter)
+            self.pulls.finished.connect(lambda _: self._chat and self._chat.refresh_models())
+            if self.chat_store_error:
+                self._chat.status.error(self.chat_store_error)
+        return self._chat
+
     def library(self) -> LibraryWindow:
         if self._library is None:
             self._library = LibraryWindow(self.client, self.prompter)
@@ -126,41 +183,48 @@ class DesktopApp(QObject):
             self._settings_window.saved.connect(self._settings_saved)
         return self._settings_window
 
-    @staticmethod
-    def _bring_forward(window: QWidget) -> QWidget:
-        window.show()
-        window.setWindowState(window.windowState() & ~Qt.WindowState.WindowMinimized)
-        window.raise_()
-        window.activateWindow()
-        return window
+    def show_page(self, name: str = DEFAULT_PAGE) -> QWidget:
+        """Bring the main window forward on page `name` ("" = the page it was on)."""
+        widget = self.window.show_page(name)
+        self.window.bring_forward()
+        return widget
+
+    def show_chat(self) -> ChatPage:
+        self.show_page("chat")
+        return self.chat()
 
     def show_library(self) -> LibraryWindow:
-        window = self.library()
-        window.refresh()
-        self._bring_forward(window)
-        return window
+        self.show_page("library")
+        return self.library()
 
     def show_running(self) -> RunningWindow:
-        window = self.running()
-        self._bring_forward(window)
-        return window
+        self.show_page("running")
+        return self.running()
 
     def show_pulls(self) -> PullWindow:
-        window = self.pull_window()
-        self._bring_forward(window)
-        window.name_edit.setFocus()
-        return window
+        self.show_page("pulls")
+        return self.pull_window()
 
     def show_settings(self) -> SettingsWindow:
-        window = self.settings_window()
-        window.load()
-        self._bring_forward(window)
-        return window
+        self.show_page("settings")
+        return self.settings_window()
+
+    def new_chat(self) -> None:
+        self.show_chat().new_chat()
+
+    def pick_model(self) -> None:
+        self.show_chat().focus_model_picker()
 
     def handle_message(self, message: str) -> None:
-        """A second launch asked us to come forward."""
+        """A second launch asked us to come forward ("show"), maybe on a page ("show library")."""
         log.info("another launch asked to %s", message)
-        self.show_library()
+        page = parse_message(message)
+        self.show_page(page if page is not None else "")
+
+    def _window_closed(self) -> None:
+        """Without a tray icon nothing would be left to reopen the window: closing it quits."""
+        if self.tray.icon is None and not self.shut_down:
+            self.quit()
 
     def open_logs(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -227,12 +291,13 @@ class DesktopApp(QObject):
         if self.shut_down:
             return
         self.shut_down = True
+        if self._chat is not None:
+            self._chat.shutdown()  # before the client aborts everything: the answer is kept as stopped
         self.pulls.checkpoint()
         self.monitor.stop()
         self.client.abort_all()
-        for window in (self._library, self._running, self._pull_window, self._settings_window):
-            if window is not None:
-                window.close()
+        self.window.hide()
+        self.chat_store.close()
         if self.tray.icon is not None:
             self.tray.icon.hide()
         if self.server is not None:

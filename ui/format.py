@@ -82,3 +82,8 @@ def gpu_share(size: int, size_vram: int) -> str:
         return "100% GPU"
     gpu = round(size_vram / size * 100)
     return f"{100 - gpu}%/{gpu}% CPU/GPU"
+
+
+def breakable(text: str) -> str:
+    """Let a long path wrap at its separators (a zero-width space after each), so a label never widens a page."""
+    return text.replace("/", "/\u200b").replace("\\", "\\\u200b")

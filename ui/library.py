@@ -38,6 +38,7 @@ from ui.format import human_size, relative_time
 from ui.modelfile import ModelfileError, ModelfilePlan, plan
 from ui.prompter import Prompter
 from ui.status_line import StatusLine
+from ui.theme import Tone, ToneLabel
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 Index = QModelIndex | QPersistentModelIndex
@@ -238,8 +239,7 @@ class LibraryWindow(QWidget):
         top.addWidget(self.filter_edit, 1)
         for b in (self.refresh_button, self.create_button, self.copy_button, self.delete_button):
             top.addWidget(b)
-        hint = QLabel("Drop a .gguf file here to create a model from it.")
-        hint.setStyleSheet("color: palette(mid);")
+        hint = ToneLabel("Drop a .gguf file here to create a model from it.", Tone.MUTED)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
@@ -256,6 +256,10 @@ class LibraryWindow(QWidget):
         self._update_buttons()
         self._show_call: Call | None = None
         self.create_dialog: CreateDialog | None = None
+
+    def activated(self) -> None:
+        """Shown as a page: the list may be stale (another app pulled or deleted a model)."""
+        self.refresh()
 
     # -- listing ---------------------------------------------------------------------------
     def refresh(self) -> Call:

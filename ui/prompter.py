@@ -1,4 +1,4 @@
-"""The questions windows ask a person (confirm, a name, a file), behind one small object.
+"""The questions windows ask a person (confirm, a name, a file to open or save), behind one small object.
 
 Windows never open modal dialogs directly: tests hand in a scripted prompter
 and drive every action through the real window without a human.
@@ -24,6 +24,10 @@ class Prompter:
 
     def open_file(self, parent: QWidget | None, title: str, filters: str) -> Path | None:
         path, _ = QFileDialog.getOpenFileName(parent, title, "", filters)
+        return Path(path) if path else None
+
+    def save_file(self, parent: QWidget | None, title: str, name: str, filters: str) -> Path | None:
+        path, _ = QFileDialog.getSaveFileName(parent, title, name, filters)
         return Path(path) if path else None
 
     def choose_dir(self, parent: QWidget | None, title: str, start: str = "") -> Path | None:

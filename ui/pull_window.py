@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from ui.format import human_eta, human_rate, human_size
 from ui.pull_manager import PullJob, PullManager, PullStatus
+from ui.theme import Tone, ToneLabel
 
 
 def _bar(fraction: float) -> QProgressBar:
@@ -42,9 +43,8 @@ class PullCard(QFrame):
         self.title = QLabel(f"<b>{model}</b>")
         self.status = QLabel()
         self.overall = _bar(0)
-        self.error = QLabel()
+        self.error = ToneLabel("", Tone.ERROR)
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b91c1c;")
         self.cancel_button = QPushButton("Cancel")
         self.retry_button = QPushButton("Retry")
         self.dismiss_button = QPushButton("✕")
@@ -126,8 +126,7 @@ class PullWindow(QWidget):
         self.name_edit.returnPressed.connect(self.pull_typed)
         self.pull_button = QPushButton("Pull")
         self.pull_button.clicked.connect(self.pull_typed)
-        self.hint = QLabel("Downloads continue where they stopped, even after quitting pollama.")
-        self.hint.setStyleSheet("color: palette(mid);")
+        self.hint = ToneLabel("Downloads continue where they stopped, even after quitting pollama.", Tone.MUTED)
         row = QHBoxLayout()
         row.addWidget(self.name_edit, 1)
         row.addWidget(self.pull_button)
@@ -145,6 +144,10 @@ class PullWindow(QWidget):
         manager.changed.connect(self._changed)
         for model in manager.jobs:
             self._changed(model)
+
+    def activated(self) -> None:
+        """Shown as a page: ready to type a name."""
+        self.name_edit.setFocus()
 
     def pull_typed(self) -> None:
         name = self.name_edit.text().strip()

@@ -122,6 +122,9 @@ class RunningWindow(QWidget):
         self._poll.timeout.connect(self.monitor.refresh)
         self.set_models(self.monitor.running)
 
+    def activated(self) -> None:
+        """Shown as a page; polling follows visibility (below), so nothing more to do."""
+
     # -- visibility drives polling: an unseen window costs nothing ------------------------------
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)

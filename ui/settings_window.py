@@ -26,9 +26,11 @@ from PySide6.QtWidgets import (
 from ui import settings_store as keys
 from ui.address import parse_address
 from ui.autostart import Autostart
+from ui.format import breakable
 from ui.prompter import Prompter
 from ui.settings_store import SettingsError, SettingsStore
 from ui.status_line import StatusLine
+from ui.theme import Tone, ToneLabel
 
 _DURATION = re.compile(r"^[+-]?(\d+|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
 
@@ -69,9 +71,8 @@ class SettingsWindow(QWidget):
         self.browse_button = browse
 
         self.expose_check = QCheckBox("Expose pollama to the network")
-        self.expose_warning = QLabel("⚠ " + NETWORK_WARNING)
+        self.expose_warning = ToneLabel("⚠ " + NETWORK_WARNING, Tone.WARNING)
         self.expose_warning.setWordWrap(True)
-        self.expose_warning.setStyleSheet("color: #b45309;")
         self.expose_check.toggled.connect(self.expose_warning.setVisible)
 
         self.origins_edit = QLineEdit()
@@ -95,8 +96,7 @@ class SettingsWindow(QWidget):
         self._row(form, "Context length (tokens)", self.context_spin, keys.CONTEXT_LENGTH, (self.context_spin,))
         form.addRow("Launch at login", self.login_check)
 
-        self.path_label = QLabel(f"Stored in {store.path}")
-        self.path_label.setStyleSheet("color: palette(mid);")
+        self.path_label = ToneLabel(breakable(f"Stored in {store.path}"), Tone.MUTED)
         self.path_label.setWordWrap(True)
         self.status = StatusLine()
         self.save_button = QPushButton("Save")
@@ -115,6 +115,10 @@ class SettingsWindow(QWidget):
         self._port = parse_address(None)
         self.load()
 
+    def activated(self) -> None:
+        """Shown as a page: show the file as it is now (the environment or another launch may have changed it)."""
+        self.load()
+
     @staticmethod
     def _spin(low: int, high: int, special: str, step: int = 1) -> QSpinBox:
         spin = QSpinBox()
@@ -130,8 +134,8 @@ class SettingsWindow(QWidget):
             holder.addWidget(field)
         else:
             holder.addLayout(field)  # type: ignore[arg-type]
-        env = QLabel()
-        env.setStyleSheet("color: #6b21a8;")
+        env = ToneLabel("", Tone.ACCENT)
+        env.setWordWrap(True)
         env.setVisible(False)
         holder.addWidget(env)
         self.env_labels[key] = env
@@ -165,10 +169,12 @@ class SettingsWindow(QWidget):
         for key, label in self.env_labels.items():
             is_fixed = key in fixed
             label.setVisible(is_fixed)
-            label.setText(f"Set by {key}={fixed[key]} in the environment; the environment wins." if is_fixed else "")
+            label.setText(
+                breakable(f"Set by {key}={fixed[key]} in the environment; the environment wins.") if is_fixed else ""
+            )
             for widget in self._widgets_for[key]:
                 widget.setEnabled(not is_fixed)
-                widget.setToolTip(label.text())
+                widget.setToolTip(label.text().replace("\u200b", ""))
 
     def values(self) -> dict[str, str | None]:
         """The window's values as settings-file entries (None = use the default)."""

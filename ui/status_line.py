@@ -1,26 +1,31 @@
-"""A one-line message under a window's content: what just happened, or what went wrong, in words."""
+"""A one-line message under a page's content: what just happened, or what went wrong, in words.
+
+Its colours are meaning colours from `ui/theme.py`, so they stay readable in light and dark.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QWidget
+
+from ui.theme import Tone, ToneLabel
 
 
-class StatusLine(QLabel):
+class StatusLine(ToneLabel):
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("", Tone.PLAIN, parent)
         self.setWordWrap(True)
         self.kind = "idle"
 
-    def _set(self, kind: str, text: str, style: str) -> None:
+    def _set(self, kind: str, text: str, tone: Tone, *, bold: bool = False) -> None:
         self.kind = kind
-        self.setStyleSheet(style)
+        self.set_tone(tone, bold=bold)
         self.setText(text)
 
     def ok(self, text: str) -> None:
-        self._set("ok", text, "color: #15803d;")
+        self._set("ok", text, Tone.OK)
 
     def busy(self, text: str) -> None:
-        self._set("busy", text, "")
+        self._set("busy", text, Tone.PLAIN)
 
     def error(self, text: str) -> None:
-        self._set("error", text, "color: #b91c1c; font-weight: bold;")
+        self._set("error", text, Tone.ERROR, bold=True)

@@ -17,6 +17,8 @@ from ui.icons import TrayState, state_icon
 
 
 class Tray(QObject):
+    open_window = Signal()  # a click on the icon: the main window, on the page it was on
+    open_chat = Signal()
     open_library = Signal()
     open_running = Signal()
     open_pulls = Signal()
@@ -32,6 +34,7 @@ class Tray(QObject):
         self.status_action = self.menu.addAction("Starting…")
         self.status_action.setEnabled(False)
         self.menu.addSeparator()
+        self.chat_action = self._add("Open chat", self.open_chat)
         self.library_action = self._add("Open library", self.open_library)
         self.running_menu = self.menu.addMenu("Running models")
         self.pull_action = self._add("Pull a model…", self.open_pulls)
@@ -55,7 +58,7 @@ class Tray(QObject):
 
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
-            self.open_library.emit()
+            self.open_window.emit()
 
     def set_status(self, text: str) -> None:
         self.status_action.setText(text)

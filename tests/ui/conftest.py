@@ -12,6 +12,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +48,10 @@ class ScriptedPrompter:
     def choose_dir(self, parent: object, title: str, start: str = "") -> Path | None:
         return self.files.pop(0) if self.files else None
 
+    def save_file(self, parent: object, title: str, name: str, filters: str) -> Path | None:
+        self.asked.append(name)
+        return self.files.pop(0) if self.files else None
+
 
 def create_model(url: str, name: str, gguf: Path, **extra: object) -> None:
     """Put a model on the server the way any client would: upload the blob, create from it."""
@@ -78,16 +83,19 @@ def prompter() -> ScriptedPrompter:
     return ScriptedPrompter()
 
 
-@pytest.fixture
-def desktop(qtbot: object, server: LiveServer, prompter: ScriptedPrompter, tmp_path: Path) -> Iterator[object]:
-    """The desktop app as a client of `server` (no tray icon offscreen; the menu is still there)."""
+def make_desktop(url: str, prompter: ScriptedPrompter, tmp_path: Path, *, poll_ms: int = 500) -> Any:
+    """The desktop app as a client of the server at `url` (no tray icon offscreen; the menu is still there).
+
+    Everything it keeps lives under `tmp_path`, except the chats: they go to the platform data
+    folder, which the autouse `temp_home` fixture makes per test, so a second app in the same
+    test finds the first one's chats."""
     from ui.autostart import XdgAutostart
     from ui.desktop import DesktopApp
     from ui.pull_state import PendingPulls
     from ui.settings_store import SettingsStore
 
-    app = DesktopApp(
-        server.url,
+    return DesktopApp(
+        url,
         None,
         pending=PendingPulls(tmp_path / "state" / "pulls.json"),
         settings=SettingsStore(tmp_path / "config" / "config.json"),
@@ -95,9 +103,14 @@ def desktop(qtbot: object, server: LiveServer, prompter: ScriptedPrompter, tmp_p
         prompter=prompter,  # type: ignore[arg-type]
         log_dir=tmp_path / "logs",
         use_system_tray=False,
-        poll_ms=500,
+        poll_ms=poll_ms,
         quit_app=lambda: None,
     )
+
+
+@pytest.fixture
+def desktop(qtbot: object, server: LiveServer, prompter: ScriptedPrompter, tmp_path: Path) -> Iterator[object]:
+    app = make_desktop(server.url, prompter, tmp_path)
     app.start()
     try:
         yield app

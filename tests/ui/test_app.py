@@ -32,13 +32,19 @@ def test_single_instance_hands_over(qtbot, tmp_path: Path) -> None:
     third.release()
 
 
-def test_second_launch_brings_the_library_forward(qtbot, desktop, tmp_path: Path) -> None:
+def test_second_launch_brings_the_window_forward_on_its_page(qtbot, desktop, tmp_path: Path) -> None:
     guard = SingleInstance("pollama-test-fwd-" + tmp_path.name)
     assert guard.acquire()
     guard.activated.connect(desktop.handle_message)
     try:
         assert not SingleInstance(guard.name).acquire("show")
-        qtbot.waitUntil(lambda: desktop._library is not None and desktop._library.isVisible(), timeout=5000)
+        qtbot.waitUntil(lambda: desktop.window.isVisible() and desktop.window.current == "chat", timeout=5000)
+        assert not SingleInstance(guard.name).acquire("show library")  # `pollama app --show library`
+        qtbot.waitUntil(lambda: desktop.window.current == "library", timeout=5000)
+        assert desktop._library is not None and desktop._library.isVisible()
+        assert not SingleInstance(guard.name).acquire("show")  # no page named: it stays where it is
+        qtbot.wait(200)
+        assert desktop.window.current == "library"
     finally:
         guard.release()
 
@@ -46,7 +52,15 @@ def test_second_launch_brings_the_library_forward(qtbot, desktop, tmp_path: Path
 def test_tray_menu_carries_every_action(qtbot) -> None:
     tray = Tray(use_system_tray=False)
     texts = [a.text() for a in tray.menu.actions() if not a.isSeparator()]
-    for wanted in ("Open library", "Running models", "Pull a model…", "Settings…", "Open logs folder", "Quit pollama"):
+    for wanted in (
+        "Open chat",
+        "Open library",
+        "Running models",
+        "Pull a model…",
+        "Settings…",
+        "Open logs folder",
+        "Quit pollama",
+    ):
         assert wanted in texts
     assert isinstance(tray.menu, QMenu)
     opened = []
@@ -163,11 +177,13 @@ def test_launch_embeds_a_server_and_a_second_launch_hands_over(
     try:
         assert launched.server is not None and server_answers(url)
         assert launched.desktop.tray.status_action.text() == f"Server running at 127.0.0.1:{port}"
-        library = launched.desktop.library()
-        assert library.isVisible()  # no tray offscreen: the window opens
-        library.hide()
-        assert launch([]) == 0  # a second launch exits...
-        qtbot.waitUntil(library.isVisible, timeout=5000)  # ...and the first one came forward
+        window = launched.desktop.window
+        assert window.isVisible() and window.current == "chat"  # no tray offscreen: the window opens, on Chat
+        window.hide()
+        assert launch(["--show", "library"]) == 0  # a second launch exits...
+        qtbot.waitUntil(window.isVisible, timeout=5000)  # ...and the first one came forward...
+        qtbot.waitUntil(lambda: window.current == "library", timeout=5000)  # ...on the page it asked for
+        assert launched.desktop.library().isVisible()
     finally:
         launched.desktop.shutdown()
         launched.instance.release()
@@ -178,12 +194,26 @@ def test_launch_uses_a_server_already_running(qtbot, live_server: LiveServer, mo
     from app.desktop import launch
 
     monkeypatch.setenv("OLLAMA_HOST", live_server.host)
-    launched = launch(["--hidden"])
+    launched = launch(["--hidden", "--show", "running"])
     assert not isinstance(launched, int)
     try:
+        assert launched.desktop.window.current == "running" and launched.desktop.running().isVisible()
         assert launched.server is None
         assert "already running" in launched.desktop.tray.status_action.text()
     finally:
         launched.desktop.shutdown()
         launched.instance.release()
     assert httpx.get(live_server.url + "/api/version", trust_env=False).status_code == 200  # not ours to stop
+
+
+def test_show_takes_the_page_names() -> None:
+    from app.desktop import handoff_message, parse_args
+    from ui.pages import PAGE_NAMES
+
+    assert PAGE_NAMES == ("chat", "discover", "library", "running", "pulls", "developer", "settings")
+    for name in PAGE_NAMES:
+        assert parse_args(["--show", name]).show == name
+    assert parse_args([]).show is None
+    with pytest.raises(SystemExit):
+        parse_args(["--show", "nowhere"])
+    assert handoff_message("pulls") == "show pulls" and handoff_message(None) == "show"
