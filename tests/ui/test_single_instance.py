@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from pytestqt.qtbot import QtBot
+
 from ui.single_instance import SingleInstance, lock_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +62,9 @@ def child(script: str, name: str) -> subprocess.Popen[str]:
     )
 
 
-def test_a_launch_while_the_first_still_starts_hands_over_instead_of_taking_its_place(qtbot, tmp_path: Path) -> None:
+def test_a_launch_while_the_first_still_starts_hands_over_instead_of_taking_its_place(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
     name = "pollama-test-slow-" + tmp_path.name
     first = child(SLOW_FIRST, name)
     try:
@@ -77,7 +81,7 @@ def test_a_launch_while_the_first_still_starts_hands_over_instead_of_taking_its_
             first.wait()
 
 
-def test_the_lock_and_socket_of_a_crashed_instance_are_taken_over(qtbot, tmp_path: Path) -> None:
+def test_the_lock_and_socket_of_a_crashed_instance_are_taken_over(qtbot: QtBot, tmp_path: Path) -> None:
     name = "pollama-test-crash-" + tmp_path.name
     crashed = child(CRASHING_FIRST, name)
     _, err = crashed.communicate(timeout=30)
