@@ -34,6 +34,7 @@ from ui.server_control import ServerControl
 from ui.settings_store import SettingsStore
 from ui.settings_window import SettingsWindow
 from ui.tray import Tray
+from ui.update_check import UPDATE_CHECK, Release, UpdateChecker
 
 log = logging.getLogger("pollama.ui")
 
@@ -58,7 +59,9 @@ class DesktopApp(QObject):
         use_system_tray: bool = True,
         poll_ms: int = 3000,
         quit_app: Callable[[], None] | None = None,
+        version: str | None = None,
     ) -> None:
+        """`version`: the running release, which the update check compares with (no check without it)."""
         super().__init__()
         self.server = server
         self.prompter = prompter or Prompter()
@@ -70,6 +73,7 @@ class DesktopApp(QObject):
         self.monitor = ServerMonitor(self.client, self, interval_ms=poll_ms)
         self.pulls = PullManager(self.client, pending or PendingPulls(), self)
         self.tray = Tray(self, use_system_tray=use_system_tray)
+        self.updates = UpdateChecker(self.settings, version, self) if version else None
         self.base_status = status or f"Server at {base_url}"
         self.tray.set_status(self.base_status)
         self._library: LibraryWindow | None = None
@@ -94,9 +98,14 @@ class DesktopApp(QObject):
         self.pulls.active_changed.connect(lambda _: self._update_icon())
         self.pulls.finished.connect(self._pull_finished)
         self.pulls.failed.connect(self._pull_failed)
+        t.open_update.connect(self.open_update)
+        if self.updates is not None:
+            self.updates.available.connect(self._update_available)
 
     def start(self, *, resume_pulls: bool = True) -> None:
         self.monitor.start()
+        if self.updates is not None:
+            self.updates.start()
         if resume_pulls:
             resumed = self.pulls.resume_pending()
             if resumed:
@@ -195,8 +204,19 @@ class DesktopApp(QObject):
     def _pull_failed(self, model: str, message: str) -> None:
         self.tray.notify(f"Pull of {model} failed", message, error=True)
 
+    @Slot(object)
+    def _update_available(self, release: Release) -> None:
+        self.tray.show_update(f"pollama {release.version} is available…")
+        self.tray.notify("A new pollama is available", f"Version {release.version}: {release.url}")
+
+    def open_update(self) -> None:
+        if self.updates is not None and self.updates.latest is not None:
+            QDesktopServices.openUrl(QUrl(self.updates.latest.url))
+
     # -- settings → server -----------------------------------------------------------------
     def _settings_saved(self, changed: list[str]) -> None:
+        if UPDATE_CHECK in changed and self.updates is not None:
+            self.updates.check_now()
         if self.server is None or not RESTART_KEYS.intersection(changed):
             return
         self.tray.set_status("Restarting the server…")
@@ -229,6 +249,8 @@ class DesktopApp(QObject):
         self.shut_down = True
         self.pulls.checkpoint()
         self.monitor.stop()
+        if self.updates is not None:
+            self.updates.stop()
         self.client.abort_all()
         for window in (self._library, self._running, self._pull_window, self._settings_window):
             if window is not None:

@@ -24,6 +24,7 @@ class Tray(QObject):
     open_logs = Signal()
     quit_requested = Signal()
     unload_requested = Signal(str)
+    open_update = Signal()
 
     def __init__(self, parent: QObject | None = None, *, use_system_tray: bool = True) -> None:
         super().__init__(parent)
@@ -31,6 +32,8 @@ class Tray(QObject):
         self.menu = QMenu()
         self.status_action = self.menu.addAction("Starting…")
         self.status_action.setEnabled(False)
+        self.update_action = self._add("", self.open_update)  # shown when a newer release exists
+        self.update_action.setVisible(False)
         self.menu.addSeparator()
         self.library_action = self._add("Open library", self.open_library)
         self.running_menu = self.menu.addMenu("Running models")
@@ -56,6 +59,10 @@ class Tray(QObject):
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
             self.open_library.emit()
+
+    def show_update(self, text: str) -> None:
+        self.update_action.setText(text)
+        self.update_action.setVisible(True)
 
     def set_status(self, text: str) -> None:
         self.status_action.setText(text)
