@@ -220,7 +220,9 @@ def launch(argv: list[str]) -> Launched | int:
             log.error("%s", status)
         else:
             status = f"Server running at {config.host.netloc}"
-    desktop = DesktopApp(url, server, status=status, log_dir=config.log_dir)
+    from server import __version__
+
+    desktop = DesktopApp(url, server, status=status, log_dir=config.log_dir, version=__version__)
     instance.activated.connect(desktop.handle_message)
     app.aboutToQuit.connect(desktop.shutdown)
     desktop.start()

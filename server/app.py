@@ -199,12 +199,17 @@ async def _never() -> None:
 
 
 def run_forever(config: Config) -> int:
-    """`pollama serve`: run in the foreground; SIGINT/SIGTERM shut down gracefully."""
+    """`pollama serve`: run in the foreground; SIGINT/SIGTERM (and Ctrl+Break on Windows) shut down gracefully.
+
+    Windows' event loop has no `add_signal_handler`: there a plain signal
+    handler hands the stop to the loop (the proactor loop wakes on signals).
+    """
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        ctrl_break = getattr(signal, "SIGBREAK", None)  # Windows only
+        for sig in (signal.SIGINT, signal.SIGTERM, *([ctrl_break] if ctrl_break is not None else [])):
             try:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):

@@ -29,6 +29,7 @@ def temp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("XDG_STATE_HOME", ".local/state"),
         ("XDG_DATA_HOME", ".local/share"),
         ("XDG_CACHE_HOME", ".cache"),
+        ("XDG_CONFIG_DIRS", "etc/xdg"),  # system-wide entries (autostart) a package may have installed
     ):
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("OLLAMA_MODELS", str(home / ".ollama" / "models"))

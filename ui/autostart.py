@@ -1,9 +1,13 @@
 """Launch at login, the native way on each system; off unless the person turns it on.
 
 Linux: an XDG autostart entry (`$XDG_CONFIG_HOME/autostart/pollama.desktop`),
-which every desktop that has a session manager honours. macOS: a per-user
-LaunchAgent plist with RunAtLoad. Windows: a value under the HKCU `Run` key.
-The entry itself is the setting: there is nothing to keep in sync.
+which every desktop that has a session manager honours; the `.deb` also puts
+one for every user in `/etc/xdg/autostart`, and a user's entry of the same
+name overrides it (the XDG autostart spec), so turning it off writes a
+`Hidden=true` entry. macOS: a per-user LaunchAgent plist with RunAtLoad.
+Windows: a value under the HKCU `Run` key (the installer's optional
+autostart writes the same value, so the setting shows it). The entry itself
+is the setting: there is nothing to keep in sync.
 """
 
 from __future__ import annotations
@@ -22,11 +26,24 @@ RUN_KEY = r"Software\Microsoft\Windows\CurrentVersion\Run"
 VALUE_NAME = "pollama"
 
 
-def launch_command() -> list[str]:
-    """How to start the tray at login: the frozen executable, or this Python with `-m app app`."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "app", "--hidden"]
-    return [sys.executable, "-m", "app", "app", "--hidden"]
+def launch_command(
+    executable: str | None = None, *, frozen: bool | None = None, platform: str | None = None
+) -> list[str]:
+    """How to start the tray at login: the frozen executable, or this Python with `-m app app`.
+
+    On Windows the program started at login must be a windowed one, or a
+    console window opens with the tray: the bundle's `pollama-app.exe` (the
+    spec builds it beside `pollama.exe`), or `pythonw.exe` beside `python.exe`.
+    """
+    exe = Path(executable or sys.executable)
+    frozen = getattr(sys, "frozen", False) if frozen is None else frozen
+    if (platform or sys.platform).startswith("win"):
+        windowed = exe.with_name("pollama-app.exe" if frozen else "pythonw.exe")
+        if windowed.exists():
+            exe = windowed
+    if frozen:
+        return [str(exe), "app", "--hidden"]
+    return [str(exe), "-m", "app", "app", "--hidden"]
 
 
 class Autostart(Protocol):
@@ -35,23 +52,40 @@ class Autostart(Protocol):
     def set_enabled(self, enabled: bool) -> None: ...
 
 
+def _system_config_dirs() -> list[Path]:
+    """`$XDG_CONFIG_DIRS` (default `/etc/xdg`), where system-wide autostart entries live."""
+    dirs = os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg"
+    return [Path(d) for d in dirs.split(os.pathsep) if d]
+
+
+def _starts(text: str) -> bool:
+    return "Hidden=true" not in text and "X-GNOME-Autostart-enabled=false" not in text
+
+
 class XdgAutostart:
-    def __init__(self, command: Sequence[str], config_home: Path | None = None) -> None:
+    def __init__(
+        self, command: Sequence[str], config_home: Path | None = None, system_dirs: Sequence[Path] | None = None
+    ) -> None:
         base = config_home or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
         self.path = base / "autostart" / "pollama.desktop"
+        self.system_paths = [d / "autostart" / "pollama.desktop" for d in (system_dirs or _system_config_dirs())]
         self.command = list(command)
 
     def is_enabled(self) -> bool:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except OSError:
-            return False
-        return "Hidden=true" not in text and "X-GNOME-Autostart-enabled=false" not in text
+        """The user's entry decides when there is one; otherwise the first system-wide one does."""
+        for path in (self.path, *self.system_paths):
+            try:
+                return _starts(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return False
+        return False
 
     def set_enabled(self, enabled: bool) -> None:
-        if not enabled:
-            self.path.unlink(missing_ok=True)
-            return
+        self.path.unlink(missing_ok=True)
+        if not enabled and not self.is_enabled():
+            return  # no system-wide entry starts it either
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(
             "[Desktop Entry]\n"
@@ -61,8 +95,7 @@ class XdgAutostart:
             f"Exec={shlex.join(self.command)}\n"
             "Icon=pollama\n"
             "Terminal=false\n"
-            "Categories=Utility;\n"
-            "X-GNOME-Autostart-enabled=true\n",
+            "Categories=Utility;\n" + ("X-GNOME-Autostart-enabled=true\n" if enabled else "Hidden=true\n"),
             encoding="utf-8",
         )
 

@@ -43,6 +43,7 @@ from ui.server_control import ServerControl
 from ui.settings_store import SettingsStore
 from ui.settings_window import SettingsWindow
 from ui.tray import Tray
+from ui.update_check import UPDATE_CHECK, Release, UpdateChecker
 
 log = logging.getLogger("pollama.ui")
 
@@ -77,7 +78,9 @@ class DesktopApp(QObject):
         poll_ms: int = 3000,
         quit_app: Callable[[], None] | None = None,
         chat_store: ChatStore | None = None,
+        version: str | None = None,
     ) -> None:
+        """`version`: the running release, which the update check compares with (no check without it)."""
         super().__init__()
         self.server = server
         self.prompter = prompter or Prompter()
@@ -89,6 +92,7 @@ class DesktopApp(QObject):
         self.monitor = ServerMonitor(self.client, self, interval_ms=poll_ms)
         self.pulls = PullManager(self.client, pending or PendingPulls(), self)
         self.tray = Tray(self, use_system_tray=use_system_tray)
+        self.updates = UpdateChecker(self.settings, version, self) if version else None
         self.base_status = status or f"Server at {base_url}"
         self.tray.set_status(self.base_status)
         self.chat_store_error = ""
@@ -143,9 +147,14 @@ class DesktopApp(QObject):
         self.pulls.active_changed.connect(lambda _: self._update_icon())
         self.pulls.finished.connect(self._pull_finished)
         self.pulls.failed.connect(self._pull_failed)
+        t.open_update.connect(self.open_update)
+        if self.updates is not None:
+            self.updates.available.connect(self._update_available)
 
     def start(self, *, resume_pulls: bool = True) -> None:
         self.monitor.start()
+        if self.updates is not None:
+            self.updates.start()
         if resume_pulls:
             resumed = self.pulls.resume_pending()
             if resumed:
@@ -259,8 +268,19 @@ class DesktopApp(QObject):
     def _pull_failed(self, model: str, message: str) -> None:
         self.tray.notify(f"Pull of {model} failed", message, error=True)
 
+    @Slot(object)
+    def _update_available(self, release: Release) -> None:
+        self.tray.show_update(f"pollama {release.version} is available…")
+        self.tray.notify("A new pollama is available", f"Version {release.version}: {release.url}")
+
+    def open_update(self) -> None:
+        if self.updates is not None and self.updates.latest is not None:
+            QDesktopServices.openUrl(QUrl(self.updates.latest.url))
+
     # -- settings → server -----------------------------------------------------------------
     def _settings_saved(self, changed: list[str]) -> None:
+        if UPDATE_CHECK in changed and self.updates is not None:
+            self.updates.check_now()
         if self.server is None or not RESTART_KEYS.intersection(changed):
             return
         self.tray.set_status("Restarting the server…")
@@ -295,6 +315,8 @@ class DesktopApp(QObject):
             self._chat.shutdown()  # before the client aborts everything: the answer is kept as stopped
         self.pulls.checkpoint()
         self.monitor.stop()
+        if self.updates is not None:
+            self.updates.stop()
         self.client.abort_all()
         self.window.hide()
         self.chat_store.close()

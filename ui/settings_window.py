@@ -31,6 +31,7 @@ from ui.prompter import Prompter
 from ui.settings_store import SettingsError, SettingsStore
 from ui.status_line import StatusLine
 from ui.theme import Tone, ToneLabel
+from ui.update_check import UPDATE_CHECK, UPDATE_URL, update_settings
 
 _DURATION = re.compile(r"^[+-]?(\d+|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
 
@@ -83,6 +84,7 @@ class SettingsWindow(QWidget):
         self.max_loaded_spin = self._spin(0, 64, "Automatic")
         self.context_spin = self._spin(0, 1 << 20, "Model default", step=1024)
         self.login_check = QCheckBox("Start pollama when I log in")
+        self.update_check = QCheckBox("Tell me when a new pollama release exists (one plain request a day)")
 
         self.env_labels: dict[str, QLabel] = {}
         form = QFormLayout()
@@ -95,6 +97,7 @@ class SettingsWindow(QWidget):
         self._row(form, "Models loaded at once", self.max_loaded_spin, keys.MAX_LOADED_MODELS, (self.max_loaded_spin,))
         self._row(form, "Context length (tokens)", self.context_spin, keys.CONTEXT_LENGTH, (self.context_spin,))
         form.addRow("Launch at login", self.login_check)
+        form.addRow("Updates", self.update_check)
 
         self.path_label = ToneLabel(breakable(f"Stored in {store.path}"), Tone.MUTED)
         self.path_label.setWordWrap(True)
@@ -165,6 +168,17 @@ class SettingsWindow(QWidget):
         self.max_loaded_spin.setValue(_to_int(values.get(keys.MAX_LOADED_MODELS)))
         self.context_spin.setValue(_to_int(values.get(keys.CONTEXT_LENGTH)))
         self.login_check.setChecked(self.autostart.is_enabled())
+        updates = update_settings(self.store)
+        self.update_check.setChecked(updates.enabled)
+        in_env = UPDATE_CHECK in self.store.environ
+        self.update_check.setEnabled(bool(updates.url) and not in_env)
+        self.update_check.setToolTip(
+            f"Set by {UPDATE_CHECK} in the environment."
+            if in_env
+            else f"Asks {updates.url}; nothing about this computer is sent."
+            if updates.url
+            else f"No update address is set: put {UPDATE_URL} in the environment or the settings file."
+        )
         fixed = self.store.env_fixed()
         for key, label in self.env_labels.items():
             is_fixed = key in fixed
@@ -199,6 +213,8 @@ class SettingsWindow(QWidget):
             return None
         fixed = self.store.env_fixed()
         changes = {k: v for k, v in self.values().items() if k not in fixed}
+        if UPDATE_CHECK not in self.store.environ:
+            changes[UPDATE_CHECK] = "1" if self.update_check.isChecked() else None
         try:
             changed = sorted(self.store.save(changes))
         except (OSError, SettingsError) as exc:

@@ -26,6 +26,7 @@ class Tray(QObject):
     open_logs = Signal()
     quit_requested = Signal()
     unload_requested = Signal(str)
+    open_update = Signal()
 
     def __init__(self, parent: QObject | None = None, *, use_system_tray: bool = True) -> None:
         super().__init__(parent)
@@ -33,6 +34,8 @@ class Tray(QObject):
         self.menu = QMenu()
         self.status_action = self.menu.addAction("Starting…")
         self.status_action.setEnabled(False)
+        self.update_action = self._add("", self.open_update)  # shown when a newer release exists
+        self.update_action.setVisible(False)
         self.menu.addSeparator()
         self.chat_action = self._add("Open chat", self.open_chat)
         self.library_action = self._add("Open library", self.open_library)
@@ -59,6 +62,10 @@ class Tray(QObject):
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
             self.open_window.emit()
+
+    def show_update(self, text: str) -> None:
+        self.update_action.setText(text)
+        self.update_action.setVisible(True)
 
     def set_status(self, text: str) -> None:
         self.status_action.setText(text)

@@ -27,7 +27,7 @@ from pathlib import Path
 from server.registry.parts import Part, records_from_files
 from server.store.blobs import fsync_dir, parse_digest, publish_mode
 from server.store.diskspace import allocated
-from server.store.fileio import O_BINARY, PositionalIO, sync_data
+from server.store.fileio import O_BINARY, PositionalIO, direct_flag, posix_calls, sync_data
 
 _SYNC_FILE_RANGE_WRITE = 2
 #: The largest single buffered write into the data file (see `PartialFile.write_at`).
@@ -174,7 +174,7 @@ class PartialFile:
         (EINVAL) switches this file to buffered writes for good.
         """
         assert self._direct is not None
-        done = 0
+        done = 0  # os.pwrite is safe here: only an OS with O_DIRECT (Linux) opens a direct descriptor
         while done < len(view) and done % DIRECT_ALIGN == 0:  # a short write ends it: the rest is unaligned
             try:
                 done += os.pwrite(self._direct, view[done:], offset + done)
@@ -200,7 +200,7 @@ class PartialFile:
         cache, and the fsync before publishing writes all of it while the
         pull waits; started early, the writing overlaps the download.
         """
-        if _start_writeback is not None and self._io is not None:
+        if _start_writeback is not None and self._io is not None and posix_calls():
             _start_writeback(self._io.fd, offset, size)
 
     def checkpoint(self, parts: list[Part]) -> None:
@@ -289,7 +289,7 @@ def _file_system(path: Path) -> str | None:
 
 def _open_direct(path: Path) -> int | None:
     """`path` opened for direct writes, where the OS allows them and the file system is on a local disk."""
-    flag = getattr(os, "O_DIRECT", 0)
+    flag = direct_flag()
     if not flag or _file_system(path) not in _LOCAL_DISK_FILE_SYSTEMS:
         return None
     try:
