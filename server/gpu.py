@@ -68,7 +68,9 @@ def system_memory() -> SystemMemory:
 
         vm = psutil.virtual_memory()
         return SystemMemory(int(vm.total), int(vm.available))
-    except ImportError:
+    except (ImportError, AttributeError):
+        # missing, or half-imported where a platform module it needs is absent (the
+        # portable tests take `resource` away from psutil's Linux backend): read /proc
         pass
     try:
         fields: dict[str, int] = {}
