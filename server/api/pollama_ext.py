@@ -81,7 +81,9 @@ async def estimate() -> Response:
     model = svc.store.get(name)
     if model is None:
         registry = install(svc)
-        remote = await registry.context.call(functools.partial(inspect, registry.context, name, insecure=insecure))
+        remote = await registry.context.call(
+            functools.partial(inspect, registry.transport, name, insecure=insecure, endpoints=registry.endpoints)
+        )
         options = {**DEFAULT_OPTIONS, **remote.parameters, **requested}
         return json_response(await asyncio.to_thread(_remote_estimate, svc.config, svc.scheduler, remote, options))
     # the generation routes' checks (a context or batch of no tokens is refused, so no size

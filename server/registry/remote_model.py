@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.errors import BadRequest, ModelNotFound
-from server.registry.context import RegistryContext
+from server.registry.endpoints import Endpoints
 from server.registry.errors import NotOnRegistry, RegistryError
 from server.registry.pull import ACCEPT_HEADER, parse_manifest
 from server.registry.ranged_source import RangedBlob
-from server.registry.transport import Repository, check_status
+from server.registry.transport import Repository, Transport, check_status
 from server.store import manifest as mt
 from server.store.gguf_header import read_header
 from server.store.gguf_info import GGUFInfo, info_from_header
@@ -73,10 +73,12 @@ class RemoteModel:
         return sum(seen.values())
 
 
-def inspect(ctx: RegistryContext, name: Name, *, insecure: bool = False) -> RemoteModel:
+def inspect(
+    transport: Transport, name: Name, *, insecure: bool = False, endpoints: Endpoints | None = None
+) -> RemoteModel:
     """Read `name`'s manifest, params and GGUF header from its registry (blocking: call on a worker thread)."""
-    repo = Repository.of(name, insecure=insecure, endpoints=ctx.endpoints)
-    manifest = _manifest(ctx, repo, name)
+    repo = Repository.of(name, insecure=insecure, endpoints=endpoints)
+    manifest = fetch_manifest(transport, repo, name)
     models = manifest.layers_of(mt.MODEL)
     if not models:
         kinds = ", ".join(sorted({layer.media_type.removeprefix(mt.MEDIA_PREFIX) for layer in manifest.layers}))
@@ -85,20 +87,21 @@ def inspect(ctx: RegistryContext, name: Name, *, insecure: bool = False) -> Remo
             "it is not a GGUF model pollama can run"
         )
     weights = models[0]
-    source = RangedBlob(ctx.transport, repo, weights.digest, weights.size)
+    source = RangedBlob(transport, repo, weights.digest, weights.size)
     header = read_header(source, name=f"the model layer of '{name.display}'", chunk=PARSE_CHUNK)
     return RemoteModel(
         name=name,
         manifest=manifest,
         info=info_from_header(header),
-        parameters=_parameters(ctx, repo, manifest),
+        parameters=_parameters(transport, repo, manifest),
         header_bytes=source.bytes_fetched,
     )
 
 
-def _manifest(ctx: RegistryContext, repo: Repository, name: Name) -> Manifest:
+def fetch_manifest(transport: Transport, repo: Repository, name: Name) -> Manifest:
+    """`name`'s manifest from `repo`; a 404 is `ModelNotFound` naming the model and the registry."""
     try:
-        response = ctx.transport.request(
+        response = transport.request(
             "GET", repo.manifest_url(name.tag), headers={"Accept": ACCEPT_HEADER}, follow_redirects=True
         )
         check_status(response)
@@ -110,13 +113,13 @@ def _manifest(ctx: RegistryContext, repo: Repository, name: Name) -> Manifest:
         raise RegistryError(f"{name.display}: {str(exc).removeprefix('pull model manifest: ')}") from None
 
 
-def _parameters(ctx: RegistryContext, repo: Repository, manifest: Manifest) -> dict[str, Any]:
+def _parameters(transport: Transport, repo: Repository, manifest: Manifest) -> dict[str, Any]:
     """The last params layer's JSON object; a missing, oversized or broken one counts as none (as locally)."""
     layers = manifest.layers_of(mt.PARAMS)
     if not layers or layers[-1].size > MAX_PARAMS_BYTES:
         return {}
     try:
-        response = ctx.transport.request("GET", repo.blob_url(layers[-1].digest), follow_redirects=True)
+        response = transport.request("GET", repo.blob_url(layers[-1].digest), follow_redirects=True)
         check_status(response)
         data = json.loads(response.content)
     except (RegistryError, ValueError):
