@@ -24,6 +24,7 @@ from server.config import Config
 from server.errors import BadRequest, PollamaError
 from server.gpu import backend_report, gpu_devices, system_memory
 from server.options import DEFAULT_OPTIONS, validate_options
+from server.registry.errors import Unreachable
 from server.registry.remote_model import RemoteModel, inspect
 from server.registry.service import install
 from server.runner.ggml_backends import BackendReport
@@ -81,9 +82,14 @@ async def estimate() -> Response:
     model = svc.store.get(name)
     if model is None:
         registry = install(svc)
-        remote = await registry.context.call(
-            functools.partial(inspect, registry.transport, name, insecure=insecure, endpoints=registry.endpoints)
-        )
+        try:
+            remote = await registry.context.call(
+                functools.partial(inspect, registry.transport, name, insecure=insecure, endpoints=registry.endpoints)
+            )
+        except Unreachable as exc:
+            raise PollamaError(
+                f"'{name.display}' is not a local model, and its registry cannot be asked: {exc}", 502
+            ) from None
         options = {**DEFAULT_OPTIONS, **remote.parameters, **requested}
         return json_response(await asyncio.to_thread(_remote_estimate, svc.config, svc.scheduler, remote, options))
     # the generation routes' checks (a context or batch of no tokens is refused, so no size

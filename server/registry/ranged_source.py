@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from server.registry.errors import RegistryError
+from server.registry.errors import RegistryError, Unreachable
 from server.registry.transport import Repository, Transport, status_error
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -151,7 +151,7 @@ class RangedBlob:
                 if len(out) >= n:
                     break
         except httpx.HTTPError as exc:
-            raise RegistryError(f"reading blob {self.digest[7:19]}: {exc}") from exc
+            raise Unreachable(f"reading blob {self.digest[7:19]}: {exc}") from exc
         if len(out) < n:
             raise RegistryError(
                 f"blob {self.digest[7:19]} ended after {offset + len(out)} of the {self._size} bytes its manifest says"

@@ -22,7 +22,7 @@ import httpx
 from server import __version__
 from server.registry.auth import Authenticator
 from server.registry.endpoints import Endpoints
-from server.registry.errors import NotOnRegistry, RegistryError, Unauthorized
+from server.registry.errors import NotOnRegistry, RegistryError, Unauthorized, Unreachable
 from server.registry.ranges import BodyStalled, ConnectionPool, FillingBody, RangeBody
 from server.registry.settings import TransferSettings
 from server.registry.tls import client_context
@@ -201,7 +201,7 @@ class Transport:
                 request = self.client.build_request(method, url, headers=sent, content=content)
                 response = self.client.send(request, stream=True, follow_redirects=follow_redirects)
             except httpx.HTTPError as exc:
-                raise RegistryError(describe(exc, url)) from exc
+                raise Unreachable(describe(exc, url)) from exc
             if response.status_code == 401 and authenticate:
                 response.read()
                 response.close()
@@ -216,7 +216,7 @@ class Transport:
                     response.read()
                 except httpx.HTTPError as exc:
                     response.close()
-                    raise RegistryError(describe(exc, url)) from exc
+                    raise Unreachable(describe(exc, url)) from exc
                 finally:
                     response.close()
             return response

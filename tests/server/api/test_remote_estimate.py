@@ -92,7 +92,7 @@ def test_remote_estimate_errors_are_clear(
 
     down = f"127.0.0.1:{free_port()}"
     r = estimate(live_server, {"model": f"{down}/library/tiny:latest", "insecure": True})
-    assert r.status_code == 500 and f"cannot reach {down}" in r.json()["error"]
+    assert r.status_code == 502 and f"its registry cannot be asked: cannot reach {down}" in r.json()["error"]
 
     upload_model(registry_client, registry.url, "library/notgguf", "latest", [(MODEL, b"PK\x03\x04" + bytes(4096))])
     r = estimate(live_server, {"model": f"{host}/library/notgguf:latest", "insecure": True})
