@@ -100,8 +100,9 @@ class RangedBlob:
 
     def _fetch(self, offset: int, n: int) -> bytes:
         if self.bytes_fetched + n > self.budget:
+            limit = f"{self.budget >> 20} MB" if self.budget >= 1 << 20 else f"{self.budget} bytes"
             raise HeaderTooLarge(
-                f"the GGUF header of blob {self.digest[7:19]} is larger than the {self.budget // (1 << 20)} MB "
+                f"the GGUF header of blob {self.digest[7:19]} is larger than the {limit} "
                 "pollama reads before a download"
             )
         byte_range = f"bytes={offset}-{offset + n - 1}"
