@@ -18,6 +18,7 @@ their progress shows in the row here too.
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Any
 
@@ -100,6 +101,7 @@ class DiscoverPage(QWidget):
         self._hf_files_seq = 0
         self._hf_repo = ""
         self._hf_models = RepoModels()
+        self._about: dict[str, str] = {}  # pull name → a line about it for the detail below the lists
 
         # -- the bar: one search box for both lists, filters below it ----------------------------
         self.search_box = QLineEdit()
@@ -275,6 +277,8 @@ class DiscoverPage(QWidget):
         tree.blockSignals(False)
         if len(rows) <= 3:
             tree.expandAll()
+        elif first := tree.topLevelItem(0):
+            first.setExpanded(True)  # so it shows at once that a model opens into its sizes
         if selected:
             self._select_in(tree, selected)
         self._refilter_hf(flt)
@@ -286,7 +290,8 @@ class DiscoverPage(QWidget):
         caps = ", ".join(model.capabilities)
         top.setText(0, model.name + (f"  ·  {caps}" if caps else ""))
         sizes = [t.size for t in row.tags]
-        top.setText(1, human_size(min(sizes)) if len(sizes) == 1 else f"{human_size(min(sizes))}–")
+        low, high = human_size(min(sizes)), human_size(max(sizes))
+        top.setText(1, low if low == high else f"{low} – {high}")
         context = f" Context: {model.context_length:,} tokens." if model.context_length else ""
         top.setToolTip(0, f"{model.description}{context}")
         top.setFirstColumnSpanned(False)
@@ -295,6 +300,7 @@ class DiscoverPage(QWidget):
             name = model.pull_name(tag.tag)
             child.setText(0, name + ("  (default)" if tag.tag == model.default_tag else ""))
             child.setToolTip(0, model.description)
+            self._about[name] = model.description + context
             self._add_downloadable(child, Downloadable(name, tag.size))
 
     def _add_downloadable(self, item: QTreeWidgetItem, what: Downloadable) -> None:
@@ -393,6 +399,7 @@ class DiscoverPage(QWidget):
             parts = f"  ({choice.parts} parts)" if choice.parts > 1 else ""
             item.setText(0, choice.quant + parts)
             item.setToolTip(0, "\n".join(choice.files))
+            self._about[choice.pull_name(repo_id)] = "Files: " + ", ".join(choice.files) + "."
             self._add_downloadable(item, Downloadable(choice.pull_name(repo_id), size))
             shown += 1
         self.hf_files.blockSignals(False)
@@ -464,7 +471,8 @@ class DiscoverPage(QWidget):
         view = self.rows.fits.get(name)
         size = human_size(self.rows.size_of(name))
         verdict = f" — <b>{view.label}</b>" if view is not None else ""
-        self.detail.setText(f"<b>{name}</b>: {size} to download{verdict}")
+        about = html.escape(self._about.get(name, ""))
+        self.detail.setText(f"<b>{html.escape(name)}</b>: {size} to download{verdict}<br>{about}")
         self.detail.setToolTip(view.tooltip if view is not None else TIGHT_MEANS)
 
     def context_length(self) -> int:
