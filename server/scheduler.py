@@ -268,25 +268,47 @@ class Scheduler:
     # -- public -------------------------------------------------------------------------------
 
     def spec_for(self, model: Model, options: dict[str, Any], *, embedding: bool = False) -> RunnerSpec:
-        info = model.gguf()
-        trained = info.context_length if info else None
-        choice = clamp_load_options(options, self.config.context_length, trained, vision=bool(model.projector_paths))
-        num_parallel = 1 if (embedding or (info is not None and info.is_embedding)) else self.config.num_parallel
         path = model.model_path
         if path is None:
             raise PollamaError(f"model '{model.name.display}' has no weights layer")
-        return RunnerSpec(
-            model_path=str(path),
+        return self.spec_from(
+            model.gguf(),
+            str(path),
+            options,
             adapters=tuple(str(p) for p in model.adapter_paths),
             projectors=tuple(str(p) for p in model.projector_paths),
+            embedding=embedding,
+        )
+
+    def spec_from(
+        self,
+        info: GGUFInfo | None,
+        model_path: str,
+        options: dict[str, Any],
+        *,
+        adapters: tuple[str, ...] = (),
+        projectors: tuple[str, ...] = (),
+        embedding: bool = False,
+    ) -> RunnerSpec:
+        """The runner a request with `options` would load for weights described by `info`.
+
+        Apart from `spec_for` so that a model not pulled yet (its GGUF header read over
+        the network, `/api/pollama/estimate`) gets the very spec the pulled one will."""
+        trained = info.context_length if info else None
+        choice = clamp_load_options(options, self.config.context_length, trained, vision=bool(projectors))
+        is_embedding = embedding or (info is not None and info.is_embedding)
+        return RunnerSpec(
+            model_path=model_path,
+            adapters=adapters,
+            projectors=projectors,
             num_ctx=choice.num_ctx,
-            num_parallel=num_parallel,
+            num_parallel=1 if is_embedding else self.config.num_parallel,
             num_batch=choice.num_batch,
             num_gpu=choice.num_gpu,
             main_gpu=choice.main_gpu,
             use_mmap=options.get("use_mmap"),
             num_thread=choice.num_thread,
-            embedding=embedding or (info is not None and info.is_embedding),
+            embedding=is_embedding,
             flash_attention=self.config.flash_attention,
             kv_cache_type=self.config.kv_cache_type,
         )

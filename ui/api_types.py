@@ -204,6 +204,9 @@ class Estimate:
     device: str
     free_memory: int
     fits: bool
+    #: False for a model read from its registry, not pulled; then `download_size` is what a pull fetches.
+    local: bool = True
+    download_size: int = 0
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Estimate:
@@ -217,6 +220,8 @@ class Estimate:
             device=_str(body.get("device")) or "cpu",
             free_memory=_int(body.get("free_memory")),
             fits=bool(body.get("fits")),
+            local=body.get("local") is not False,
+            download_size=_int(body.get("download_size")),
         )
 
 

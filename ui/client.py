@@ -305,5 +305,11 @@ class ApiClient(QObject):
     def devices(self) -> Call:
         return self.request("GET", "/api/pollama/devices", timeout_ms=15_000)
 
-    def estimate(self, model: str) -> Call:
-        return self.request("POST", "/api/pollama/estimate", {"model": model})
+    def estimate(self, model: str, *, insecure: bool = False, options: dict[str, Any] | None = None) -> Call:
+        """Memory `model` needs; one not pulled is read from its registry (manifest and GGUF header only)."""
+        body: dict[str, Any] = {"model": model}
+        if insecure:
+            body["insecure"] = True
+        if options:
+            body["options"] = options
+        return self.request("POST", "/api/pollama/estimate", body, timeout_ms=60_000)

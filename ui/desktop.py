@@ -26,13 +26,14 @@ from ui.autostart import Autostart, for_this_system
 from ui.chat_page import ChatPage
 from ui.chat_store import ChatStore, StoreError
 from ui.client import ApiClient
+from ui.discover_page import DiscoverPage
 from ui.errors import friendly
 from ui.icons import tray_state
 from ui.library import LibraryWindow
 from ui.main_window import MainWindow
 from ui.monitor import ServerMonitor
 from ui.pages import DEFAULT_PAGE, PAGE_NAMES, LazyPage
-from ui.placeholder_pages import developer_placeholder, discover_placeholder
+from ui.placeholder_pages import developer_placeholder
 from ui.prompter import Prompter
 from ui.pull_manager import PullManager
 from ui.pull_state import PendingPulls
@@ -121,7 +122,7 @@ class DesktopApp(QObject):
         """The side bar, in order. A page is one line: name (for --show), title, icon, how to make its widget."""
         w = self.window
         w.add_page(LazyPage("chat", "Chat", "internet-group-chat", self.chat))
-        w.add_page(LazyPage("discover", "Discover", "system-search", discover_placeholder))  # PLACEHOLDER
+        w.add_page(LazyPage("discover", "Discover", "system-search", lambda: DiscoverPage(self.client, self.pulls)))
         w.add_page(LazyPage("library", "Library", "drive-harddisk", self.library))
         w.add_page(LazyPage("running", "Running", "utilities-system-monitor", self.running))
         w.add_page(LazyPage("pulls", "Downloads", "folder-download", self.pull_window))

@@ -19,6 +19,14 @@ class Unauthorized(RegistryError):
     pass
 
 
+class Unreachable(RegistryError):
+    """The registry could not be reached or stopped answering (no network, DNS, refused, TLS, timeout).
+
+    A pull reports it as any registry failure (500, as Ollama); the estimate of a model
+    not pulled answers 502, since the registry it depends on failed, not the request.
+    """
+
+
 class NotOnRegistry(RegistryError):
     """The registry has no such manifest (Ollama: `file does not exist`)."""
 

@@ -116,7 +116,7 @@ def check_space(ctx: RegistryContext, name: Name, layers: list[Layer]) -> None:
 async def pull(ctx: RegistryContext, name: Name, *, insecure: bool = False) -> AsyncIterator[pr.Progress]:
     store = ctx.store
     name = store.resolve(name)
-    repo = Repository.of(name, insecure=insecure)
+    repo = Repository.of(name, insecure=insecure, endpoints=ctx.endpoints)
     yield pr.status("pulling manifest")
     manifest: Manifest = await ctx.call(fetch_manifest, ctx, repo, name.tag)
     layers = blobs_of(manifest)

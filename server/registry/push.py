@@ -22,7 +22,7 @@ from server.store.names import Name
 async def push(ctx: RegistryContext, name: Name, *, insecure: bool = False) -> AsyncIterator[pr.Progress]:
     store = ctx.store
     name = store.resolve(name)
-    repo = Repository.of(name, insecure=insecure)
+    repo = Repository.of(name, insecure=insecure, endpoints=ctx.endpoints)
     yield pr.status("retrieving manifest")
     model = store.require(name)
     manifest = model.manifest

@@ -20,6 +20,7 @@ from typing import Any
 from server.registry import keys
 from server.registry.auth import Authenticator
 from server.registry.context import RegistryContext
+from server.registry.endpoints import Endpoints
 from server.registry.hub import DownloadHub
 from server.registry.progress import Progress
 from server.registry.pull import pull
@@ -51,7 +52,10 @@ class RegistryService:
         self.authenticator = Authenticator(home=home, environ=environ, key_source=self.key)
         self.transport = Transport(self.settings, self.authenticator, environ=environ)
         self.executor = concurrent.futures.ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="registry")
-        self.context = RegistryContext(store, self.transport, DownloadHub(), self.executor, self.settings)
+        self.endpoints = Endpoints.from_env(environ)
+        self.context = RegistryContext(
+            store, self.transport, DownloadHub(), self.executor, self.settings, self.endpoints
+        )
         self._key: keys.KeyPair | None = None
 
     def key(self) -> keys.KeyPair:

@@ -21,7 +21,8 @@ import httpx
 
 from server import __version__
 from server.registry.auth import Authenticator
-from server.registry.errors import NotOnRegistry, RegistryError, Unauthorized
+from server.registry.endpoints import Endpoints
+from server.registry.errors import NotOnRegistry, RegistryError, Unauthorized, Unreachable
 from server.registry.ranges import BodyStalled, ConnectionPool, FillingBody, RangeBody
 from server.registry.settings import TransferSettings
 from server.registry.tls import client_context
@@ -44,14 +45,28 @@ def user_agent() -> str:
 
 @dataclass(frozen=True)
 class Repository:
-    """Where a model lives on its registry: base URL and `<namespace>/<model>`."""
+    """Where a model lives on its registry: base URL and `<namespace>/<model>`.
+
+    `root` is a path before `/v2/` (an `HF_ENDPOINT` with a path); empty for a name's own host.
+    """
 
     scheme: str
     host: str
     path: str
+    root: str = ""
 
     @classmethod
-    def of(cls, name: Name, *, insecure: bool) -> Repository:
+    def of(cls, name: Name, *, insecure: bool, endpoints: Endpoints | None = None) -> Repository:
+        path = f"{name.namespace}/{name.model}"
+        endpoint = endpoints.for_host(name.host) if endpoints is not None else None
+        if endpoint is not None:
+            # The endpoint says its own scheme; plain HTTP only on loopback or when asked for.
+            if endpoint.scheme == "http" and not (insecure or endpoint.loopback):
+                raise RegistryError(
+                    f"insecure protocol http: HF_ENDPOINT {endpoint.url} is plain HTTP on another machine; "
+                    "use https, or set insecure to allow it"
+                )
+            return cls(endpoint.scheme, endpoint.host, path, endpoint.root)
         scheme = name.scheme.lower()
         if insecure:
             scheme = "http"
@@ -59,11 +74,11 @@ class Repository:
             raise RegistryError("insecure protocol http")
         elif scheme != "https":
             raise RegistryError(f"unsupported protocol {scheme}")
-        return cls(scheme, name.host, f"{name.namespace}/{name.model}")
+        return cls(scheme, name.host, path)
 
     @property
     def base(self) -> str:
-        return f"{self.scheme}://{self.host}"
+        return f"{self.scheme}://{self.host}{self.root}"
 
     def url(self, suffix: str) -> str:
         return f"{self.base}/v2/{self.path}/{suffix}"
@@ -186,7 +201,7 @@ class Transport:
                 request = self.client.build_request(method, url, headers=sent, content=content)
                 response = self.client.send(request, stream=True, follow_redirects=follow_redirects)
             except httpx.HTTPError as exc:
-                raise RegistryError(describe(exc, url)) from exc
+                raise Unreachable(describe(exc, url)) from exc
             if response.status_code == 401 and authenticate:
                 response.read()
                 response.close()
@@ -201,7 +216,7 @@ class Transport:
                     response.read()
                 except httpx.HTTPError as exc:
                     response.close()
-                    raise RegistryError(describe(exc, url)) from exc
+                    raise Unreachable(describe(exc, url)) from exc
                 finally:
                     response.close()
             return response

@@ -58,7 +58,7 @@ def test_every_page_fits_800_by_600(qtbot, desktop) -> None:
 
 
 def test_placeholders_say_what_they_will_be(qtbot, desktop) -> None:
-    for name, words in (("discover", "Hugging Face"), ("developer", "last requests")):
+    for name, words in (("developer", "last requests"),):
         page = desktop.show_page(name)
         assert isinstance(page, PlaceholderPage) and page.is_placeholder
         assert "Not built yet" in page.label.text() and words in page.label.text()

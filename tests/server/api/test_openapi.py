@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from quart import Quart
 from quart.routing import QuartRule
 
-from tests.support.live_server import LiveServer
+from tests.support.live_server import LiveServer, free_port
 from tests.support.openapi import SPEC_PATH, OpenAPISpec, install_httpx_hook, parse_sse
 from tests.support.openapi_plugin import openapi, openapi_client  # noqa: F401  (usable without the plugin)
 
@@ -418,7 +418,7 @@ MANAGEMENT = {
     ("GET", "/api/pollama/version", 200),
     ("GET", "/api/pollama/devices", 200),
     ("POST", "/api/pollama/estimate", 200),
-    ("POST", "/api/pollama/estimate", 404),
+    ("POST", "/api/pollama/estimate", 502),
 }
 
 
@@ -514,7 +514,9 @@ def test_live_responses_match_the_spec(live_server: LiveServer, tiny_model_path:
         expect(http.post("/api/copy", json={"source": "../x", "destination": "y"}), 400)
         expect(http.request("DELETE", "/api/delete", json={"model": "ghost"}), 404)
         expect(http.request("DELETE", "/api/delete", json={"model": "a/../b"}), 400)
-        expect(http.post("/api/pollama/estimate", json={"model": "ghost"}), 404)
+        # not local, and its registry is not there (the 404 of a registry without it: test_remote_estimate)
+        ghost = f"127.0.0.1:{free_port()}/library/ghost"
+        expect(http.post("/api/pollama/estimate", json={"model": ghost, "insecure": True}), 502)
         expect(http.post("/api/pollama/estimate", json={}), 400)
         with pytest.raises(ollama.ResponseError):
             client.show("ghost")

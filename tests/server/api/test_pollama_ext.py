@@ -6,7 +6,7 @@ import httpx
 import ollama
 
 from server.gpu import gpu_devices
-from tests.support.live_server import LiveServer
+from tests.support.live_server import LiveServer, free_port
 
 TEMPLATE = "{{ .Prompt }}"
 
@@ -31,5 +31,10 @@ def test_estimate_grows_with_context(live_server: LiveServer, small_model_path: 
     assert big["kv_cache"] == 8 * small["kv_cache"] > 0
     assert small["total"] == small["weights"] + small["kv_cache"] + small["compute"]
     assert small["fits"] is True and small["device"] == ("gpu" if gpu_devices() else "cpu")
-    r = httpx.post(live_server.url + "/api/pollama/estimate", json={"model": "ghost"})
-    assert r.status_code == 404
+    # a model that is not local is looked up on its registry; one that cannot be reached says so
+    ghost = f"127.0.0.1:{free_port()}/library/ghost:latest"
+    r = httpx.post(live_server.url + "/api/pollama/estimate", json={"model": ghost, "insecure": True})
+    assert r.status_code == 502
+    assert r.json()["error"].startswith(
+        f"'{ghost}' is not a local model, and its registry cannot be asked: cannot reach"
+    )
