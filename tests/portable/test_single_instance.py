@@ -10,5 +10,7 @@ from __future__ import annotations
 from tests.support.rerun import rerun
 from tests.ui import test_app, test_single_instance
 
-globals().update(rerun(test_app, "test_single_instance_hands_over", "test_second_launch_brings_the_window_forward_on_its_page"))
+globals().update(
+    rerun(test_app, "test_single_instance_hands_over", "test_second_launch_brings_the_window_forward_on_its_page")
+)
 globals().update(rerun(test_single_instance))
