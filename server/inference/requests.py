@@ -17,6 +17,7 @@ from typing import Any
 
 from server.duration import DurationError, parse_keep_alive
 from server.errors import BadRequest
+from server.inference.tool_choice import AUTO, ToolChoice
 from server.jsontypes import typed_field
 
 THINK_LEVELS = ("low", "medium", "high", "max")
@@ -177,6 +178,7 @@ class ChatRequest(GenerationFields):
     model: str
     messages: list[dict[str, Any]] = field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
+    tool_choice: ToolChoice = AUTO  # only the compat APIs set it; Ollama's own has no such field
 
     @property
     def only_loads(self) -> bool:

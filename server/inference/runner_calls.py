@@ -45,10 +45,24 @@ def _base64(image: bytes | str) -> str:
     return image if isinstance(image, str) else base64.b64encode(image).decode("ascii")
 
 
+def forced_tool_call(tag: str, tools: list[dict[str, Any]], name: str | None) -> Any:
+    """The grammar (`Gbnf`) that holds a reply to one call of *tools*; passed where a `format` goes."""
+    from server.runner.grammar import grammar_for_tool_call
+
+    try:
+        return grammar_for_tool_call(tag, tools, name=name)
+    except ValueError as exc:
+        raise BadRequest(f"invalid tool_choice: {exc}") from None
+
+
 def _grammar(fmt: Any) -> str | None:
     if fmt is None:
         return None
     from server.runner import grammar_for_format
+    from server.runner.grammar import Gbnf
+
+    if isinstance(fmt, Gbnf):
+        return fmt.text
 
     try:
         return grammar_for_format(fmt)

@@ -242,23 +242,31 @@ class Inference:
         caps = await asyncio.to_thread(capabilities, model)
         if "completion" not in caps:
             raise BadRequest(f'"{model.name.model}" does not support chat')
-        if req.tools and "tools" not in caps:
+        tools = None if req.tool_choice.hides_tools else req.tools
+        if tools and "tools" not in caps:
             raise BadRequest(f"{model.name.full} does not support tools")
         if any(m.get("images") for m in req.messages) and "vision" not in caps:
             raise BadRequest(f"{model.name.full} does not support vision")
-        think = self._think(model, caps, req.think, strict=strict_think)
+        forced = bool(tools) and req.tool_choice.forces_call
+        # A forced call is the whole reply: there is no room for thinking before it.
+        think = False if forced else self._think(model, caps, req.think, strict=strict_think)
         template = await asyncio.to_thread(self._template, model, None)
+        fmt = (
+            runner_calls.forced_tool_call(template.tool_call_tag, tools or [], req.tool_choice.name)
+            if forced
+            else req.format
+        )
         options = self._options(model, req.options, req.option_error)
         messages = list(model.messages) + list(req.messages)
         if model.system and (not req.messages or req.messages[0].get("role") != "system"):
             messages.insert(0, {"role": "system", "content": model.system})
 
         def render(msgs: list[Message]) -> str:
-            return render_chat(template, msgs, tools=req.tools, think=think)
+            return render_chat(template, msgs, tools=tools, think=think)
 
         if req.debug_render_only:
             text = (
-                await asyncio.to_thread(render_chat, template, messages, tools=req.tools, think=think)
+                await asyncio.to_thread(render_chat, template, messages, tools=tools, think=think)
                 if req.messages
                 else ""
             )
@@ -299,12 +307,12 @@ class Inference:
             if think and tags:
                 thinking = ThinkingParser.for_prompt(tags[0], tags[1], fit.prompt)
             tool_parser = (
-                ToolCallParser(template if isinstance(template, ChatTemplate) else template.tool_call_tag, req.tools)
-                if req.tools
+                ToolCallParser(template if isinstance(template, ChatTemplate) else template.tool_call_tag, tools)
+                if tools
                 else None
             )
             pipeline = OutputPipeline(thinking, tool_parser)
-            async for chunk in self._complete(lease, fit.prompt, options, req.format, req, images=fit.images):
+            async for chunk in self._complete(lease, fit.prompt, options, fmt, req, images=fit.images):
                 if chunk.get("done"):
                     tail = pipeline.finish()
                     message: dict[str, Any] = {"role": "assistant", "content": tail.content}

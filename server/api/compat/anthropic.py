@@ -31,6 +31,7 @@ from server.api.compat.common import (
     random_hex,
     usage_counts,
 )
+from server.api.compat.tool_choice import anthropic_tool_choice
 from server.errors import BadRequest, PollamaError
 from server.inference.requests import ChatRequest, parse_format
 
@@ -284,10 +285,12 @@ def messages_request(body: Mapping[str, Any]) -> MessagesCall:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise BadRequest(f"invalid type for 'stream': expected boolean, got {json_type(stream)}")
+    tools = _tools(opt_list(body, "tools"))
     request = ChatRequest(
         model=model,
         messages=messages,
-        tools=_tools(opt_list(body, "tools")),
+        tools=tools,
+        tool_choice=anthropic_tool_choice(body.get("tool_choice"), tools),
         stream=bool(stream),
         format=_format(body),
         options=options,

@@ -34,6 +34,7 @@ from server.api.compat.common import (
     require_model,
     usage_counts,
 )
+from server.api.compat.tool_choice import openai_tool_choice
 from server.api.http import dumps
 from server.api.sse import frame
 from server.errors import BadRequest
@@ -293,6 +294,7 @@ def chat_request(body: Mapping[str, Any]) -> ChatCall:
         model=require_model(body),
         messages=messages,
         tools=tools or None,
+        tool_choice=openai_tool_choice(body.get("tool_choice"), tools),
         stream=stream,
         format=response_format(body.get("response_format")),
         options=options,

@@ -38,6 +38,7 @@ from server.api.compat.common import (
     usage_counts,
 )
 from server.api.compat.openai import REASONING_EFFORTS
+from server.api.compat.tool_choice import responses_tool_choice
 from server.errors import BadRequest, PollamaError
 from server.inference.requests import ChatRequest, parse_format
 
@@ -234,10 +235,12 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesCall:
         think = REASONING_EFFORTS[effort]
     text = opt_object(body, "text")
     tools_raw = opt_list(body, "tools")
+    tools = _tools(tools_raw)
     request = ChatRequest(
         model=require_model(body),
         messages=messages,
-        tools=_tools(tools_raw),
+        tools=tools,
+        tool_choice=responses_tool_choice(body.get("tool_choice"), tools),
         stream=bool(opt_bool(body, "stream")),
         format=_text_format(text),
         options=options,
