@@ -237,7 +237,7 @@ def strip_binaries(folder: Path, python: Path | str = sys.executable) -> int:
     Symbol tables are dead weight at run time (the dynamic symbols a library exports stay), and
     several libraries arrive with them: Python's own (pyenv builds libpython with debug info,
     23 MB, 6 MB stripped), llama.cpp's, and some wheels' (PyYAML's `_yaml` 2.7 MB → 0.4 MB,
-    Qt's ICU, cryptography's Rust core). But `strip` makes some libraries that patchelf
+    Qt's ICU libraries, wcwidth). But `strip` makes some libraries that patchelf
     rewrote (auditwheel does, for wheels that carry libraries) unloadable: "ELF load command
     address/offset not page-aligned", seen with numpy's OpenBLAS. So each library is stripped
     into a copy beside it, and the copy replaces it only if it still loads (`ctypes.CDLL` in a
