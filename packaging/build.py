@@ -161,7 +161,7 @@ def main() -> None:
     exe = freeze(python, args.dist, args.work, libs)
     frozen = time.monotonic()
     bundle = exe.parent
-    saved = bundle_files.dedupe_libraries(bundle) + bundle_files.strip_binaries(bundle)
+    saved = bundle_files.dedupe_libraries(bundle) + bundle_files.strip_binaries(bundle, python)
     size = bundle_files.folder_size(bundle)
     parts = ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in bundle_files.sizes_by_part(bundle).items())
     for backend, built in timings.items():

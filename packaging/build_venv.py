@@ -18,7 +18,8 @@ being built, never a stale copy in a cached venv.
 
 PySide6 is installed as `pyside6-essentials`: the `pyside6` requirement also
 pulls PySide6-Addons (WebEngine, 3D, Multimedia, hundreds of MB) and pollama
-uses only QtCore, QtGui, QtWidgets and QtNetwork, which Essentials has.
+uses only QtCore, QtGui, QtWidgets and QtNetwork, which Essentials has. numpy
+comes without BLAS on Linux (packaging/numpy_wheel.py: 28 MB less, nothing lost).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import tomllib
 import venv
 from pathlib import Path
 
+import numpy_wheel
 from cache_lock import locked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +61,10 @@ def python_in(folder: Path) -> Path:
     return folder / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
-def venv_key(wheel: Path, reqs: list[str]) -> str:
+def venv_key(wheels: list[Path], reqs: list[str]) -> str:
+    """What the venv is made of: each wheel (name and content), the requirements, the Python."""
     digest = hashlib.sha256()
-    for part in [wheel.name, _file_digest(wheel), *reqs, sys.version, sys.platform]:
+    for part in [*(f"{w.name}\0{_file_digest(w)}" for w in wheels), *reqs, sys.version, sys.platform]:
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -71,10 +74,18 @@ def _file_digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def own_wheels(root: Path) -> list[Path]:
+    """Wheels built here for packages whose PyPI wheels carry what a bundle does not need: on
+    Linux, numpy without OpenBLAS (packaging/numpy_wheel.py). pip takes a wheel file named
+    beside a requirement as that requirement's choice, as long as it satisfies it."""
+    return [numpy_wheel.build_wheel(numpy_wheel.spec(), root)] if numpy_wheel.wanted() else []
+
+
 def build_venv(wheel: Path, root: Path, label: str) -> Path:
-    """The Python of a ready venv with `wheel` and pollama's requirements, made if missing."""
+    """The Python of a ready venv with `wheel`, `own_wheels` and pollama's requirements, made if missing."""
     reqs = requirements()
-    key = venv_key(wheel, reqs)
+    wheels = [wheel, *own_wheels(root)]
+    key = venv_key(wheels, reqs)
     folder = root / "venvs" / f"{label}-{key}"
     marker = folder / "pollama-build-venv.json"
     if marker.is_file():
@@ -87,11 +98,10 @@ def build_venv(wheel: Path, root: Path, label: str) -> Path:
         print(f"creating the build venv {folder}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(folder)
         python = python_in(folder)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(wheel), *reqs], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *map(str, wheels), *reqs], check=True)
         # the marker last: a venv without it is incomplete and is rebuilt next time
-        marker.write_text(
-            json.dumps({"wheel": wheel.name, "requirements": reqs, "seconds": round(time.monotonic() - started, 1)})
-        )
+        record = {"wheels": [w.name for w in wheels], "requirements": reqs}
+        marker.write_text(json.dumps({**record, "seconds": round(time.monotonic() - started, 1)}))
         for old in (root / "venvs").glob(f"{label}-*"):
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)  # superseded: a venv is ~0.5 GB

@@ -46,6 +46,11 @@ EXCLUDED_MODULES = [
     "matplotlib",
     "botocore",
     "boto3",
+    # huggingface_hub's Xet transfer engine (11 MB): only for downloading and uploading files;
+    # pollama's Discover page only lists (ui/hf_search.py), and hf.co pulls go through the
+    # registry client. huggingface_hub looks for it by its metadata, which the bundle never
+    # had, so it already ran without it.
+    "hf_xet",
     "PySide6.QtQml",
     "PySide6.QtQuick",
     "PySide6.QtQuickWidgets",
@@ -217,36 +222,56 @@ def dedupe_libraries(folder: Path) -> int:
     return saved
 
 
-def strippable(rel: str) -> bool:
-    """Libraries whose symbol tables can go: Python's own (libpython, lib-dynload; pyenv and some
-    distros build them with debug info: libpython is 23 MB, 6 MB stripped) and llama.cpp's. Not
-    the libraries pip wheels bring: auditwheel rewrote their headers with patchelf, and `strip`
-    then makes them unloadable ("ELF load command address/offset not page-aligned", seen with
-    numpy's OpenBLAS)."""
-    rel = rel.replace("\\", "/")
-    name = rel.rsplit("/", 1)[-1]
-    return (
-        name.startswith("libpython")
-        or "/lib-dynload/" in f"/{rel}"
-        or rel.startswith(("llama_cpp/", "_internal/llama_cpp/"))
-    )
+#: A stripped copy must save at least this much to replace the library (an already stripped one
+#: comes out a few bytes different).
+STRIP_WORTH = 4096
+
+#: Run by the build venv's Python: exit 0 if the library at argv[1] loads.
+_LOADS = "import ctypes, sys; ctypes.CDLL(sys.argv[1])"
 
 
-def strip_binaries(folder: Path) -> int:
-    """`strip --strip-unneeded` the strippable libraries (Linux, where `strip` exists); returns the
-    bytes saved."""
+def strip_binaries(folder: Path, python: Path | str = sys.executable) -> int:
+    """`strip --strip-unneeded` every shared library of the bundle that keeps loading (Linux,
+    where `strip` exists); returns the bytes saved.
+
+    Symbol tables are dead weight at run time (the dynamic symbols a library exports stay), and
+    several libraries arrive with them: Python's own (pyenv builds libpython with debug info,
+    23 MB, 6 MB stripped), llama.cpp's, and some wheels' (PyYAML's `_yaml` 2.7 MB → 0.4 MB,
+    Qt's ICU libraries, wcwidth). But `strip` makes some libraries that patchelf
+    rewrote (auditwheel does, for wheels that carry libraries) unloadable: "ELF load command
+    address/offset not page-aligned", seen with numpy's OpenBLAS. So each library is stripped
+    into a copy beside it, and the copy replaces it only if it still loads (`ctypes.CDLL` in a
+    child process of `python`, the build venv's, which has the bundle's Python version)
+    where the original did."""
     strip = shutil.which("strip")
     if not sys.platform.startswith("linux") or strip is None:
         return 0
-    internal = folder / "_internal"
     saved = 0
-    for path in sorted(internal.rglob("*.so*")):
-        if path.is_symlink() or not path.is_file() or not strippable(path.relative_to(internal).as_posix()):
+    for path in sorted((folder / "_internal").rglob("*.so*")):
+        if path.is_symlink() or not path.is_file() or not _is_elf(path):
             continue
-        before = path.stat().st_size
-        subprocess.run([strip, "--strip-unneeded", str(path)], check=True)
-        saved += before - path.stat().st_size
+        copy = path.with_name(f".strip-{path.name}")
+        try:
+            done = subprocess.run([strip, "--strip-unneeded", "-o", str(copy), str(path)], capture_output=True)
+            if done.returncode != 0 or path.stat().st_size - copy.stat().st_size < STRIP_WORTH:
+                continue
+            if _loads(python, path) and _loads(python, copy):
+                saved += path.stat().st_size - copy.stat().st_size
+                shutil.copymode(path, copy)
+                os.replace(copy, path)
+        finally:
+            copy.unlink(missing_ok=True)
     return saved
+
+
+def _is_elf(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def _loads(python: Path | str, library: Path) -> bool:
+    done = subprocess.run([str(python), "-c", _LOADS, str(library)], capture_output=True)
+    return done.returncode == 0
 
 
 def folder_size(folder: Path) -> int:

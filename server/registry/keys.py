@@ -2,7 +2,8 @@
 
 Same files, same formats as Ollama (OpenSSH private key, `ssh-ed25519 AAAA…`
 public line), so a key made by either program works for both, and a key
-already registered on ollama.com or Hugging Face keeps working.
+already registered on ollama.com or Hugging Face keeps working. The file formats
+are server/registry/openssh.py's; ed25519 itself is libsodium's, through PyNaCl.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.signing import SigningKey, VerifyKey
 
+from server.registry import openssh
 from server.store.fileio import O_BINARY
 
 KEY_NAME = "id_ed25519"
@@ -22,45 +23,48 @@ KEY_NAME = "id_ed25519"
 
 @dataclass(frozen=True)
 class KeyPair:
-    private: Ed25519PrivateKey
+    private: SigningKey
 
     @property
     def public_line(self) -> str:
         """`ssh-ed25519 AAAA…`, the `.pub` file's content without the newline."""
-        return (
-            self.private.public_key()
-            .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-            .decode()
-        )
+        return f"ssh-ed25519 {self.public_blob_b64}"
 
     @property
     def public_blob_b64(self) -> str:
         """The second field of the `.pub` line: base64 of the SSH wire-format public key."""
-        return self.public_line.split(" ")[1]
+        return base64.b64encode(openssh.public_blob(bytes(self.private.verify_key))).decode()
 
     def sign(self, data: bytes) -> bytes:
-        return self.private.sign(data)
+        """The raw 64-byte ed25519 signature (Go's `ssh.Signer.Sign` blob for this key type)."""
+        return self.private.sign(data).signature
 
     def authorization(self, data: bytes) -> str:
         """Ollama's signature header value: `<base64 pubkey blob>:<base64 raw signature>`."""
         return f"{self.public_blob_b64}:{base64.b64encode(self.sign(data)).decode()}"
 
 
-def public_key_from_blob(blob_b64: str) -> Ed25519PublicKey:
-    """Parse the base64 SSH public key blob (what a registry gets in the header)."""
-    key = serialization.load_ssh_public_key(f"ssh-ed25519 {blob_b64}".encode())
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("not an ed25519 key")
-    return key
+def public_key_from_blob(blob_b64: str) -> VerifyKey:
+    """Parse the base64 SSH public key blob (what a registry gets in the header); ValueError if
+    it is not an ed25519 one."""
+    try:
+        blob = base64.b64decode(blob_b64, validate=True)
+    except ValueError as exc:
+        raise ValueError(f"malformed public key: {exc}") from None
+    return VerifyKey(openssh.parse_public_blob(blob))
 
 
 def load(home: Path) -> KeyPair:
     """Read `<home>/id_ed25519`; raises OSError/ValueError if missing or not an ed25519 key."""
-    data = (home / KEY_NAME).read_bytes()
-    key = serialization.load_ssh_private_key(data, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{home / KEY_NAME} is not an ed25519 key")
-    return KeyPair(key)
+    path = home / KEY_NAME
+    try:
+        key = openssh.decode_private(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    private = SigningKey(key.seed)
+    if bytes(private.verify_key) != key.public:
+        raise ValueError(f"{path}: the public key does not match the private key")
+    return KeyPair(private)
 
 
 def ensure(home: Path) -> KeyPair:
@@ -69,10 +73,8 @@ def ensure(home: Path) -> KeyPair:
     if path.exists():
         return load(home)
     home.mkdir(parents=True, exist_ok=True, mode=0o755)
-    pair = KeyPair(Ed25519PrivateKey.generate())
-    pem = pair.private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    )
+    pair = KeyPair(SigningKey.generate())
+    pem = openssh.encode_private(openssh.Ed25519Key(bytes(pair.private), bytes(pair.private.verify_key)))
     _write_new(path, pem, 0o600)
     _write_new(home / (KEY_NAME + ".pub"), (pair.public_line + "\n").encode(), 0o644)
     return pair

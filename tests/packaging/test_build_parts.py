@@ -3,15 +3,23 @@ venv's requirements, what a bundle keeps, and the one-copy rule for libraries (o
 
 from __future__ import annotations
 
+import ctypes
+import shutil
+import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
-import build
 import build_venv
 import bundle_files
 import llama_wheel
+import numpy_wheel
 import pytest
+
+import build
+from packaging.requirements import Requirement
+from tests.packaging import bundles
 
 
 def test_cpu_wheel_is_portable_with_every_cpu_variant() -> None:
@@ -156,3 +164,63 @@ def test_copies_of_a_library_become_links_to_its_soname_file(tmp_path: Path) -> 
     assert not (lib / "libggml-cpu-zen4.so").is_symlink()
     assert bundle_files.folder_size(tmp_path) == 1020
     assert bundle_files.cpu_variants(tmp_path) == ["haswell", "zen4"]
+
+
+def _compile(out: Path, source: str, *flags: str) -> None:
+    c = out.with_suffix(".c")
+    c.write_text(source)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-g", "-o", str(out), str(c), *flags], check=True)
+    c.unlink()
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not shutil.which("gcc") or not shutil.which("strip"),
+    reason="strips ELF libraries with binutils; compiles them with gcc",
+)
+def test_libraries_are_stripped_where_they_still_load_and_left_alone_otherwise(tmp_path: Path) -> None:
+    internal = tmp_path / "_internal"
+    internal.mkdir()
+    many = "".join(f"int helper_{i}(int x) {{ return x * {i} + {i}; }}\n" for i in range(300))
+    _compile(internal / "libanswer.so.1", many + "int answer(void) { return helper_6(6); }\n")
+    # a library whose dependency is gone does not load here, so nothing proves a stripped copy would
+    _compile(tmp_path / "libgone.so", "int gone(void) { return 1; }\n")
+    _compile(
+        internal / "libneeds.so",
+        many + "int gone(void);\nint needs(void) { return gone(); }\n",
+        f"-L{tmp_path}",
+        "-lgone",
+    )
+    (tmp_path / "libgone.so").unlink()
+    (internal / "libnot.so").write_bytes(b"not a library")
+    before = {p.name: p.read_bytes() for p in internal.iterdir()}
+
+    saved = bundle_files.strip_binaries(tmp_path)
+
+    after = {p.name: p.read_bytes() for p in internal.iterdir()}
+    assert set(after) == set(before)  # no stripped copy left behind
+    assert saved == len(before["libanswer.so.1"]) - len(after["libanswer.so.1"]) > bundle_files.STRIP_WORTH
+    assert ctypes.CDLL(str(internal / "libanswer.so.1")).answer() == 42  # its exported symbols stay
+    assert after["libneeds.so"] == before["libneeds.so"] and after["libnot.so"] == before["libnot.so"]
+    assert bundle_files.strip_binaries(tmp_path) == 0  # stripped once is stripped
+
+
+def test_numpy_for_the_bundle_has_no_blas_and_meets_pollamas_requirement() -> None:
+    spec = numpy_wheel.spec()
+    assert {"-Csetup-args=-Dblas=none", "-Csetup-args=-Dlapack=none"} <= set(spec.settings)
+    project = tomllib.loads((bundles.ROOT / "pyproject.toml").read_text())["project"]
+    (requirement,) = [Requirement(r) for r in project["dependencies"] if Requirement(r).name == "numpy"]
+    assert requirement.specifier.contains(numpy_wheel.VERSION)
+    other = numpy_wheel.NumpySpec(spec.version, spec.settings[:1], spec.python, spec.platform, spec.machine)
+    assert other.key != spec.key and spec.key.startswith(f"numpy-{numpy_wheel.VERSION}-noblas-")
+    assert numpy_wheel.wanted("linux") and not numpy_wheel.wanted("win32") and not numpy_wheel.wanted("darwin")
+
+
+def test_the_build_venv_key_follows_every_wheel(tmp_path: Path) -> None:
+    llama, numpy = tmp_path / "llama.whl", tmp_path / "numpy.whl"
+    llama.write_bytes(b"llama")
+    numpy.write_bytes(b"numpy")
+    key = build_venv.venv_key([llama, numpy], ["quart>=0.20"])
+    assert key == build_venv.venv_key([llama, numpy], ["quart>=0.20"])
+    assert key != build_venv.venv_key([llama], ["quart>=0.20"])
+    numpy.write_bytes(b"numpy, rebuilt")
+    assert key != build_venv.venv_key([llama, numpy], ["quart>=0.20"])
