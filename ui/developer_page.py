@@ -66,9 +66,9 @@ class DeveloperPage(QWidget):
             self.level_combo.addItem(label, value)
         self.level_combo.setCurrentIndex(1)  # info: debug is a lot, and the server logs at info by default
         self.level_combo.currentIndexChanged.connect(self._level_changed)
-        self.clear_button = QPushButton("Clear")
-        self.clear_button.clicked.connect(lambda: self.log_view.clear())
         self.log_view = QPlainTextEdit()
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.clicked.connect(self.log_view.clear)
         self.log_view.setReadOnly(True)
         self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.log_view.setMaximumBlockCount(MAX_LOG_LINES)
@@ -208,4 +208,7 @@ class DeveloperPage(QWidget):
 
     def request_rows(self) -> list[tuple[str, ...]]:
         t = self.requests_table
-        return [tuple(t.item(r, c).text() for c in range(t.columnCount())) for r in range(t.rowCount())]
+        return [
+            tuple(item.text() if (item := t.item(r, c)) is not None else "" for c in range(t.columnCount()))
+            for r in range(t.rowCount())
+        ]

@@ -163,8 +163,12 @@ def import_files(
     for index, item in enumerate(items):
         if cancelled():
             break
+
+        def step(done_bytes: int, total: int, text: str, i: int = index) -> None:
+            progress(i, done_bytes, total, text)
+
         try:
-            imported = importer.import_blob(item.path, lambda d, t, text, i=index: progress(i, d, t, text), cancelled)
+            imported = importer.import_blob(item.path, step, cancelled)
             progress(index, 1, 1, f"Creating {item.name}")
             create_model(base_url, item, imported.digest)
             result = ItemResult(item, "", imported)

@@ -237,26 +237,29 @@ class ImportDialog(QDialog):
         self.start_scan()
 
     # -- names and what is ticked ---------------------------------------------------------
+    def _cell(self, row: int, col: int) -> QTableWidgetItem:
+        item = self.table.item(row, col)
+        assert item is not None, "every cell is set when the rows are made"
+        return item
+
     def names(self) -> list[str]:
-        return [self.table.item(r, NAME).text().strip() for r in range(self.table.rowCount())]
+        return [self._cell(r, NAME).text().strip() for r in range(self.table.rowCount())]
 
     def checked_rows(self) -> list[int]:
-        return [
-            r for r in range(self.table.rowCount()) if self.table.item(r, NAME).checkState() == Qt.CheckState.Checked
-        ]
+        return [r for r in range(self.table.rowCount()) if self._cell(r, NAME).checkState() == Qt.CheckState.Checked]
 
     def set_checked(self, row: int, checked: bool) -> None:
-        self.table.item(row, NAME).setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+        self._cell(row, NAME).setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
 
     def set_name(self, row: int, name: str) -> None:
-        self.table.item(row, NAME).setText(name)
+        self._cell(row, NAME).setText(name)
 
     def row_problem(self, row: int) -> str:
         """Why a ticked row cannot be imported as it is, "" when it can."""
         c = self.candidates[row]
         if not c.found.importable:
             return c.found.skip
-        name = self.table.item(row, NAME).text().strip()
+        name = self._cell(row, NAME).text().strip()
         problem = name_problem(name)
         if problem:
             return problem[0].upper() + problem[1:]
@@ -266,7 +269,7 @@ class ImportDialog(QDialog):
         return ""
 
     def note(self, row: int) -> str:
-        return self.table.item(row, NOTE).text()
+        return self._cell(row, NOTE).text()
 
     def _item_changed(self, item: QTableWidgetItem) -> None:
         if item.column() == NAME:
@@ -277,7 +280,7 @@ class ImportDialog(QDialog):
         checked = set(self.checked_rows())
         for row, c in enumerate(self.candidates):
             problem = self.row_problem(row)
-            name = self.table.item(row, NAME).text().strip()
+            name = self._cell(row, NAME).text().strip()
             if not c.found.importable:
                 text, tone = f"Skipped: {c.found.skip}", Tone.MUTED
             elif problem:
@@ -295,7 +298,7 @@ class ImportDialog(QDialog):
                     (f"Imported ({done.imported.how})" if done.ok and done.imported else done.error),
                     (Tone.OK if done.ok else Tone.ERROR),
                 )
-            item = self.table.item(row, NOTE)
+            item = self._cell(row, NOTE)
             item.setText(text)
             item.setToolTip(text)
             item.setForeground(tone_color(tone, self.palette()))
