@@ -201,7 +201,7 @@ class DeveloperPage(QWidget):
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if col >= 4:
-                    item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 table.setItem(0, col, item)
         while table.rowCount() > MAX_REQUEST_ROWS:
             table.removeRow(table.rowCount() - 1)
