@@ -93,7 +93,11 @@ class DeveloperPage(QWidget):
         self.requests_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.requests_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.requests_table.setAlternatingRowColors(True)
-        self.requests_table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.requests_table.setWordWrap(False)
+        self.requests_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.requests_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # the route
 
         self.tabs = QTabWidget()
         self.tabs.addTab(log_tab, "Server log")

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -97,9 +96,7 @@ class ImportDialog(QDialog):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(NOTE, QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setStretchLastSection(True)  # the note
         self.table.itemChanged.connect(self._item_changed)
         self.summary = ToneLabel("", Tone.MUTED)
         self.summary.setWordWrap(True)
@@ -138,8 +135,9 @@ class ImportDialog(QDialog):
         if self.sources is None:
             self.heading.setText("<b>Import these files as models.</b>")
             return
-        where = ", ".join(sorted({f"{s.label} (<code>{s.folder}</code>)" for s in self.sources}))
-        self.heading.setText(f"<b>GGUF files already on this computer.</b> Looked in: {where}.")
+        labels = list(dict.fromkeys(s.label for s in self.sources))
+        self.heading.setText(f"<b>GGUF files already on this computer.</b> Looked in: {', '.join(labels)}.")
+        self.heading.setToolTip("\n".join(f"{s.label}: {_home_short(s.folder)}" for s in self.sources))
 
     def begin(self) -> None:
         """Look for files (the app calls this once the dialog is shown)."""
@@ -213,7 +211,7 @@ class ImportDialog(QDialog):
                 self.table.setItem(row, col, item)
         self.table.blockSignals(False)
         self.table.resizeColumnsToContents()
-        self.table.horizontalHeader().setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+        self.table.setColumnWidth(NAME, max(200, self.table.columnWidth(NAME) + 24))  # room to edit
         importable = sum(c.found.importable for c in candidates)
         if not candidates:
             self.status.busy("No GGUF files were found there. Drop one on the window, or add one here.")
@@ -417,6 +415,13 @@ class ImportDialog(QDialog):
         if self.job is not None and self.job.running:
             self.job.cancel()
         super().reject()
+
+
+def _home_short(path: Path) -> str:
+    try:
+        return "~/" + path.relative_to(Path.home()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _disk_text(c: Candidate) -> str:

@@ -108,7 +108,7 @@ def test_first_run_imports_both_ggufs_of_a_hugging_face_cache(
         dialog = desktop.import_dialog
         assert dialog is not None
         qtbot.waitUntil(lambda: bool(dialog.candidates) and not dialog.job.running, timeout=TIMEOUT)
-        assert "Hugging Face cache" in dialog.heading.text() and str(hf_cache) in dialog.heading.text()
+        assert "Hugging Face cache" in dialog.heading.text() and str(hf_cache) in dialog.heading.toolTip()
         found = rows(dialog)
         assert found["tiny-chat-Q8_0.gguf"][:2] == ("tiny-chat:q8_0", True)
         assert found["mini-stories.gguf"][:2] == ("mini-stories:f32", True)  # no quant in the name: the header's
