@@ -42,8 +42,8 @@ from ui.prompter import Prompter
 from ui.status_line import StatusLine
 from ui.theme import Tone, ToneLabel, tone_color
 
-COLUMNS = ("Name", "File", "Found in", "Architecture", "Parameters", "Quantization", "Size", "Disk use", "Note")
-NAME, FILE, WHERE, ARCH, PARAMS, QUANT, SIZE, DISK, NOTE = range(len(COLUMNS))
+COLUMNS = ("Name", "File", "Architecture", "Parameters", "Quantization", "Size", "Disk use", "Note", "Found in")
+NAME, FILE, ARCH, PARAMS, QUANT, SIZE, DISK, NOTE, WHERE = range(len(COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class ImportDialog(QDialog):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setStretchLastSection(True)  # the note
+        self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemChanged.connect(self._item_changed)
         self.summary = ToneLabel("", Tone.MUTED)
         self.summary.setWordWrap(True)
@@ -183,8 +183,10 @@ class ImportDialog(QDialog):
         self.table.setRowCount(len(candidates))
         for row, c in enumerate(candidates):
             f, s = c.found, c.found.summary
-            name = unique(f.proposed, taken) if f.importable else f.proposed
-            taken.add(canonical(name))
+            name = f.proposed
+            if f.importable:  # a skipped file takes no name from an importable one
+                name = unique(f.proposed, taken)
+                taken.add(canonical(name))
             name_item = QTableWidgetItem(name)
             flags = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable
             if f.importable:
@@ -192,17 +194,18 @@ class ImportDialog(QDialog):
             name_item.setFlags(flags)
             checked = f.importable and canonical(name) not in self.existing
             name_item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-            cells = [
-                name_item,
-                QTableWidgetItem(f.path.name),
-                QTableWidgetItem(f.source + (f" · {f.repo}" if f.repo else "")),
-                QTableWidgetItem(s.architecture if s else ""),
-                QTableWidgetItem(s.parameter_label if s and s.parameters else ""),
-                QTableWidgetItem(s.file_type if s else ""),
-                QTableWidgetItem(human_size(f.size)),
-                QTableWidgetItem(_disk_text(c) if f.importable else ""),
-                QTableWidgetItem(""),
-            ]
+            cells = [QTableWidgetItem("") for _ in COLUMNS]
+            cells[NAME] = name_item
+            for col, text in (
+                (FILE, f.path.name),
+                (ARCH, s.architecture if s else ""),
+                (PARAMS, s.parameter_label if s and s.parameters else ""),
+                (QUANT, s.file_type if s else ""),
+                (SIZE, human_size(f.size)),
+                (DISK, _disk_text(c) if f.importable else ""),
+                (WHERE, f.source + (f" · {f.repo}" if f.repo else "")),
+            ):
+                cells[col].setText(text)
             cells[FILE].setToolTip(str(f.path) if f.path == f.real_path else f"{f.path}\n→ {f.real_path}")
             cells[DISK].setToolTip(_disk_tip(c))
             for col, item in enumerate(cells):
@@ -212,6 +215,7 @@ class ImportDialog(QDialog):
         self.table.blockSignals(False)
         self.table.resizeColumnsToContents()
         self.table.setColumnWidth(NAME, max(200, self.table.columnWidth(NAME) + 24))  # room to edit
+        self.table.setColumnWidth(NOTE, 320)  # notes are written after this; each is also its tooltip
         importable = sum(c.found.importable for c in candidates)
         if not candidates:
             self.status.busy("No GGUF files were found there. Drop one on the window, or add one here.")

@@ -20,6 +20,7 @@ import ollama
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication
 
 from app.store_link import StoreLinkImporter
 from tests.support.live_server import LiveServer
@@ -176,6 +177,10 @@ def test_library_brings_the_first_run_screen_back_and_a_dropped_gguf_opens_the_i
     library.add_button.click()
     home = desktop.chat_home()
     assert desktop.window.current == "chat" and home.showing_first_run
+    desktop.window.resize(800, 600)  # the smallest window every page fits in
+    QApplication.processEvents()
+    hint = desktop.window.minimumSizeHint()
+    assert hint.width() <= 800 and hint.height() <= 600, hint
     home.first_run.back_button.click()
     assert not home.showing_first_run
     dropped = tmp_path / "My Model-Q4_K_M.gguf"

@@ -42,6 +42,17 @@ def test_a_generation_shows_with_its_model_status_and_tokens(live_server: LiveSe
     # a streamed answer is recorded at its end, with the counts of its last line
     assert stream["eval_tokens"] == streamed[-1].eval_count == 3
     assert stream["duration_ms"] > 0 and plain["seq"] < stream["seq"]
+    # the compatible APIs run the same service: an OpenAI chat completion has its usage too
+    import openai
+
+    completion = openai.OpenAI(base_url=live_server.url + "/v1", api_key="unused").chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert completion.usage is not None
+    compat = [r for r in _requests(live_server.url)["requests"] if r["route"] == "/v1/chat/completions"]
+    assert [(r["model"], r["prompt_tokens"], r["eval_tokens"]) for r in compat] == [
+        ("tiny", completion.usage.prompt_tokens, completion.usage.completion_tokens)
+    ]
     # requests that ran no model have none
     create = next(r for r in _requests(live_server.url)["requests"] if r["route"] == "/api/create")
     assert create["prompt_tokens"] is None and create["eval_tokens"] is None and create["model"] == ""
