@@ -6,8 +6,9 @@ address the app says so and works as its client, otherwise it serves itself
 (Hypercorn with a shutdown trigger, on its own thread and event loop). Quit:
 pulls checkpointed, server stopped, runners ended.
 
-This module is the only place where the desktop touches `server/`; the
-windows under `ui/` talk HTTP.
+This module (with `app/store_link.py`, the hard-link import into the store
+it runs) is the only place where the desktop touches `server/`; the windows
+under `ui/` talk HTTP.
 """
 
 from __future__ import annotations
@@ -222,7 +223,17 @@ def launch(argv: list[str]) -> Launched | int:
             status = f"Server running at {config.host.netloc}"
     from server import __version__
 
-    desktop = DesktopApp(url, server, status=status, log_dir=config.log_dir, version=__version__)
+    importer = None
+    if server is not None:  # this process runs the store: an import may hard-link into it
+        from app.store_link import StoreLinkImporter
+        from ui.gguf_import import HttpBlobImporter
+
+        embedded = server
+        importer = StoreLinkImporter(
+            lambda: embedded.config.models / "blobs",  # type: ignore[attr-defined]
+            HttpBlobImporter(lambda: embedded.url),
+        )
+    desktop = DesktopApp(url, server, status=status, log_dir=config.log_dir, version=__version__, importer=importer)
     instance.activated.connect(desktop.handle_message)
     app.aboutToQuit.connect(desktop.shutdown)
     desktop.start()

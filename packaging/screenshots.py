@@ -3,7 +3,9 @@
     python packaging/screenshots.py                 # both schemes; re-runs itself under xvfb-run without a display
     python packaging/screenshots.py --scheme dark --out docs/screenshots
 
-Every page of the main window (`<page>-<scheme>.png`) and the tray menu
+Every page of the main window (`<page>-<scheme>.png`), the first-run screen
+of an empty store (`firstrun-<scheme>.png`), the import of GGUFs found in a
+Hugging Face cache (`import-<scheme>.png`) and the tray menu
 (`tray-menu-<scheme>.png`). Each scheme runs in its own process (a palette is
 set once, before any widget exists, as a system setting would be), in a
 throwaway home (models, settings, chats, state), through the app's real
@@ -51,7 +53,11 @@ ollama.chat(model="small-chat:f16", messages=[{"role": "user", "content": "hi"}]
 def shot_names() -> list[str]:
     from ui.pages import PAGE_NAMES
 
-    return [f"{name}-{scheme}" for scheme in SCHEMES for name in (*PAGE_NAMES, "tray-menu")]
+    return [
+        f"{name}-{scheme}"
+        for scheme in SCHEMES
+        for name in (*PAGE_NAMES, "developer-requests", "firstrun", "import", "tray-menu")
+    ]
 
 
 def ensure_display(argv: list[str]) -> None:
@@ -75,7 +81,7 @@ def isolate(home: Path, port: int) -> None:
         ("XDG_CACHE_HOME", ".cache"),
     ):
         os.environ[var] = str(home / sub)
-    for key in [k for k in os.environ if k.startswith("OLLAMA_")]:
+    for key in [k for k in os.environ if k.startswith(("OLLAMA_", "HF_HOME", "HF_HUB_CACHE"))]:
         del os.environ[key]
     # The models folder comes from the environment (the settings window shows such values as fixed);
     # the rest from the settings file, as the settings window writes it.
@@ -116,6 +122,25 @@ def add_models(url: str) -> None:
             json={"model": "small-chat:f16", "prompt": "Hello", "stream": False, "options": {"num_predict": 4}},
         )
         r.raise_for_status()
+
+
+def fake_hf_cache(home: Path) -> None:
+    """Two GGUF repositories in the throwaway home's Hugging Face cache, laid out as `huggingface_hub` writes them."""
+    from tests.fixtures.gguf_models import cached_model
+
+    hub = home / ".cache" / "huggingface" / "hub"
+    for repo, file, path in (
+        ("tester/TinyLlama-Demo-GGUF", "tinyllama-demo-Q8_0.gguf", cached_model("tiny")),
+        ("tester/Small-Chat-GGUF", "small-chat-F16.gguf", cached_model("small")),
+        ("tester/Small-Chat-GGUF", "mmproj-small-chat-f16.gguf", cached_model("tiny", kind="clip")),
+    ):
+        folder = hub / ("models--" + repo.replace("/", "--"))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        (folder / "blobs").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / "blobs" / digest)
+        snapshot = folder / "snapshots" / "5f3c0a1e"
+        snapshot.mkdir(parents=True, exist_ok=True)
+        (snapshot / file).symlink_to(Path("..") / ".." / "blobs" / digest)
 
 
 def start_registry(work: Path) -> tuple[str, list[object]] | None:
@@ -204,8 +229,6 @@ def main(argv: list[str]) -> int:
     window = desktop.window
     stoppers: list[object] = []
     try:
-        add_models(desktop.client.base_url)
-        registry = start_registry(work)
         window.resize(*SHOT_SIZE)
 
         def save(name: str, widget: object) -> None:
@@ -215,9 +238,28 @@ def main(argv: list[str]) -> int:
             shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
             print(f"saved {shown} ({pixmap.width()}x{pixmap.height()})")
 
+        # first run: the store is empty, so the chat's place says how to get a model
+        home = desktop.chat_home()
+        desktop.show_page("chat")
+        wait_for(lambda: home.showing_first_run)
+        wait(300)
+        save("firstrun", window)
+        fake_hf_cache(work / "home")
+        home.first_run.import_button.click()
+        dialog = desktop.import_dialog
+        wait_for(lambda: bool(dialog.candidates) and not dialog.job.running)
+        dialog.resize(980, 420)
+        wait(500)
+        save("import", dialog)
+        dialog.close()
+
+        add_models(desktop.client.base_url)
+        registry = start_registry(work)
+
         # chat: a thinking model's folded thoughts in one chat, a Markdown-rich exchange in the one shown
         chat = desktop.show_chat()
         wait_for(lambda: chat.model_combo.count() >= 4)
+        wait_for(lambda: not home.showing_first_run)
         chat.new_chat()
         chat.pick_model("thinker-demo:latest")
         wait_for(lambda: chat.facts is not None and chat.facts.name == "thinker-demo:latest")
@@ -262,10 +304,26 @@ def main(argv: list[str]) -> int:
         for model in list(desktop.pulls.jobs):
             desktop.pulls.cancel(model)
 
-        for page in ("discover", "developer"):
-            desktop.show_page(page)
-            wait(300)
-            save(page, window)
+        desktop.show_page("discover")
+        wait(300)
+        save("discover", window)
+        import httpx
+
+        with httpx.Client(base_url=desktop.client.base_url, timeout=120, trust_env=False) as c:
+            for body in (
+                {"model": "tinyllama-demo:latest", "prompt": "Once upon a time", "options": {"num_predict": 12}},
+                {"model": "small-chat:f16", "prompt": "Hello", "options": {"num_predict": 8}},
+                {"model": "llama3.2:1b", "prompt": "Hello"},  # not pulled: a 404 in the list
+            ):
+                c.post("/api/generate", json={**body, "stream": False})
+            c.post("/api/embed", json={"model": "minibert:embed", "input": ["a sentence to embed"]})
+        developer = desktop.show_page("developer")
+        wait(1500)  # a poll or two: the log tail and the requests so far
+        save("developer", window)
+        developer.tabs.setCurrentIndex(1)
+        wait(300)
+        save("developer-requests", window)
+        developer.tabs.setCurrentIndex(0)
 
         settings = desktop.show_settings()
         settings.origins_edit.setText("https://chat.example.com")

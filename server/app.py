@@ -23,7 +23,7 @@ from hypercorn.config import Config as HypercornConfig
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from server.api import security
+from server.api import developer, security
 from server.config import Config
 from server.errors import PollamaError
 from server.services import Services
@@ -53,6 +53,7 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
     async def start_timer() -> None:
         g.started = time.perf_counter()
 
+    developer.install(app, svc)  # before the security check, so a refused request is listed too
     security.install(app, config)
 
     @app.after_request

@@ -305,6 +305,14 @@ class ApiClient(QObject):
     def devices(self) -> Call:
         return self.request("GET", "/api/pollama/devices", timeout_ms=15_000)
 
+    def recent_requests(self, since: int = 0) -> Call:
+        """The server's last requests after `seq` `since` (the Developer page's table)."""
+        return self.request("GET", f"/api/pollama/requests?since={int(since)}", timeout_ms=10_000)
+
+    def logs(self, since: int = 0, level: str = "debug") -> Call:
+        """The server's log records after `seq` `since`, at `level` or above (the Developer page's tail)."""
+        return self.request("GET", f"/api/pollama/logs?since={int(since)}&level={level}", timeout_ms=10_000)
+
     def estimate(self, model: str, *, insecure: bool = False, options: dict[str, Any] | None = None) -> Call:
         """Memory `model` needs; one not pulled is read from its registry (manifest and GGUF header only)."""
         body: dict[str, Any] = {"model": model}

@@ -26,14 +26,18 @@ from ui.autostart import Autostart, for_this_system
 from ui.chat_page import ChatPage
 from ui.chat_store import ChatStore, StoreError
 from ui.client import ApiClient
+from ui.developer_page import DeveloperPage
 from ui.discover_page import DiscoverPage
 from ui.errors import friendly
+from ui.first_run import ChatHome, FirstRunPage
+from ui.gguf_import import BlobImporter, HttpBlobImporter, ItemResult
+from ui.gguf_scan import Source, default_sources
 from ui.icons import tray_state
+from ui.import_dialog import ImportDialog
 from ui.library import LibraryWindow
 from ui.main_window import MainWindow
 from ui.monitor import ServerMonitor
 from ui.pages import DEFAULT_PAGE, PAGE_NAMES, LazyPage
-from ui.placeholder_pages import developer_placeholder
 from ui.prompter import Prompter
 from ui.pull_manager import PullManager
 from ui.pull_state import PendingPulls
@@ -80,8 +84,14 @@ class DesktopApp(QObject):
         quit_app: Callable[[], None] | None = None,
         chat_store: ChatStore | None = None,
         version: str | None = None,
+        importer: BlobImporter | None = None,
+        import_sources: Callable[[], list[Source]] = default_sources,
     ) -> None:
-        """`version`: the running release, which the update check compares with (no check without it)."""
+        """`version`: the running release, which the update check compares with (no check without it).
+
+        `importer`: how imported GGUFs get into the store; by default uploaded over HTTP (the app
+        that runs the server itself hands in one that hard-links). `import_sources`: where
+        "Import from disk" looks."""
         super().__init__()
         self.server = server
         self.prompter = prompter or Prompter()
@@ -99,6 +109,10 @@ class DesktopApp(QObject):
         self.chat_store_error = ""
         self.chat_store = chat_store or self._open_chat_store()
         self._chat: ChatPage | None = None
+        self._chat_home: ChatHome | None = None
+        self.importer: BlobImporter = importer or HttpBlobImporter(lambda: self.client.base_url)
+        self.import_sources = import_sources
+        self.import_dialog: ImportDialog | None = None
         self._library: LibraryWindow | None = None
         self._running: RunningWindow | None = None
         self._pull_window: PullWindow | None = None
@@ -121,16 +135,17 @@ class DesktopApp(QObject):
     def _add_pages(self) -> None:
         """The side bar, in order. A page is one line: name (for --show), title, icon, how to make its widget."""
         w = self.window
-        w.add_page(LazyPage("chat", "Chat", "internet-group-chat", self.chat))
+        w.add_page(LazyPage("chat", "Chat", "internet-group-chat", self.chat_home))
         w.add_page(LazyPage("discover", "Discover", "system-search", lambda: DiscoverPage(self.client, self.pulls)))
         w.add_page(LazyPage("library", "Library", "drive-harddisk", self.library))
         w.add_page(LazyPage("running", "Running", "utilities-system-monitor", self.running))
         w.add_page(LazyPage("pulls", "Downloads", "folder-download", self.pull_window))
-        w.add_page(LazyPage("developer", "Developer", "utilities-terminal", developer_placeholder))  # PLACEHOLDER
+        w.add_page(LazyPage("developer", "Developer", "utilities-terminal", lambda: DeveloperPage(self.client)))
         w.add_page(LazyPage("settings", "Settings", "preferences-system", self.settings_window))
         w.add_shortcut("Ctrl+N", "New chat", self.new_chat)
         w.add_shortcut("Ctrl+K", "Pick a model", self.pick_model)
         w.closed.connect(self._window_closed)
+        w.files_dropped.connect(self.import_files)
 
     def _wire(self) -> None:
         t = self.tray
@@ -170,9 +185,65 @@ class DesktopApp(QObject):
                 self._chat.status.error(self.chat_store_error)
         return self._chat
 
+    def chat_home(self) -> ChatHome:
+        """The Chat page's place: the chat, or the first-run screen while there is no model."""
+        if self._chat_home is None:
+            first_run = FirstRunPage()
+            first_run.discover_requested.connect(lambda: self.show_page("discover"))
+            first_run.import_requested.connect(self.import_from_disk)
+            first_run.choose_file_requested.connect(self.choose_gguf)
+            first_run.files_dropped.connect(self.import_files)
+            self._chat_home = ChatHome(self.chat(), first_run)
+        return self._chat_home
+
+    def show_first_run(self) -> FirstRunPage:
+        home = self.chat_home()
+        self.show_page("chat")
+        home.show_first_run()
+        return home.first_run
+
+    # -- importing GGUF files ----------------------------------------------------------------
+    def import_from_disk(self) -> ImportDialog:
+        """Look for GGUFs other tools downloaded and offer to import them."""
+        return self._open_import(
+            ImportDialog(
+                self.client, self.importer, sources=self.import_sources(), prompter=self.prompter, parent=self.window
+            )
+        )
+
+    def import_files(self, paths: list[Path]) -> ImportDialog:
+        """Files dropped on the window or chosen: the same dialog, with just those."""
+        return self._open_import(
+            ImportDialog(self.client, self.importer, paths=paths, prompter=self.prompter, parent=self.window)
+        )
+
+    def choose_gguf(self) -> None:
+        path = self.prompter.open_file(self.window, "Choose a GGUF file", "GGUF models (*.gguf)")
+        if path is not None:
+            self.import_files([path])
+
+    def _open_import(self, dialog: ImportDialog) -> ImportDialog:
+        if self.import_dialog is not None:
+            self.import_dialog.reject()  # one at a time: the last one asked for
+        self.import_dialog = dialog
+        dialog.imported.connect(self._imported)
+        dialog.show()
+        dialog.begin()
+        return dialog
+
+    def _imported(self, results: list[ItemResult]) -> None:
+        made = [r.item.name for r in results if r.ok]
+        if not made:
+            return
+        self.chat_home().models_added()
+        if self._library is not None:
+            self._library.refresh()
+        self.tray.notify("Models imported", ", ".join(made) + (" is" if len(made) == 1 else " are") + " ready to use.")
+
     def library(self) -> LibraryWindow:
         if self._library is None:
             self._library = LibraryWindow(self.client, self.prompter)
+            self._library.add_models_requested.connect(self.show_first_run)
             self.pulls.finished.connect(lambda _: self._library and self._library.refresh())
             self._library.refresh()
         return self._library
@@ -220,10 +291,14 @@ class DesktopApp(QObject):
         return self.settings_window()
 
     def new_chat(self) -> None:
-        self.show_chat().new_chat()
+        self.show_chat()
+        self.chat_home().show_chat()
+        self.chat().new_chat()
 
     def pick_model(self) -> None:
-        self.show_chat().focus_model_picker()
+        self.show_chat()
+        self.chat_home().show_chat()
+        self.chat().focus_model_picker()
 
     def handle_message(self, message: str) -> None:
         """A second launch asked us to come forward ("show"), maybe on a page ("show library")."""
@@ -314,6 +389,8 @@ class DesktopApp(QObject):
         self.shut_down = True
         if self._chat is not None:
             self._chat.shutdown()  # before the client aborts everything: the answer is kept as stopped
+        if self.import_dialog is not None:
+            self.import_dialog.reject()  # a running scan or import stops between pieces
         self.pulls.checkpoint()
         self.monitor.stop()
         if self.updates is not None:

@@ -191,6 +191,7 @@ class LibraryWindow(QWidget):
     operation_done = Signal(str)
     operation_failed = Signal(str)
     details_shown = Signal(str)
+    add_models_requested = Signal()  # the first-run screen's three ways: discover, drop, import from disk
 
     def __init__(self, client: ApiClient, prompter: Prompter | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -227,6 +228,9 @@ class LibraryWindow(QWidget):
         self.status = StatusLine()
 
         self.refresh_button = QPushButton("Refresh")
+        self.add_button = QPushButton("Add models…")
+        self.add_button.setToolTip("Discover a model, drop a .gguf, or import the GGUFs already on this computer")
+        self.add_button.clicked.connect(self.add_models_requested)
         self.create_button = QPushButton("Create…")
         self.copy_button = QPushButton("Copy…")
         self.delete_button = QPushButton("Delete…")
@@ -237,7 +241,7 @@ class LibraryWindow(QWidget):
 
         top = QHBoxLayout()
         top.addWidget(self.filter_edit, 1)
-        for b in (self.refresh_button, self.create_button, self.copy_button, self.delete_button):
+        for b in (self.refresh_button, self.add_button, self.create_button, self.copy_button, self.delete_button):
             top.addWidget(b)
         hint = ToneLabel("Drop a .gguf file here to create a model from it.", Tone.MUTED)
         left = QWidget()

@@ -4,7 +4,8 @@ Pages are registered with `add_page` (see `ui/pages.py`) and made on first
 show. Window-wide shortcuts (Ctrl+N, Ctrl+K) are actions on the window
 itself, so they work whichever page is in front; the app wires what they do.
 Closing the window hides it (the tray keeps the app); the app decides what
-closing means where there is no tray.
+closing means where there is no tray. A `.gguf` file dropped where no page
+takes it is handed on (`files_dropped`): the app offers to import it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QMainWindow, QStackedWidget, QWidget
 
+from ui.first_run import gguf_paths
 from ui.pages import DEFAULT_PAGE, Page, page_icon
 
 SIDEBAR_WIDTH = 150
@@ -25,6 +27,7 @@ NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 class MainWindow(QMainWindow):
     page_changed = Signal(str)
     closed = Signal()
+    files_dropped = Signal(list)  # list[Path]: `.gguf` files dropped anywhere a page does not take them
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +48,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(body)
         self.resize(DEFAULT_SIZE)
+        self.setAcceptDrops(True)
         self._current = ""
 
     # -- pages -----------------------------------------------------------------------------
@@ -106,6 +110,21 @@ class MainWindow(QMainWindow):
         action.triggered.connect(lambda: do())
         self.addAction(action)
         return action
+
+    # -- a .gguf dropped on the window ---------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if gguf_paths(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = gguf_paths(event)
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.files_dropped.emit(paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         super().closeEvent(event)

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from server import usage
 from server.errors import BadRequest, NotFound, PollamaError
 from server.inference import runner_calls
 from server.inference.output import OutputPipeline
@@ -51,6 +52,7 @@ class Inference:
     def _lookup(self, raw: str, not_found: str, invalid: PollamaError | None = None) -> Model:
         """The model named `raw`; a name that cannot be one is answered like a missing model
         unless the endpoint says otherwise (`invalid`), as Ollama's handlers do."""
+        usage.note_model(raw)  # the developer view's "model" column, also for a request refused here
         name = Name.parse_lenient(raw)
         if not name.is_valid:
             raise invalid or NotFound(not_found)
@@ -360,6 +362,7 @@ class Inference:
             "eval_duration": chunk.get("eval_duration", 0),
         }
         stats.update({k: v for k, v in values.items() if v})  # Ollama omits zero metrics
+        usage.note_tokens(values["prompt_eval_count"], values["eval_count"])
         return stats
 
     # ---- embeddings -------------------------------------------------------------------------
@@ -384,6 +387,7 @@ class Inference:
         out["total_duration"] = int((time.perf_counter() - started) * 1e9)
         out["load_duration"] = int(lease.load_duration * 1e9)
         out["prompt_eval_count"] = count
+        usage.note_tokens(count)
         return out
 
     async def embeddings(

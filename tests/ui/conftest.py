@@ -83,7 +83,7 @@ def prompter() -> ScriptedPrompter:
     return ScriptedPrompter()
 
 
-def make_desktop(url: str, prompter: ScriptedPrompter, tmp_path: Path, *, poll_ms: int = 500) -> Any:
+def make_desktop(url: str, prompter: ScriptedPrompter, tmp_path: Path, *, poll_ms: int = 500, **extra: Any) -> Any:
     """The desktop app as a client of the server at `url` (no tray icon offscreen; the menu is still there).
 
     Everything it keeps lives under `tmp_path`, except the chats: they go to the platform data
@@ -105,6 +105,7 @@ def make_desktop(url: str, prompter: ScriptedPrompter, tmp_path: Path, *, poll_m
         use_system_tray=False,
         poll_ms=poll_ms,
         quit_app=lambda: None,
+        **extra,
     )
 
 

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from ui.main_window import MainWindow
 from ui.pages import PAGE_NAMES, LazyPage, Page
-from ui.placeholder_pages import PlaceholderPage
 
 SMALL = QSize(800, 600)
 
@@ -55,13 +54,6 @@ def test_every_page_fits_800_by_600(qtbot, desktop) -> None:
     chat.side_tabs.setCurrentIndex(1)
     QApplication.processEvents()
     assert window.minimumSizeHint().width() <= SMALL.width() and window.minimumSizeHint().height() <= SMALL.height()
-
-
-def test_placeholders_say_what_they_will_be(qtbot, desktop) -> None:
-    for name, words in (("developer", "last requests"),):
-        page = desktop.show_page(name)
-        assert isinstance(page, PlaceholderPage) and page.is_placeholder
-        assert "Not built yet" in page.label.text() and words in page.label.text()
 
 
 def test_shortcuts_new_chat_and_model_picker(qtbot, desktop) -> None:

@@ -54,6 +54,8 @@ EXPECTED_ROUTES = {
     ("GET", "/api/pollama/version"),
     ("GET", "/api/pollama/devices"),
     ("POST", "/api/pollama/estimate"),
+    ("GET", "/api/pollama/requests"),
+    ("GET", "/api/pollama/logs"),
 }
 
 
@@ -111,10 +113,9 @@ def test_structure(raw_document: dict[str, Any], spec: OpenAPISpec) -> None:
         assert d.get("tags"), f"{op}: no tags"
         assert any(s.startswith("2") for s in d["responses"]), f"{op}: no 2xx response"
         params = {p for p in op.template.split("/") if p.startswith("{")}
-        declared = {
-            "{" + spec.deref(p, "")[0]["name"] + "}"
-            for p in raw_document["paths"][op.template].get("parameters", []) + d.get("parameters", [])
-        }
+        every = [spec.deref(p, "")[0] for p in raw_document["paths"][op.template].get("parameters", [])]
+        every += [spec.deref(p, "")[0] for p in d.get("parameters", [])]
+        declared = {"{" + p["name"] + "}" for p in every if p.get("in") == "path"}  # a query parameter is no path's
         assert params == declared, f"{op}: path parameters {params} declared as {declared}"
         if op.method in ("POST", "PUT", "PATCH") and op.template != "/api/blobs/{digest}":
             assert "application/json" in d["requestBody"]["content"], f"{op}: no JSON request body"
@@ -419,6 +420,10 @@ MANAGEMENT = {
     ("GET", "/api/pollama/devices", 200),
     ("POST", "/api/pollama/estimate", 200),
     ("POST", "/api/pollama/estimate", 502),
+    ("GET", "/api/pollama/requests", 200),
+    ("GET", "/api/pollama/requests", 400),
+    ("GET", "/api/pollama/logs", 200),
+    ("GET", "/api/pollama/logs", 400),
 }
 
 
@@ -518,6 +523,10 @@ def test_live_responses_match_the_spec(live_server: LiveServer, tiny_model_path:
         ghost = f"127.0.0.1:{free_port()}/library/ghost"
         expect(http.post("/api/pollama/estimate", json={"model": ghost, "insecure": True}), 502)
         expect(http.post("/api/pollama/estimate", json={}), 400)
+        expect(http.get("/api/pollama/requests"), 200)
+        expect(http.get("/api/pollama/requests", params={"since": "x"}), 400)
+        expect(http.get("/api/pollama/logs", params={"level": "info"}), 200)
+        expect(http.get("/api/pollama/logs", params={"level": "loud"}), 400)
         with pytest.raises(ollama.ResponseError):
             client.show("ghost")
         # Ollama's answers for a wrong method and an unknown path
