@@ -210,6 +210,13 @@ def _ggml(package_dir: Path) -> Ggml:
     return Ggml(bindings._lib)
 
 
+def process_ggml() -> Ggml:
+    """This process's libggml, bound (for server/runner/rpc.py)."""
+    import llama_cpp.llama_cpp as bindings
+
+    return _ggml(Path(bindings.__file__).resolve().parent)
+
+
 def _text(value: bytes | None) -> str:
     return value.decode("utf-8", errors="replace") if value else ""
 
@@ -325,6 +332,14 @@ def load() -> BackendReport:
         folder = library_folders(package_dir)[0]
         libraries = backend_libraries(folder)
         ggml.ggml_backend_load_all_from_path(os.fsencode(folder))
+    workers = os.environ.get("POLLAMA_RPC_WORKERS")
+    if workers:  # the server's RPC workers: their devices join the registry as GPUs
+        from server.runner import rpc
+
+        try:
+            rpc.add_workers_to(ggml, rpc.parse_workers(workers))
+        except (ValueError, rpc.RpcError) as exc:
+            sys.stderr.write(f"pollama runner: not using RPC workers: {exc}\n")
     backends = tuple(
         _text(ggml.ggml_backend_reg_name(ggml.ggml_backend_reg_get(i))) for i in range(ggml.ggml_backend_reg_count())
     )
