@@ -27,7 +27,7 @@ from server.api import developer, security
 from server.child_env import pass_to_children
 from server.config import Config
 from server.errors import PollamaError
-from server.runner.rpc import WORKERS_ENV
+from server.runner.rpc_endpoints import WORKERS_ENV
 from server.services import Services
 from server.store.store import Store
 

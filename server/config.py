@@ -223,7 +223,7 @@ def _list(value: str) -> tuple[str, ...]:
 
 
 def _rpc_workers(value: str) -> tuple[str, ...]:
-    from server.runner.rpc import parse_workers
+    from server.runner.rpc_endpoints import parse_workers
 
     try:
         return tuple(str(endpoint) for endpoint in parse_workers(clean(value)))

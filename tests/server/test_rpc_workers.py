@@ -22,7 +22,7 @@ import ollama
 import pytest
 
 from server.config import ConfigError, load_config
-from server.runner.rpc import DEFAULT_PORT, Endpoint, parse_workers
+from server.runner.rpc_endpoints import DEFAULT_PORT, Endpoint, parse_workers
 from tests.support.live_server import REPO, LiveServer, free_port
 
 GREEDY = {"temperature": 0, "seed": 1, "num_predict": 24}
