@@ -71,6 +71,18 @@ def _bool_flag(value: str) -> bool:
     return parse_bool(value)
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"invalid port {value!r}: expected 1-65535")
+    return int(value)
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {value!r}: expected a positive integer")
+    return int(value)
+
+
 def _client_command(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     """A command that talks to the server: import its module lazily, give it a Client."""
 
@@ -192,6 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
         "app_args", nargs=argparse.REMAINDER, help="--hidden: start in the tray only; --show PAGE: open a page"
     )
     desktop.set_defaults(func=cmd_app)
+
+    worker = sub.add_parser(
+        "worker",
+        help="Lend this machine's devices to a pollama server (llama.cpp RPC)",
+        description="Serve this machine's GPUs (or its CPU) to a pollama server that lists it in "
+        "POLLAMA_RPC_WORKERS, over llama.cpp's RPC protocol. The protocol has no authentication: "
+        "keep the default 127.0.0.1, or bind wider only on a network you trust.",
+    )
+    worker.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    worker.add_argument("--port", type=_port, default=50052, help="port to listen on (default 50052)")
+    worker.add_argument("--threads", type=_positive, default=0, help="CPU threads (default: physical cores)")
+    worker.add_argument("--device", default="", help="comma-separated devices to serve (default: GPUs, else CPU)")
+    worker.add_argument("--cache", action="store_true", help="cache received tensors on disk (faster reloads)")
+    worker.set_defaults(func=lambda a: importlib.import_module("app.commands.worker").cmd_worker(a))
 
     runner = sub.add_parser("runner")  # hidden: a loaded model's process
     runner.add_argument("runner_args", nargs=argparse.REMAINDER)

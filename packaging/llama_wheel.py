@@ -62,7 +62,11 @@ BACKENDS_BY_OS = {
 }
 
 #: The library each backend's wheel contributes to a bundle (`None`: the whole wheel is the base).
-BACKEND_LIBRARY = {"vulkan": "ggml-vulkan", "cuda": "ggml-cuda", "hip": "ggml-hip"}
+BACKEND_LIBRARY = {"vulkan": "ggml-vulkan", "cuda": "ggml-cuda", "hip": "ggml-hip", "rpc": "ggml-rpc"}
+
+#: Backends that are not a device of this machine but go beside any base: ggml's RPC client and
+#: server (`pollama worker`, `POLLAMA_RPC_WORKERS`), built as its own module like a GPU backend.
+EXTRA_BACKENDS = ("rpc",)
 
 
 def os_key(platform_name: str = sys.platform) -> str:
@@ -80,7 +84,7 @@ def base_backend(platform_name: str = sys.platform) -> str:
 def cmake_args(backend: str, platform_name: str = sys.platform, machine: str | None = None) -> tuple[str, ...]:
     """The CMake flags of `backend`'s wheel on this OS (see the module docstring for why)."""
     system = os_key(platform_name)
-    if backend not in BACKENDS_BY_OS.get(system, ()):
+    if backend not in BACKENDS_BY_OS.get(system, ()) and not (backend in EXTRA_BACKENDS and system != "darwin"):
         raise ValueError(f"the {backend} backend is not built on {system}")
     if backend == "metal":
         # llama.cpp's macOS release flags; llama-cpp-python's CMakeLists forces GGML_METAL and
@@ -102,6 +106,8 @@ def cmake_args(backend: str, platform_name: str = sys.platform, machine: str | N
     if backend == "cpu":
         return (*common, "-DGGML_CPU_ALL_VARIANTS=ON")
     gpu_only = [*common, "-DGGML_CPU=OFF", "-DLLAVA_BUILD=OFF"]
+    if backend == "rpc":
+        return (*gpu_only, "-DGGML_RPC=ON")
     if backend == "vulkan":
         flags = [*gpu_only, "-DGGML_VULKAN=ON"]
         if system == "linux" and (include := vulkan_headers()) is not None:
@@ -330,7 +336,7 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="Build (or find in the cache) llama-cpp-python's wheel for a backend.")
-    parser.add_argument("backend", choices=backends_here())
+    parser.add_argument("backend", choices=(*backends_here(), *EXTRA_BACKENDS))
     parser.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: all cores)")
     args = parser.parse_args()
     built = build_wheel(spec_for(args.backend), jobs=args.jobs)

@@ -24,8 +24,10 @@ from quart import Quart, Response, g, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from server.api import developer, security
+from server.child_env import pass_to_children
 from server.config import Config
 from server.errors import PollamaError
+from server.runner.rpc_endpoints import WORKERS_ENV
 from server.services import Services
 from server.store.store import Store
 
@@ -43,6 +45,7 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
     svc = services or Services(config=config, store=Store(config.models))
+    pass_to_children(WORKERS_ENV, ",".join(config.rpc_workers) or None)
     wire_inference(svc)
     from server.registry.service import install as install_registry
 

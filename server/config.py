@@ -53,6 +53,7 @@ ENV_VARS = (
     "OLLAMA_MAX_TRANSFER_STREAMS",
     "OLLAMA_EDITOR",
     "OLLAMA_DEBUG_LOG_REQUESTS",
+    "POLLAMA_RPC_WORKERS",
 )
 
 
@@ -111,6 +112,8 @@ class Config:
     max_transfer_streams: int = 4
     editor: str = ""
     debug_log_requests: bool = False
+    #: pollama's own: llama.cpp RPC workers (`pollama worker`) whose devices runners add.
+    rpc_workers: tuple[str, ...] = ()
     #: pollama's own: largest JSON request body accepted (blob uploads are streamed, not limited).
     max_json_body: int = 64 * 1024 * 1024
     #: Where logs and resumable state live (platformdirs), not configurable by env.
@@ -219,6 +222,15 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in clean(value).split(",") if p.strip())
 
 
+def _rpc_workers(value: str) -> tuple[str, ...]:
+    from server.runner.rpc_endpoints import parse_workers
+
+    try:
+        return tuple(str(endpoint) for endpoint in parse_workers(clean(value)))
+    except ValueError as exc:
+        raise ConfigError(f"POLLAMA_RPC_WORKERS: {exc}") from None
+
+
 def _debug_level(value: str) -> int:
     v = clean(value)
     if v.isdigit():
@@ -258,6 +270,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "OLLAMA_MAX_TRANSFER_STREAMS": ("max_transfer_streams", _int("OLLAMA_MAX_TRANSFER_STREAMS", 1)),
     "OLLAMA_EDITOR": ("editor", clean),
     "OLLAMA_DEBUG_LOG_REQUESTS": ("debug_log_requests", parse_bool),
+    "POLLAMA_RPC_WORKERS": ("rpc_workers", _rpc_workers),
 }
 assert set(_PARSERS) == set(ENV_VARS)
 assert {f for f, _ in _PARSERS.values()} <= {f.name for f in fields(Config)}

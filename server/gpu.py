@@ -43,7 +43,7 @@ CONTEXT_RESERVE = {"cuda": 457 << 20, "rocm": 457 << 20}
 class Device:
     id: str
     name: str
-    kind: str  # "cuda", "vulkan"
+    kind: str  # "cuda", "vulkan", "rpc" (a `pollama worker`'s device)
     total_memory: int
     free_memory: int
 
@@ -165,15 +165,23 @@ def backends_in(lib: Path) -> frozenset[str] | None:
     return frozenset(kind for kind in ("cuda", "hip", "vulkan", "sycl") if f"ggml-{kind}" in names)
 
 
-def probe_backends() -> BackendReport | None:
+def probe_backends(*, with_workers: bool = False) -> BackendReport | None:
     """What a runner loads (backends, devices with free memory now, CPU variant), from
-    `pollama runner --probe` in a child process; None, logged, when the probe fails."""
+    `pollama runner --probe` in a child process; None, logged, when the probe fails.
+
+    The RPC workers are left out unless asked for: a worker serves one client at a
+    time (llama.cpp's `ggml_backend_rpc_start_server` accepts the next connection only
+    when the last one closes), so a probe that reached for a worker a runner is using
+    would wait for that runner to exit."""
     from server.child_env import child_env
     from server.runner.client import runner_command
 
     command = [*runner_command(), "--probe"]
+    env = child_env()
+    if not with_workers:
+        env.pop("POLLAMA_RPC_WORKERS", None)
     try:
-        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT, env=child_env())
+        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("backend probe failed: %s", exc)
         return None
@@ -187,8 +195,9 @@ def probe_backends() -> BackendReport | None:
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("backend probe printed something unexpected (%s): %r", exc, lines[-1][:200])
         return None
-    global _report
-    _report = report
+    if not with_workers:
+        global _report
+        _report = report
     return report
 
 
@@ -226,6 +235,46 @@ def gpu_devices() -> list[Device]:
             if nvidia is not None:
                 found += visible(nvidia)
                 break
+    report = None
     if backends is None or "vulkan" in backends:  # unknown build: the probe tells
-        found += vulkan_devices(probe_backends())
+        report = probe_backends()
+        found += vulkan_devices(report)
+    if rpc_workers():
+        found += worker_devices()
     return found
+
+
+def rpc_workers() -> str:
+    """The RPC workers the server's runners use (`POLLAMA_RPC_WORKERS`, from env or settings)."""
+    from server.child_env import child_env
+
+    return child_env().get("POLLAMA_RPC_WORKERS", "")
+
+
+_workers_seen: tuple[str, list[Device]] | None = None
+
+
+def worker_devices() -> list[Device]:
+    """The RPC workers' devices, probed once while no runner holds them (at the first plan)
+    and kept: the workers are machines set aside for this, and probing one while a runner
+    uses it would wait for that runner (`probe_backends`). Probed again until one answers."""
+    global _workers_seen
+    workers = rpc_workers()
+    if _workers_seen is not None and _workers_seen[0] == workers:
+        return _workers_seen[1]
+    devices = rpc_devices(probe_backends(with_workers=True))
+    if devices:
+        _workers_seen = (workers, devices)
+    return devices
+
+
+def rpc_devices(report: BackendReport | None) -> list[Device]:
+    """The devices of the RPC workers that answered the probe (`RPC0`, …; `name` is the
+    worker's endpoint), with the memory each worker reports for its device."""
+    if report is None:
+        return []
+    return [
+        Device(d.name, d.description, "rpc", d.memory_total, d.memory_free)
+        for d in report.devices
+        if d.backend == "RPC"
+    ]

@@ -190,6 +190,8 @@ def free_memory_for(
 def max_loaded(config: Config, devices: list[Device]) -> int:
     if config.max_loaded_models > 0:
         return config.max_loaded_models
+    if config.rpc_workers:  # a worker serves one runner at a time (server/gpu.py `probe_backends`)
+        return 1
     return 3 * max(len(devices), 1)
 
 
@@ -376,6 +378,7 @@ class Scheduler:
                     "expires_at": expires,
                     "size_vram": loaded.size_vram,
                     "context_length": loaded.spec.num_ctx,
+                    **_worker_split(loaded.client),
                 }
             )
         entries.sort(key=lambda e: e["expires_at"], reverse=True)
@@ -502,6 +505,16 @@ class Scheduler:
         if not victim.state.idle:
             await victim.idle_event.wait()
         await self._unload(victim)
+
+
+def _worker_split(client: Any) -> dict[str, list[dict[str, Any]]]:
+    """`devices` for an /api/ps entry whose model is split across RPC workers: what each
+    device holds, by the name llama.cpp gave it (`RPC0[host:port]`, `CPU`). Absent otherwise,
+    so /api/ps stays Ollama's for everyone not using workers."""
+    placed = getattr(getattr(client, "info", None), "device_bytes", None) or {}
+    if not any(name.startswith("RPC") for name in placed):
+        return {}
+    return {"devices": [{"name": name, "size": size} for name, size in placed.items()]}
 
 
 def _reported_sizes(client: Any, estimate: MemoryEstimate) -> tuple[int, int]:

@@ -55,12 +55,16 @@ class BufferSizes:
     vram: dict[str, int] = field(default_factory=lambda: {"weights": 0, "kv": 0, "compute": 0})
     layers_offloaded: int = 0
     layers_total: int = 0
+    #: Bytes per device as llama.cpp names it (`CPU`, `CUDA0`, `RPC0[host:port]`), all kinds.
+    by_device: dict[str, int] = field(default_factory=dict)
 
     def add(self, device: str, kind: str, mib: float) -> None:
         bucket = "weights" if kind == "model" else "kv" if kind in ("KV", "RS") else "compute"
         on_host = device.upper().startswith("CPU") or device.endswith("_Host")
         target = self.ram if on_host else self.vram
-        target[bucket] += int(mib * 1024 * 1024)
+        size = int(mib * 1024 * 1024)
+        target[bucket] += size
+        self.by_device[device] = self.by_device.get(device, 0) + size
 
     def feed(self, line: str) -> None:
         """Take what a line of llama.cpp's loading log says about buffers and offloaded layers."""

@@ -329,7 +329,10 @@ class RunnerClient:
         line = raw.decode("utf-8", errors="replace").rstrip()
         if line:
             self._stderr.append(line)
-            self._log.debug("runner %d: %s", self.pid, line)
+            # The runner's own lines (which workers it uses or skips, which backends loaded)
+            # are for the server log; llama.cpp's chatter is for debugging.
+            level = logging.INFO if line.startswith("pollama runner:") else logging.DEBUG
+            self._log.log(level, "runner %d: %s", self.pid, line)
 
     async def _on_exit(self) -> None:
         """stdout closed: the process is gone or going. Fail everything still waiting."""

@@ -208,6 +208,7 @@ class Engine:
             size_vram=sizes.size_vram(weights + kv + compute),
             load_duration=time.perf_counter_ns() - started,
             pid=os.getpid(),
+            device_bytes=dict(sizes.by_device),
         )
         return self.info
 

@@ -32,10 +32,12 @@ import ctypes
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from server.runner.rpc_endpoints import Endpoint, RpcError, parse_workers, reachable
 
 #: ggml's device types (`enum ggml_backend_dev_type`, ggml-backend.h), by value.
 DEVICE_TYPES = ("cpu", "gpu", "igpu", "accel", "meta")
@@ -210,6 +212,13 @@ def _ggml(package_dir: Path) -> Ggml:
     return Ggml(bindings._lib)
 
 
+def process_ggml() -> Ggml:
+    """This process's libggml, bound (for server/runner/rpc.py)."""
+    import llama_cpp.llama_cpp as bindings
+
+    return _ggml(Path(bindings.__file__).resolve().parent)
+
+
 def _text(value: bytes | None) -> str:
     return value.decode("utf-8", errors="replace") if value else ""
 
@@ -306,6 +315,61 @@ def skipped_backends(libraries: dict[str, list[Path]], devices: Iterable[GgmlDev
     return out
 
 
+# ---- llama.cpp's RPC backend (server/runner/rpc.py serves; this adds a server's workers)
+
+
+def rpc_registry(ggml: Ggml) -> int:
+    """The RPC backend's registry in this process's ggml (backends already loaded)."""
+    ggml._bind("ggml_backend_register", [ctypes.c_void_p], None)
+    reg = ggml.ggml_backend_reg_by_name(b"RPC")
+    if not reg:
+        raise RpcError(
+            "this build of llama.cpp has no RPC backend: reinstall llama-cpp-python with "
+            'CMAKE_ARGS="-DGGML_RPC=ON" (see the README, Workers), or use a pollama bundle'
+        )
+    return int(reg)
+
+
+def rpc_function(ggml: Ggml, reg: int, name: str, restype: Any, argtypes: list[Any]) -> Callable[..., Any]:
+    """A function the RPC backend exports by name (its registry's proc-address table)."""
+    address = ggml.ggml_backend_reg_get_proc_address(reg, name.encode())
+    if not address:
+        raise RpcError(f"the RPC backend does not export {name}")
+    prototype = ctypes.CFUNCTYPE(restype, *argtypes)
+    return prototype(address)
+
+
+def add_rpc_workers(ggml: Ggml, endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+    """Register each reachable worker's devices with ggml; return those added.
+
+    Called by `load()` while it fills the registry, so every
+    device list after it (the probe's report, the runner's offload choice)
+    has the workers in it. A worker that is down or speaks another protocol
+    version is skipped with a line on stderr: the model then loads on what is
+    left, as llama.cpp does."""
+    wanted = list(endpoints)
+    if not wanted:
+        return []
+    reg = rpc_registry(ggml)
+    add_server = rpc_function(ggml, reg, "ggml_backend_rpc_add_server", ctypes.c_void_p, [ctypes.c_char_p])
+    added = []
+    for endpoint in wanted:
+        if (why := reachable(endpoint)) is not None:
+            sys.stderr.write(f"pollama runner: skipping RPC worker {endpoint}: {why}\n")
+            continue
+        worker_reg = add_server(str(endpoint).encode())
+        if not worker_reg:
+            sys.stderr.write(
+                f"pollama runner: skipping RPC worker {endpoint}: it offers no device "
+                "(another llama.cpp RPC protocol version?)\n"
+            )
+            continue
+        ggml.ggml_backend_register(worker_reg)
+        added.append(endpoint)
+        sys.stderr.write(f"pollama runner: using RPC worker {endpoint}\n")
+    return added
+
+
 _loaded: BackendReport | None = None
 
 
@@ -325,6 +389,12 @@ def load() -> BackendReport:
         folder = library_folders(package_dir)[0]
         libraries = backend_libraries(folder)
         ggml.ggml_backend_load_all_from_path(os.fsencode(folder))
+    workers = os.environ.get("POLLAMA_RPC_WORKERS")
+    if workers:  # the server's RPC workers: their devices join the registry as GPUs
+        try:
+            add_rpc_workers(ggml, parse_workers(workers))
+        except (ValueError, RpcError) as exc:
+            sys.stderr.write(f"pollama runner: not using RPC workers: {exc}\n")
     backends = tuple(
         _text(ggml.ggml_backend_reg_name(ggml.ggml_backend_reg_get(i))) for i in range(ggml.ggml_backend_reg_count())
     )

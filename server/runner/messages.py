@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Union, get_args, get_origin
 
@@ -95,6 +95,8 @@ class RunnerInfo:
     size_vram: int  # the part of `size` that lives on accelerators
     load_duration: int  # ns
     pid: int
+    #: Bytes per device llama.cpp put the model on (`RPC0[host:port]` for a worker's device).
+    device_bytes: dict[str, int] = field(default_factory=dict)
 
     @property
     def memory_total(self) -> int:

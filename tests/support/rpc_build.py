@@ -1,0 +1,68 @@
+"""A Python whose llama.cpp has the RPC backend, for the worker tests: built once, cached.
+
+The plain `pip install llama-cpp-python` has no RPC backend. The bundles'
+base wheel (`GGML_BACKEND_DL`, all CPU variants; packaging/llama_wheel.py)
+loads backends as modules, so the RPC backend is one more module beside it:
+the `rpc` wheel's `libggml-rpc.so`, as a bundle adds `libggml-vulkan.so`.
+Both wheels live in the bundle build cache (`POLLAMA_BUILD_CACHE`, which CI
+keeps between runs); the venv reuses this interpreter's packages
+(`--system-site-packages`) and shadows only llama_cpp, so making it takes
+seconds once the wheels exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import venv
+import zipfile
+from pathlib import Path
+
+from tests.packaging.bundles import BUILD_CACHE  # also puts packaging/ on sys.path
+
+
+def rpc_python(root: Path = BUILD_CACHE) -> Path:
+    """The interpreter of a venv with the RPC-enabled llama.cpp, made if missing."""
+    import llama_wheel  # from packaging/, importable once tests.packaging.bundles ran
+    from cache_lock import locked
+
+    base = llama_wheel.build_wheel(llama_wheel.spec_for("cpu"), root)
+    rpc = llama_wheel.build_wheel(llama_wheel.spec_for("rpc"), root)
+    key = hashlib.sha256(f"{base.path.name}\0{rpc.spec.key}".encode()).hexdigest()[:12]
+    folder = root / "venvs" / f"rpc-test-{key}"
+    python = folder / "bin" / "python"
+    marker = folder / "pollama-rpc-venv"
+    if marker.is_file():
+        return python
+    with locked(root / "locks" / f"venv-rpc-test-{key}.lock", announce=f"waiting for another build of {folder.name}"):
+        if marker.is_file():
+            return python
+        shutil.rmtree(folder, ignore_errors=True)
+        venv.EnvBuilder(system_site_packages=True, with_pip=True, clear=True).create(folder)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", str(base.path)],
+            check=True,
+        )
+        lib = Path(
+            subprocess.run(
+                [
+                    str(python),
+                    "-c",
+                    "import llama_cpp, pathlib; print(pathlib.Path(llama_cpp.__file__).parent / 'lib')",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+        if not lib.is_relative_to(folder):  # never write into the interpreter the venv borrows from
+            raise RuntimeError(f"the venv's llama_cpp is not its own: {lib}")
+        with zipfile.ZipFile(rpc.path) as wheel:
+            modules = [n for n in wheel.namelist() if Path(n).name.startswith("libggml-rpc.")]
+            if not modules:
+                raise RuntimeError(f"{rpc.path.name} has no libggml-rpc library")
+            for name in modules:
+                (lib / Path(name).name).write_bytes(wheel.read(name))
+        marker.write_text(f"{base.path.name}\n{rpc.path.name}\n")
+    return python
