@@ -90,3 +90,16 @@ def test_draft_request_errors(live_server: LiveServer, tiny_model_path: Path) ->
             assert r.json()["error"] == message
         else:
             assert "not found; upload it with POST /api/blobs/" in r.json()["error"]
+
+
+def test_the_old_modelfile_form_takes_an_uploaded_draft_and_refuses_a_path(
+    live_server: LiveServer, tiny_model_path: Path, tiny_draft_model_path: Path
+) -> None:
+    client = ollama.Client(host=live_server.url)
+    model, draft = client.create_blob(tiny_model_path), client.create_blob(tiny_draft_model_path)
+    r = create(live_server, {"model": "legacy-draft", "modelfile": f"FROM @{model}\nDRAFT @{draft}\n"})
+    assert r.status_code == 200, r.text
+    blob = live_server.models / "blobs" / draft.replace(":", "-")
+    assert f"\nDRAFT {blob}\n" in (client.show("legacy-draft").modelfile or "")
+    r = create(live_server, {"model": "legacy-draft", "modelfile": f"FROM @{model}\nDRAFT ./draft.gguf\n"})
+    assert r.status_code == 400 and "DRAFT './draft.gguf' is a path" in r.json()["error"]
