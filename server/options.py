@@ -22,6 +22,7 @@ OPTION_TYPES: dict[str, type] = {
     "use_mmap": bool,
     "num_thread": int,
     "draft_num_predict": int,
+    "draft_ngram": int,  # pollama's: prompt-lookup drafting, the n-gram size (0: off)
     "num_keep": int,
     "seed": int,
     "num_predict": int,

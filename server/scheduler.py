@@ -43,6 +43,7 @@ class RunnerSpec:
     model_path: str
     adapters: tuple[str, ...] = ()
     projectors: tuple[str, ...] = ()
+    draft: str | None = None  # the draft model (Modelfile DRAFT) the runner loads beside it
     num_ctx: int = DEFAULT_CONTEXT
     num_parallel: int = 1
     num_batch: int = 512
@@ -55,8 +56,8 @@ class RunnerSpec:
     kv_cache_type: str = ""
 
     @property
-    def key(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-        return (self.model_path, self.adapters, self.projectors)
+    def key(self) -> tuple[str, tuple[str, ...], tuple[str, ...], str | None]:
+        return (self.model_path, self.adapters, self.projectors, self.draft)
 
 
 def needs_reload(loaded: RunnerSpec, wanted: RunnerSpec) -> bool:
@@ -279,6 +280,7 @@ class Scheduler:
             options,
             adapters=tuple(str(p) for p in model.adapter_paths),
             projectors=tuple(str(p) for p in model.projector_paths),
+            draft=str(model.draft_path) if model.draft_path else None,
             embedding=embedding,
         )
 
@@ -290,6 +292,7 @@ class Scheduler:
         *,
         adapters: tuple[str, ...] = (),
         projectors: tuple[str, ...] = (),
+        draft: str | None = None,
         embedding: bool = False,
     ) -> RunnerSpec:
         """The runner a request with `options` would load for weights described by `info`.
@@ -303,6 +306,7 @@ class Scheduler:
             model_path=model_path,
             adapters=adapters,
             projectors=projectors,
+            draft=None if embedding or (info is not None and info.is_embedding) else draft,
             num_ctx=choice.num_ctx,
             num_parallel=1 if is_embedding else self.config.num_parallel,
             num_batch=choice.num_batch,

@@ -34,6 +34,7 @@ def cmd_create(args: argparse.Namespace, client: Client) -> int:
 
     paths: dict[str, Path] = req.pop("_paths", {})
     adapter_paths: dict[str, Path] = req.pop("_adapter_paths", {})
+    draft_paths: dict[str, Path] = req.pop("_draft_paths", {})
     body: dict[str, Any] = {"model": args.model, **req}
     if args.quantize:
         body["quantize"] = args.quantize
@@ -45,6 +46,8 @@ def cmd_create(args: argparse.Namespace, client: Client) -> int:
             body["files"] = _upload_all(client, paths, display)
         if adapter_paths:
             body["adapters"] = _upload_all(client, adapter_paths, display)
+        if draft_paths:
+            body["draft_files"] = _upload_all(client, draft_paths, display)
     except BaseException:
         display.stop()
         raise

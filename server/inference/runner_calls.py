@@ -36,6 +36,7 @@ async def start_runner(spec: RunnerSpec, load_timeout: float | None) -> Any:
         embedding=spec.embedding,
         lora_paths=tuple(spec.adapters),
         projector_path=spec.projectors[0] if spec.projectors else None,
+        draft_path=spec.draft,
     )
     return await RunnerClient.start(options, load_timeout=load_timeout, log=log)
 
@@ -96,6 +97,8 @@ async def completion(
         truncate=bool(req.truncate),
         logprobs=bool(req.logprobs),
         top_logprobs=int(req.top_logprobs),
+        draft_num_predict=int(options.get("draft_num_predict", -1)),
+        draft_ngram=int(options.get("draft_ngram") or 0),
     )
     stream = runner.completion(request)
     try:
@@ -114,6 +117,8 @@ async def completion(
                     "eval_duration": chunk.eval_duration,
                     "context": list(chunk.context) if chunk.context is not None else None,
                     "stop_sequence": chunk.stop_sequence,
+                    "draft_count": chunk.draft_count,
+                    "draft_accepted_count": chunk.draft_accepted_count,
                 }
                 return
             yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs}

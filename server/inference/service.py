@@ -363,6 +363,9 @@ class Inference:
         }
         stats.update({k: v for k, v in values.items() if v})  # Ollama omits zero metrics
         usage.note_tokens(values["prompt_eval_count"], values["eval_count"])
+        if chunk.get("draft_count"):  # pollama's: how speculative decoding went (none drafted: absent)
+            stats["draft_count"] = chunk["draft_count"]
+            stats["draft_accepted_count"] = chunk.get("draft_accepted_count", 0)
         return stats
 
     # ---- embeddings -------------------------------------------------------------------------

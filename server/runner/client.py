@@ -53,6 +53,8 @@ class CompletionChunk:
     context: list[int] | None = None
     prompt_count: int = 0  # the whole prompt's positions (images included), cached or not
     stop_sequence: str | None = None
+    draft_count: int = 0  # speculative decoding: tokens drafted, and of those accepted
+    draft_accepted_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,8 @@ class RunnerClient:
                         eval_duration=msg.eval_duration,
                         prompt_count=msg.prompt_count,
                         stop_sequence=msg.stop_sequence,
+                        draft_count=msg.draft_count,
+                        draft_accepted_count=msg.draft_accepted_count,
                         context=list(msg.context) if msg.context is not None else None,
                     )
                     return

@@ -52,6 +52,14 @@ from server.runner.slots import (
     reusable_prefix,
     shift_amount,
 )
+from server.runner.speculative import (
+    DEFAULT_DRAFT_MODEL_TOKENS,
+    DEFAULT_NGRAM_TOKENS,
+    DraftModel,
+    DraftStats,
+    NgramLookup,
+    draft_budget,
+)
 from server.runner.vision import ImageError, Vision, VisionPrompt
 
 Emit = Callable[[Any], None]
@@ -78,6 +86,11 @@ class Sequence:
     out_row: int = -1
     images: dict[int, ImageSpan] = field(default_factory=dict)  # by start position, not yet decoded
     vision_prompt: VisionPrompt | None = None  # owns the images' native chunks
+    draft_max: int = 0  # tokens to draft per step (0: no speculative decoding)
+    lookup: NgramLookup | None = None  # prompt lookup drafts; else the draft model does
+    drafted: list[int] = field(default_factory=list)  # this step's draft, decoded after next_token
+    draft_rows: list[int] = field(default_factory=list)
+    draft_stats: DraftStats = field(default_factory=DraftStats)
 
     def next_image(self) -> int | None:
         """Start position of the next image still to decode, if any."""
@@ -93,6 +106,7 @@ class Engine:
         self.batch: Batch | None = None
         self.embedder: Embedder | None = None
         self.vision: Vision | None = None
+        self.drafter: DraftModel | None = None
         self.options: m.LoadOptions | None = None
         self.info: m.RunnerInfo | None = None
         self.slots: list[Slot] = []
@@ -162,6 +176,8 @@ class Engine:
                 self.n_ctx_slot = n_ctx_slot = min(shape.n_ctx_slot, ctx.n_ctx_seq)
                 self.batch = Batch(shape.n_batch)
                 self.slots = [Slot(seq_id=i) for i in range(parallel)]
+                if options.draft_path:
+                    self.drafter = _load_draft(model, options, shape.n_ctx_total, parallel, shape, self.n_threads)
                 if options.projector_path:
                     self.vision = Vision(
                         options.projector_path,
@@ -217,10 +233,10 @@ class Engine:
             self._release(seq)
         self.running.clear()
         self.embedding.clear()
-        for part in (self.vision, self.embedder, self.batch, self.ctx):
+        for part in (self.vision, self.drafter, self.embedder, self.batch, self.ctx):
             if part is not None:
                 part.close()
-        self.vision = None
+        self.vision = self.drafter = None
         self.embedder = self.batch = self.ctx = None
         if self.model is not None:
             self.model.close()
@@ -370,7 +386,15 @@ class Engine:
                 ctx.seq_rm(slot.seq_id, -1, -1)
                 keep = 0
             del slot.tokens[keep:]
-        chain.prime([t for t in tokens if not is_sentinel(t)])
+        text_tokens = [t for t in tokens if not is_sentinel(t)]
+        chain.prime(text_tokens)
+        draft_max, lookup = 0, None
+        if req.draft_ngram > 0:
+            lookup = NgramLookup(req.draft_ngram)
+            lookup.extend(text_tokens)
+            draft_max = req.draft_num_predict if req.draft_num_predict >= 0 else DEFAULT_NGRAM_TOKENS
+        elif self.drafter is not None and not spans:  # the draft model cannot see images
+            draft_max = req.draft_num_predict if req.draft_num_predict >= 0 else DEFAULT_DRAFT_MODEL_TOKENS
         slot.busy = True
         pending = tokens[keep:]
         _note(
@@ -391,6 +415,8 @@ class Engine:
             t_start=time.perf_counter_ns(),
             images={s.start: s for s in spans if s.start >= keep},
             vision_prompt=vision_prompt,
+            draft_max=draft_max,
+            lookup=lookup,
         )
 
     def _tokenize(self, req: m.CompletionRequest) -> tuple[list[int], list[ImageSpan], VisionPrompt | None]:
@@ -427,16 +453,24 @@ class Engine:
         assert batch is not None
         batch.clear()
         in_batch: list[Sequence] = []
-        # 1. the next token of every generating sequence
+        # 1. the next token of every generating sequence, and its draft if it speculates
+        generating = sum(1 for seq in self.running.values() if seq.next_token is not None)
         for seq in list(self.running.values()):
             seq.out_row = -1
             if seq.next_token is None:
                 continue
+            generating -= 1
             if len(seq.slot.tokens) >= self.n_ctx_slot and not self._make_room(seq):
                 continue
+            draft = self._draft(seq, batch.free - generating) if seq.draft_max else []
             seq.out_row = batch.add(seq.next_token, len(seq.slot.tokens), seq.slot.seq_id, True)
             seq.slot.tokens.append(seq.next_token)
             seq.next_token = None
+            seq.drafted = draft
+            seq.draft_rows = []
+            for token in draft:
+                seq.draft_rows.append(batch.add(token, len(seq.slot.tokens), seq.slot.seq_id, True))
+                seq.slot.tokens.append(token)
             in_batch.append(seq)
         # 2. chunks of prompts, oldest first, in the room that is left
         for seq in list(self.running.values()):
@@ -467,7 +501,46 @@ class Engine:
         # 3. sample every sequence that got logits
         for seq in in_batch:
             if seq.out_row >= 0 and seq.id in self.running:
-                self._sample(seq)
+                if seq.drafted:
+                    self._verify(seq)
+                else:
+                    self._sample(seq)
+
+    def _draft(self, seq: Sequence, batch_room: int) -> list[int]:
+        """Up to `seq.draft_max` tokens to follow its next token, within its slot, the batch and
+        its limit (`draft_budget`); from prompt lookup, or else from the draft model."""
+        assert seq.next_token is not None
+        k = draft_budget(
+            seq.draft_max,
+            context_room=self.n_ctx_slot - len(seq.slot.tokens),
+            batch_room=batch_room,
+            remaining=seq.limit - len(seq.generated),
+        )
+        if k <= 0:
+            return []
+        if seq.lookup is not None:
+            return seq.lookup.draft(k)
+        assert self.drafter is not None
+        return self.drafter.draft(seq.slot.seq_id, [*seq.slot.tokens, seq.next_token], k)
+
+    def _verify(self, seq: Sequence) -> None:
+        """Sample the rows of [next, d1..dn] in turn, going on while the draw equals the draft
+        token the row after it holds; then drop the rejected drafts from the KV cache."""
+        assert self.ctx is not None
+        drafted, rows = seq.drafted, [seq.out_row, *seq.draft_rows]
+        seq.drafted, seq.draft_rows = [], []
+        seq.draft_stats.drafted += len(drafted)
+        keep = len(seq.slot.tokens) - len(drafted)  # the cache up to the next token is the model's own
+        for i, row in enumerate(rows):
+            expected = drafted[i] if i < len(drafted) else None
+            token = self._sample_at(seq, row, expected=expected)
+            if token is None or token != expected:
+                break
+            keep += 1  # the draft token is what the model would have decoded next: already in the cache
+            seq.next_token = None
+        if keep < len(seq.slot.tokens):
+            self.ctx.seq_rm(seq.slot.seq_id, keep, -1)
+            del seq.slot.tokens[keep:]
 
     def _decode_next_image(self) -> None:
         """Decode one image per step (the oldest request's), so text streams keep moving
@@ -509,16 +582,23 @@ class Engine:
     def _sample(self, seq: Sequence) -> None:
         self._sample_at(seq, seq.out_row)
 
-    def _sample_at(self, seq: Sequence, row: int) -> None:
+    def _sample_at(self, seq: Sequence, row: int, *, expected: int | None = None) -> int | None:
+        """Draw the next token from output `row` and stream it; the token, or None when that
+        ended the request. `expected` is the draft token it is checked against (counted
+        before the token may end the request, so the final chunk's stats include it)."""
         model, ctx = self.model, self.ctx
         assert model is not None and ctx is not None and self._text is not None
         token = seq.chain.sample(ctx.ptr, row)
         if not seq.t_first:
             seq.t_first = time.perf_counter_ns()
+        if expected is not None and token == expected:
+            seq.draft_stats.accepted += 1
         if model.is_eog(token):
             self._finish(seq, "stop")
-            return
+            return None
         seq.generated.append(token)
+        if seq.lookup is not None:
+            seq.lookup.extend((token,))
         logprob = None
         if seq.req.logprobs:
             logprob = logprob_entry(ctx.logits(row), token, seq.req.top_logprobs, self._text)
@@ -531,6 +611,8 @@ class Engine:
             self._finish(seq, "length")
         else:
             seq.next_token = token
+            return token
+        return None
 
     def _finish(self, seq: Sequence, reason: str, *, flushed: bool = False) -> None:
         now = time.perf_counter_ns()
@@ -549,6 +631,8 @@ class Engine:
                 context=tuple([t for t in seq.prompt if not is_sentinel(t)] + seq.generated),
                 prompt_count=len(seq.prompt),
                 stop_sequence=seq.text.matched,
+                draft_count=seq.draft_stats.drafted,
+                draft_accepted_count=seq.draft_stats.accepted,
             )
         )
         self.running.pop(seq.id, None)
@@ -578,6 +662,40 @@ class Engine:
         seq.slot.tokens.clear()
         self._release(seq)
         self._emit(m.Error(seq.id, message, kind or "runner"))
+
+
+def _load_draft(
+    model: Model, options: m.LoadOptions, n_ctx: int, parallel: int, shape: Any, n_threads: int
+) -> DraftModel:
+    """The draft model, placed as the model is, with a context of the same shape (a sequence
+    per slot, as long as the model's). Its vocabulary was checked at create; a runner given
+    another one anyway refuses to load rather than verify ids that mean other text."""
+    assert options.draft_path is not None
+    if not os.path.isfile(options.draft_path):
+        raise BackendError(f"draft model file not found: {options.draft_path}")
+    draft = Model(
+        options.draft_path,
+        n_gpu_layers=gpu_layers(options.num_gpu),
+        main_gpu=device_index(options.main_gpu),
+        use_mmap=options.use_mmap,
+    )
+    if draft.n_vocab != model.n_vocab:
+        draft.close()
+        raise BackendError(f"the draft model has {draft.n_vocab} tokens, the model {model.n_vocab}")
+    spec = ContextSpec(
+        n_ctx=n_ctx,
+        n_seq_max=parallel,
+        n_batch=shape.n_batch,
+        n_ubatch=shape.n_ubatch,
+        n_threads=n_threads,
+        flash_attention=options.flash_attention,
+        kv_cache_type=options.kv_cache_type,
+    )
+    try:
+        return DraftModel(draft, spec)
+    except BaseException:
+        draft.close()
+        raise
 
 
 def decode_image(data: Any, index: int) -> bytes:

@@ -36,6 +36,7 @@ class LoadOptions:
     embedding: bool = False  # load as an embedding model (no generation)
     lora_paths: tuple[str, ...] = ()
     projector_path: str | None = None
+    draft_path: str | None = None  # a draft model (same vocabulary) for speculative decoding
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class CompletionRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     parse_special: bool = True  # templates put control tokens in the prompt as text
+    #: Speculative decoding (`server.runner.speculative`): tokens drafted per step, -1 for the
+    #: drafter's default, 0 for none (Ollama's `draft_num_predict`); and prompt lookup's n-gram
+    #: size, 0 to draft with the draft model if the runner has one (pollama's `draft_ngram`).
+    draft_num_predict: int = -1
+    draft_ngram: int = 0
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,8 @@ class Done:
     context: tuple[int, ...] | None = None
     prompt_count: int = 0  # positions of the whole prompt (images included), cached or not
     stop_sequence: str | None = None  # which of the request's stop strings ended it
+    draft_count: int = 0  # tokens drafted for speculative decoding
+    draft_accepted_count: int = 0  # of those, tokens the model accepted
 
 
 @dataclass(frozen=True)

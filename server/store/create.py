@@ -27,6 +27,7 @@ from server.options import coerce_options
 from server.store import manifest as mt
 from server.store.blobs import parse_digest, sha256_digest
 from server.store.diskspace import disk_space, require
+from server.store.draft_vocabulary import check_draft_vocabulary
 from server.store.gguf_info import GGUFInfo, InvalidGGUF, check_magic, human_parameter_count, read_gguf
 from server.store.legacy_modelfile import legacy_fields
 from server.store.manifest import Layer, Manifest
@@ -52,6 +53,8 @@ class CreateRequest:
     from_: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     adapters: dict[str, str] = field(default_factory=dict)
+    #: The draft model for speculative decoding (Modelfile `DRAFT`), as Ollama's `CreateRequest.DraftFiles`.
+    draft_files: dict[str, str] = field(default_factory=dict)
     template: str | None = None
     system: str | None = None
     licenses: list[str] = field(default_factory=list)
@@ -106,6 +109,7 @@ def parse_create_request(body: dict[str, Any]) -> CreateRequest:
     req.from_ = _str_or_none(body, "from")
     req.files = _digest_map(body.get("files"), "files")
     req.adapters = _digest_map(body.get("adapters"), "adapters")
+    req.draft_files = _digest_map(body.get("draft_files"), "draft_files")
     for key in ("template", "system", "renderer", "parser", "requires"):
         setattr(req, key, _str_or_none(body, key))
     quantize = _str_or_none(body, "quantize") or _str_or_none(body, "quantization")
@@ -130,6 +134,14 @@ def parse_create_request(body: dict[str, Any]) -> CreateRequest:
         _check_template(req.template)
     if len(req.adapters) > 1:
         raise BadRequest("only one adapter is currently supported")
+    if _str_or_none(body, "draft_quantize"):
+        # Ollama's `CreateHandler` wording when there is no draft; pollama does not quantize drafts
+        # yet, and an accepted option that did nothing would be a lie.
+        if not req.draft_files:
+            raise BadRequest("--draft-quantize requires a DRAFT model")
+        raise BadRequest("draft_quantize is not supported: quantize the draft GGUF before creating the model")
+    if len(req.draft_files) > 1:
+        raise BadRequest("only one draft model file is supported (a single GGUF)")
     if not req.from_ and not req.files:
         raise BadRequest("neither 'from' or 'files' was specified")
     return req
@@ -145,7 +157,12 @@ def _check_template(text: str) -> None:
 
 
 def model_config(
-    info: GGUFInfo | None, *, base: dict[str, Any] | None, req: CreateRequest, projector_archs: list[str]
+    info: GGUFInfo | None,
+    *,
+    base: dict[str, Any] | None,
+    req: CreateRequest,
+    projector_archs: list[str],
+    draft: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The config blob (§6.3), in Ollama's field order."""
     base = base or {}
@@ -175,6 +192,8 @@ def model_config(
         cfg["context_length"] = int(ctx)
     if embd:
         cfg["embedding_length"] = int(embd)
+    if draft:
+        cfg["draft"] = draft  # Ollama's `model.Draft`: the draft GGUF's format and architecture
     cfg["architecture"] = "amd64"
     cfg["os"] = "linux"
     cfg["rootfs"] = {"type": "layers", "diff_ids": []}
@@ -189,6 +208,7 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
     base_params: dict[str, Any] = {}
     model_info: GGUFInfo | None = None
     projector_archs: list[str] = []
+    draft_arch: str | None = None
     detected_template: tuple[str, dict[str, Any]] | None = None
     #: Blobs this request itself wrote (quantized output, text layers): "creating new layer".
     fresh: set[str] = set()
@@ -213,14 +233,14 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
             if layer.media_type == mt.PARAMS:
                 continue
             from_ = layer.from_ or (
-                base.name.display if layer.media_type in (mt.MODEL, mt.PROJECTOR, mt.ADAPTER) else None
+                base.name.display if layer.media_type in (mt.MODEL, mt.PROJECTOR, mt.ADAPTER, mt.DRAFT) else None
             )
             layers.append(Layer(layer.media_type, layer.digest, layer.size, from_, layer.name))
         model_info = await asyncio.to_thread(_safe_gguf, base)
 
     try:
         with store.pinned(layer.digest for layer in layers) as pins:
-            for filename, digest in {**req.files, **req.adapters}.items():
+            for filename, digest in {**req.files, **req.adapters, **req.draft_files}.items():
                 pins.add(digest)
                 if not store.blobs.exists(digest):
                     raise BadRequest(
@@ -258,6 +278,29 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
                 await asyncio.to_thread(_read_named, path, filename)
                 layers = [layer for layer in layers if layer.media_type != mt.ADAPTER]
                 layers.append(Layer(mt.ADAPTER, digest, path.stat().st_size))
+
+            for filename, digest in req.draft_files.items():
+                path = store.blobs.path(digest)
+                if not (filename.lower().endswith(".gguf") or check_magic(path)):
+                    raise BadRequest(f"{filename}: unsupported draft file type; pollama drafts with GGUF models")
+                draft_info = await asyncio.to_thread(_read_named, path, filename)
+                if draft_info.is_projector or draft_info.is_adapter or draft_info.is_embedding:
+                    raise BadRequest(f"{filename}: a draft model must be a text-generation GGUF")
+                draft_arch = draft_info.architecture
+                layers = [layer for layer in layers if layer.media_type != mt.DRAFT]
+                layers.append(Layer(mt.DRAFT, digest, path.stat().st_size))
+
+            draft_layer = next((layer for layer in layers if layer.media_type == mt.DRAFT), None)
+            if draft_layer is not None and (req.draft_files or req.files):
+                target = next((layer for layer in layers if layer.media_type == mt.MODEL), None)
+                if target is None:
+                    raise BadRequest("a draft model needs a model to draft for")
+                await asyncio.to_thread(
+                    check_draft_vocabulary,
+                    store.blobs.path(target.digest),
+                    store.blobs.path(draft_layer.digest),
+                    draft_name=next(iter(req.draft_files), "the draft model"),
+                )
 
             source: Layer | None = None
             if req.quantize:
@@ -316,7 +359,12 @@ async def create_model(store: Store, req: CreateRequest, *, pull: PullHook | Non
             if not params:
                 replace((mt.PARAMS,), None)
 
-            cfg = model_config(model_info, base=base_config, req=req, projector_archs=projector_archs)
+            draft_cfg: dict[str, Any] | None = None
+            if draft_arch is not None:
+                draft_cfg = {"model_format": "gguf", "architecture": draft_arch}
+            elif draft_layer is not None and base_config and isinstance(base_config.get("draft"), dict):
+                draft_cfg = base_config["draft"]
+            cfg = model_config(model_info, base=base_config, req=req, projector_archs=projector_archs, draft=draft_cfg)
             cfg["rootfs"]["diff_ids"] = [layer.digest for layer in layers]
             cfg_bytes = json.dumps(cfg, separators=(",", ":")).encode()
             pins.add(sha256_digest(cfg_bytes))

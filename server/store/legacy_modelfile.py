@@ -66,8 +66,16 @@ def legacy_fields(text: str) -> dict[str, Any]:
         if digest is None:
             raise path_refused("ADAPTER", value)
         adapters[digest.replace(":", "-")] = digest
+    drafts: dict[str, str] = {}
+    for value in mf.all("draft"):
+        digest = _blob_reference(value)
+        if digest is None:
+            raise path_refused("DRAFT", value)
+        drafts[digest.replace(":", "-")] = digest
     if files:
         body["files"] = files
     if adapters:
         body["adapters"] = adapters
+    if drafts:
+        body["draft_files"] = drafts
     return body

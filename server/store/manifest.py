@@ -21,6 +21,7 @@ MEDIA_PREFIX = "application/vnd.ollama.image."
 MODEL = MEDIA_PREFIX + "model"
 PROJECTOR = MEDIA_PREFIX + "projector"
 ADAPTER = MEDIA_PREFIX + "adapter"
+DRAFT = MEDIA_PREFIX + "draft"  # a draft model for speculative decoding (Ollama's `manifest.MediaTypeImageDraft`)
 TEMPLATE = MEDIA_PREFIX + "template"
 PROMPT = MEDIA_PREFIX + "prompt"  # legacy name of the template layer
 SYSTEM = MEDIA_PREFIX + "system"

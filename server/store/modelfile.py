@@ -116,8 +116,10 @@ class Modelfile:
         """The structured `/api/create` body on the client side (`pollama create`), FROM resolved
         against `base_dir` as Ollama's `parser.Modelfile.CreateRequest` does.
 
-        Local FROM/ADAPTER paths are returned under `_paths` and `_adapter_paths` (name → Path)
-        for the CLI to upload as blobs before it sends the request; the server never takes a path.
+        Local FROM/ADAPTER/DRAFT paths are returned under `_paths`, `_adapter_paths` and
+        `_draft_paths` (name → Path) for the CLI to upload as blobs before it sends the request
+        (as `files`, `adapters`, `draft_files`); the server never takes a path. A DRAFT must be a
+        local GGUF file, as in Ollama's `parser.Modelfile.CreateRequest`, and not the FROM file.
         """
         req: dict[str, Any] = {}
         paths: dict[str, Path] = {}
@@ -139,9 +141,18 @@ class Modelfile:
             if path is None or not path.is_file():
                 raise ModelfileError(f"adapter {value!r} not found")
             adapter_paths[path.name] = path
+        draft_paths: dict[str, Path] = {}
+        for value in self.all("draft"):
+            path = _expand(value, base_dir)
+            if path is None or not path.is_file():
+                raise ModelfileError(f"draft {value!r} not found (DRAFT takes a local GGUF file)")
+            if any(path.resolve() == p.resolve() for p in paths.values()):
+                raise ModelfileError(f"DRAFT {value!r} is the FROM model itself")
+            draft_paths[path.name] = path
         req.update(self.request_fields())
         req["_paths"] = paths
         req["_adapter_paths"] = adapter_paths
+        req["_draft_paths"] = draft_paths
         return req
 
 
@@ -300,6 +311,7 @@ def render(
     *,
     from_lines: Iterable[str],
     adapters: Iterable[str] = (),
+    drafts: Iterable[str] = (),
     projectors: Iterable[str] = (),
     template: str | None = None,
     system: str | None = None,
@@ -319,6 +331,8 @@ def render(
         out.append(f"FROM {value}")
     for value in adapters:
         out.append(f"ADAPTER {value}")
+    for value in drafts:
+        out.append(f"DRAFT {value}")
     for value in projectors:
         out.append(f"FROM {value}")
     if template:

@@ -55,6 +55,7 @@ def modelfile_text(model: Model, *, system: str | None = None, parameters: dict[
         header_name=model.name.display,
         from_lines=[str(model_path)] if model_path else [],
         adapters=[str(p) for p in model.adapter_paths],
+        drafts=[str(model.draft_path)] if model.draft_path else [],
         projectors=[str(p) for p in model.projector_paths],
         template=model.template,
         system=system if system is not None else model.system,

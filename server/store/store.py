@@ -85,6 +85,12 @@ class Model:
     def adapter_paths(self) -> list[Path]:
         return [self.blobs.path(layer.digest) for layer in self.manifest.layers_of(mt.ADAPTER)]
 
+    @property
+    def draft_path(self) -> Path | None:
+        """The draft model (Modelfile `DRAFT`) speculative decoding drafts with, if any."""
+        layers = self.manifest.layers_of(mt.DRAFT)
+        return self.blobs.path(layers[0].digest) if layers else None
+
     @cached_property
     def template(self) -> str | None:
         return self._layer_text(mt.TEMPLATE, mt.PROMPT)

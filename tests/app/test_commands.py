@@ -264,3 +264,38 @@ def test_runner_gets_its_arguments_verbatim(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "server.runner.main", fake)
     assert main(["runner", "--model", "x", "--port", "1"]) == 0
     assert seen == [["--model", "x", "--port", "1"]]
+
+
+def test_create_with_a_draft_round_trips_through_show(
+    cli: CLI, tiny_model_path: Path, tiny_draft_model_path: Path, tiny_other_vocab_model_path: Path
+) -> None:
+    """`DRAFT` uploads the draft GGUF as `draft_files`; `show --modelfile` prints it back as a
+    DRAFT line that creates the same model again; a draft of another vocabulary is refused."""
+    folder = cli.cwd / "draft-test"
+    folder.mkdir()
+    (folder / "model.gguf").write_bytes(tiny_model_path.read_bytes())
+    (folder / "draft.gguf").write_bytes(tiny_draft_model_path.read_bytes())
+    (folder / "Modelfile").write_text("FROM ./model.gguf\nDRAFT ./draft.gguf\nPARAMETER draft_num_predict 3\n")
+    cli.ok("create", "drafted", "-f", str(folder / "Modelfile"))
+    shown = cli.ok("show", "drafted", "--modelfile").stdout
+    drafts = [line for line in shown.splitlines() if line.startswith("DRAFT ")]
+    assert len(drafts) == 1 and "/blobs/sha256-" in drafts[0]
+    (folder / "Shown").write_text(shown)
+    cli.ok("create", "drafted-again", "-f", str(folder / "Shown"))
+    again = cli.ok("show", "drafted-again", "--modelfile").stdout
+    assert [line for line in again.splitlines() if line.startswith("DRAFT ")] == drafts
+    assert "PARAMETER draft_num_predict 3" in again
+    (folder / "other.gguf").write_bytes(tiny_other_vocab_model_path.read_bytes())
+    (folder / "Bad").write_text("FROM ./model.gguf\nDRAFT ./other.gguf\n")
+    bad = cli.run("create", "bad-draft", "-f", str(folder / "Bad"))
+    assert bad.returncode == 1
+    assert bad.stderr.splitlines()[-1] == (
+        "Error: draft model other.gguf does not share the model's vocabulary: the draft has 1536 tokens, the model 1024"
+    )
+    (folder / "NoFile").write_text("FROM ./model.gguf\nDRAFT ./absent.gguf\n")
+    nofile = cli.run("create", "bad-draft", "-f", str(folder / "NoFile"))
+    assert (nofile.returncode, nofile.stderr.splitlines()[-1]) == (
+        1,
+        "Error: draft './absent.gguf' not found (DRAFT takes a local GGUF file)",
+    )
+    cli.ok("rm", "drafted", "drafted-again")

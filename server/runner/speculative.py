@@ -1,0 +1,151 @@
+"""Speculative decoding: guess a few tokens cheaply, let the model check them all in one decode.
+
+A drafter proposes up to n tokens to follow a sequence's next token; the engine
+decodes [next, d1..dn] in the step's one batch with logits at every row, then
+samples the rows in order with the request's own sampler chain and keeps each
+draft token only while it equals what the chain drew (`accept_drafts`). The
+first draw that differs is kept too (it is a real sample), the rest is rolled
+back from the KV cache (`llama_memory_seq_rm`). This is llama-server's scheme
+(tools/server/server.cpp with common/sampling.cpp
+`common_sampler_sample_and_accept_n`), not the rejection-sampling one: the
+chain draws exactly once per emitted token, from the same logits as without a
+draft, so the output is the one plain decoding gives at any temperature and
+seed — greedy or sampled, with penalties, grammars and logprobs. Drafts only
+buy speed; at a high temperature fewer of them are accepted.
+
+Two drafters, as llama-server has:
+* `DraftModel`: a small model with the same vocabulary (Modelfile `DRAFT`,
+  checked at create by `server.store.draft_vocabulary`), loaded in the same
+  runner with its own context, one sequence per slot; it drafts greedily.
+* `NgramLookup`: prompt lookup (llama-server's `ngram` speculative types):
+  the last `n` tokens are looked up in what the request has seen so far (its
+  prompt and its output) and the tokens that followed their latest earlier
+  occurrence are the draft. Free, and good at editing or quoting a given text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from server.runner.backend import Batch, Context, ContextSpec, Model
+from server.runner.slots import common_prefix
+
+#: Tokens a draft model proposes per step when the request does not say (Ollama's
+#: `draft_num_predict` default with a draft model, api/types.go `DefaultOptions`).
+DEFAULT_DRAFT_MODEL_TOKENS = 4
+#: Tokens prompt lookup proposes per step when the request does not say: a lookup costs
+#: nothing, and a long copied span is accepted whole (llama-server's `--draft-max` is 16).
+DEFAULT_NGRAM_TOKENS = 8
+
+
+def draft_budget(wanted: int, *, context_room: int, batch_room: int, remaining: int) -> int:
+    """How many draft tokens a sequence may add this step: no more than asked, than its slot
+    and the batch still hold after its next token, nor than it may still emit after that
+    (a decode verifying n drafts emits up to n + 1 tokens)."""
+    return max(0, min(wanted, context_room - 1, batch_room - 1, remaining - 1))
+
+
+@dataclass
+class DraftStats:
+    """Per request: tokens drafted and tokens accepted (the final chunk's pollama fields)."""
+
+    drafted: int = 0
+    accepted: int = 0
+
+
+@dataclass
+class NgramLookup:
+    """Prompt lookup over one request's tokens (prompt, then output), kept incrementally.
+
+    `index` maps each n-gram to where the token after its latest occurrence sits, for
+    every n-gram that has a following token; the n-gram that ends the text is looked up
+    there, so the draft continues its latest earlier occurrence."""
+
+    n: int
+    tokens: list[int] = field(default_factory=list)
+    index: dict[tuple[int, ...], int] = field(default_factory=dict)
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        for token in tokens:
+            self.tokens.append(token)
+            end = len(self.tokens) - 1  # the n-gram ending just before this token is followed by it
+            if end >= self.n:
+                self.index[tuple(self.tokens[end - self.n : end])] = end
+
+    def draft(self, k: int) -> list[int]:
+        if k <= 0 or len(self.tokens) < self.n:
+            return []
+        start = self.index.get(tuple(self.tokens[-self.n :]))
+        if start is None:
+            return []
+        return self.tokens[start : start + k]
+
+
+class DraftModel:
+    """A draft model in the runner: its own context (one sequence per slot, as the target's)
+    and, per sequence, a mirror of what that sequence holds in its KV cache."""
+
+    def __init__(self, model: Model, spec: ContextSpec) -> None:
+        self.model = model
+        self.ctx = Context(model, spec)
+        self.batch = Batch(spec.n_batch)
+        self.cached: dict[int, list[int]] = {}
+
+    @property
+    def n_ctx_seq(self) -> int:
+        return self.ctx.n_ctx_seq
+
+    def draft(self, seq: int, tokens: Sequence[int], k: int) -> list[int]:
+        """Greedy continuation of `tokens` (what the target's sequence will hold once its next
+        token is decoded), up to k tokens. Only the part of `tokens` the draft's cache does not
+        hold yet is evaluated (the whole prompt the first time, one or two tokens after)."""
+        if k <= 0 or not tokens:
+            return []
+        cached = self.cached.setdefault(seq, [])
+        # Most steps only append to what the cache holds: check that at C speed first.
+        same = len(cached) <= len(tokens) and cached == list(tokens[: len(cached)])
+        keep = min(
+            len(cached) if same else common_prefix(cached, tokens), len(tokens) - 1
+        )  # the last one must give logits
+        if keep < len(cached):
+            if not self.ctx.seq_rm(seq, keep, -1):
+                self.ctx.seq_rm(seq, -1, -1)
+                keep = 0
+            del cached[keep:]
+        if not self._eval(seq, list(tokens[keep:])):
+            return []
+        out: list[int] = []
+        while True:
+            token = int(np.argmax(self.ctx.logits(self.batch.n - 1)))
+            out.append(token)
+            if len(out) >= k or len(cached) >= self.n_ctx_seq - 1:
+                return out
+            if not self._eval(seq, [token]):
+                return out
+
+    def _eval(self, seq: int, tokens: list[int]) -> bool:
+        """Decode `tokens` after what `seq` holds, in batch-sized chunks, logits for the last."""
+        cached = self.cached[seq]
+        for start in range(0, len(tokens), self.batch.capacity):
+            chunk = tokens[start : start + self.batch.capacity]
+            self.batch.clear()
+            for j, token in enumerate(chunk):
+                self.batch.add(token, len(cached) + j, seq, j == len(chunk) - 1)
+            if self.ctx.decode(self.batch) != 0:
+                self.forget(seq)
+                return False
+            cached.extend(chunk)
+        return True
+
+    def forget(self, seq: int) -> None:
+        """The sequence's cache is unknown (a failed decode): empty it, it is rebuilt on demand."""
+        self.ctx.seq_rm(seq, -1, -1)
+        self.cached[seq] = []
+
+    def close(self) -> None:
+        self.batch.close()
+        self.ctx.close()
+        self.model.close()
