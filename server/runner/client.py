@@ -333,9 +333,9 @@ class RunnerClient:
         line = raw.decode("utf-8", errors="replace").rstrip()
         if line:
             self._stderr.append(line)
-            # The runner's own lines (which workers it uses or skips, which backends loaded)
-            # are for the server log; llama.cpp's chatter is for debugging.
-            level = logging.INFO if line.startswith("pollama runner:") else logging.DEBUG
+            # Which RPC workers a runner uses or skips is for the server log (a person set them
+            # up and needs to know); per-request lines and llama.cpp's chatter are for debugging.
+            level = logging.INFO if line.startswith("pollama runner:") and "RPC worker" in line else logging.DEBUG
             self._log.log(level, "runner %d: %s", self.pid, line)
 
     async def _on_exit(self) -> None:
