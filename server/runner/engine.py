@@ -172,6 +172,7 @@ class Engine:
                         n_threads=self.n_threads,
                         flash_attention=options.flash_attention,
                         kv_cache_type=options.kv_cache_type,
+                        swa_full=options.swa_full,
                     ),
                 )
                 self.n_ctx_slot = n_ctx_slot = min(shape.n_ctx_slot, ctx.n_ctx_seq)

@@ -37,6 +37,10 @@ class LoadOptions:
     lora_paths: tuple[str, ...] = ()
     projector_path: str | None = None
     draft_path: str | None = None  # a draft model (same vocabulary) for speculative decoding
+    #: Sliding-window layers get a cache as large as the context (llama.cpp's default): it can
+    #: be shifted and keeps old positions for prefix reuse. False keeps only the window (less
+    #: memory on long contexts); shifting then re-evaluates the kept tokens.
+    swa_full: bool = True
 
 
 @dataclass(frozen=True)
