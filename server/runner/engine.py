@@ -146,6 +146,7 @@ class Engine:
             self._text = TokenText(model.piece)
             num_ctx = options.num_ctx if options.num_ctx > 0 else model.n_ctx_train
             embedding_only = options.embedding or model.model_pooling is not None
+            log.flash_attention_resolved = None  # what creating the context below resolves "auto" to
             if embedding_only:
                 n_ctx = min(num_ctx, model.n_ctx_train) if model.n_ctx_train > 0 else num_ctx
                 self.embedder = Embedder(
@@ -199,6 +200,8 @@ class Engine:
             weights = int(os.path.getsize(options.model_path))
         if self.vision is not None and options.projector_path:
             weights += int(os.path.getsize(options.projector_path))  # libmtmd logs no buffer sizes
+        flash = flash_attention_in_effect(options.flash_attention, log.flash_attention_resolved, options.kv_cache_type)
+        _note(f"flash attention {describe_flash_attention(options.flash_attention, flash)}")
         self.info = m.RunnerInfo(
             model_path=options.model_path,
             architecture=model.architecture,
@@ -227,6 +230,8 @@ class Engine:
             load_duration=time.perf_counter_ns() - started,
             pid=os.getpid(),
             device_bytes=dict(sizes.by_device),
+            flash_attention=flash,
+            n_swa=model.n_swa,
         )
         return self.info
 
@@ -742,6 +747,25 @@ def _load_draft(
     except BaseException:
         draft.close()
         raise
+
+
+def flash_attention_in_effect(requested: bool | None, resolved: bool | None, kv_cache_type: str | None) -> bool | None:
+    """What llama.cpp runs: a forced setting as given; "auto" as llama.cpp's log resolved it
+    (`llama_context` checks that every device of the model supports the fused op), or on
+    where a quantized KV cache needs it (`llama_init_from_model` turns it on then)."""
+    if requested is not None:
+        return requested
+    if (kv_cache_type or "f16").lower() != "f16":
+        return True
+    return resolved
+
+
+def describe_flash_attention(requested: bool | None, in_effect: bool | None) -> str:
+    """The runner's log line about flash attention: what runs and who chose it."""
+    state = {True: "on", False: "off", None: "auto (llama.cpp did not say which)"}[in_effect]
+    if requested is None:
+        return state if in_effect is None else f"{state} (automatic: OLLAMA_FLASH_ATTENTION unset)"
+    return f"{state} (OLLAMA_FLASH_ATTENTION={int(requested)})"
 
 
 def decode_image(data: Any, index: int) -> bytes:

@@ -107,6 +107,9 @@ class RunnerInfo:
     pid: int
     #: Bytes per device llama.cpp put the model on (`RPC0[host:port]` for a worker's device).
     device_bytes: dict[str, int] = field(default_factory=dict)
+    #: Whether llama.cpp runs flash attention (after resolving "auto"); None where it did not say.
+    flash_attention: bool | None = None
+    n_swa: int = 0  # sliding window of the model's SWA layers; 0 when it has none
 
     @property
     def memory_total(self) -> int:
