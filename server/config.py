@@ -97,6 +97,9 @@ class Config:
     max_loaded_models: int = 0
     max_queue: int = 512
     context_length: int = 0
+    #: None = automatic, as Ollama v0.33 (`llm/llama_server.go` `LlamaServerFlashAttention`)
+    #: passes `--flash-attn auto` to llama.cpp unless the variable is set: llama.cpp then turns
+    #: it on where every device of the model supports it (`llama_context` `resolve_fused_ops`).
     flash_attention: bool | None = None
     kv_cache_type: str = ""
     gpu_overhead: int = 0

@@ -29,6 +29,8 @@ _GGML_LOG_CONT = 5
 
 _BUFFER_RE = re.compile(r"(\S+)\s+(model|KV|RS|compute|output)\s+buffer size\s*=\s*([\d.]+)\s*MiB")
 _OFFLOADED_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+#: llama.cpp's `llama_context::sched_reserve` resolving `flash_attn_type` auto, per device.
+_FLASH_RESOLVED_RE = re.compile(r"Flash Attention (enabled|not supported, set to disabled)")
 
 POOLING_NAMES = {
     L.LLAMA_POOLING_TYPE_UNSPECIFIED: "unspecified",
@@ -100,6 +102,8 @@ class LogSink:
         self.recent: deque[str] = deque(maxlen=40)
         self.errors: deque[str] = deque(maxlen=20)
         self.sizes: BufferSizes | None = None  # set while loading to collect sizes
+        #: What llama.cpp last resolved an automatic flash-attention setting to (None: not yet).
+        self.flash_attention_resolved: bool | None = None
         self._callback = L.llama_log_callback(self._on_log)
         L.llama_log_set(self._callback, ctypes.c_void_p(0))
 
@@ -128,6 +132,8 @@ class LogSink:
             self.errors.append(line)
         if self.sizes is not None:
             self.sizes.feed(line)
+        if match := _FLASH_RESOLVED_RE.search(line):
+            self.flash_attention_resolved = match.group(1) == "enabled"
         if level >= self._quiet_below:
             self._write(line + "\n")
 
@@ -190,6 +196,8 @@ class Model:
         self.add_eos = bool(L.llama_vocab_get_add_eos(self.vocab))
         self.add_sep = bool(L.llama_vocab_get_add_sep(self.vocab))
         self.is_recurrent = bool(L.llama_model_is_recurrent(ptr)) or bool(L.llama_model_is_hybrid(ptr))
+        #: Sliding-window size of the model's SWA layers (gemma2/3, ...); 0 when it has none.
+        self.n_swa = int(L.llama_model_n_swa(ptr))
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = ctypes.create_string_buffer(256)
         self.loras: list[Any] = []
@@ -256,6 +264,10 @@ class ContextSpec:
     embeddings: bool = False
     pooling: int = L.LLAMA_POOLING_TYPE_UNSPECIFIED
     kv_unified: bool = False
+    #: A full-size cache for sliding-window layers, llama.cpp's default (and llama-cpp-python's):
+    #: entries that left the window stay until their cell is needed, so the cache can be
+    #: shifted like any other. False saves memory on long contexts but makes it unshiftable.
+    swa_full: bool = True
 
 
 class Context:
@@ -272,6 +284,7 @@ class Context:
         params.embeddings = spec.embeddings
         params.pooling_type = spec.pooling
         params.kv_unified = spec.kv_unified
+        params.swa_full = spec.swa_full
         params.no_perf = True
         if model.cpu_only:
             params.offload_kqv = False
@@ -311,6 +324,11 @@ class Context:
 
     def seq_add(self, seq: int, p0: int, p1: int, delta: int) -> None:
         L.llama_memory_seq_add(self.mem, seq, p0, p1, delta)
+
+    def seq_pos_min(self, seq: int) -> int:
+        """The oldest position the cache still holds for `seq` (-1 when empty). For an iSWA
+        cache it is the sliding-window part's, which forgets positions that left the window."""
+        return int(L.llama_memory_seq_pos_min(self.mem, seq))
 
     def clear(self) -> None:
         L.llama_memory_clear(self.mem, True)

@@ -46,6 +46,7 @@ from server.runner.sampling import SamplerChain, SamplerError, TokenText, logpro
 from server.runner.slots import (
     PromptTooLong,
     Slot,
+    cache_covers,
     choose_slot,
     effective_num_keep,
     predict_limit,
@@ -145,6 +146,7 @@ class Engine:
             self._text = TokenText(model.piece)
             num_ctx = options.num_ctx if options.num_ctx > 0 else model.n_ctx_train
             embedding_only = options.embedding or model.model_pooling is not None
+            log.flash_attention_resolved = None  # what creating the context below resolves "auto" to
             if embedding_only:
                 n_ctx = min(num_ctx, model.n_ctx_train) if model.n_ctx_train > 0 else num_ctx
                 self.embedder = Embedder(
@@ -171,6 +173,7 @@ class Engine:
                         n_threads=self.n_threads,
                         flash_attention=options.flash_attention,
                         kv_cache_type=options.kv_cache_type,
+                        swa_full=options.swa_full,
                     ),
                 )
                 self.n_ctx_slot = n_ctx_slot = min(shape.n_ctx_slot, ctx.n_ctx_seq)
@@ -197,6 +200,8 @@ class Engine:
             weights = int(os.path.getsize(options.model_path))
         if self.vision is not None and options.projector_path:
             weights += int(os.path.getsize(options.projector_path))  # libmtmd logs no buffer sizes
+        flash = flash_attention_in_effect(options.flash_attention, log.flash_attention_resolved, options.kv_cache_type)
+        _note(f"flash attention {describe_flash_attention(options.flash_attention, flash)}")
         self.info = m.RunnerInfo(
             model_path=options.model_path,
             architecture=model.architecture,
@@ -225,6 +230,8 @@ class Engine:
             load_duration=time.perf_counter_ns() - started,
             pid=os.getpid(),
             device_bytes=dict(sizes.by_device),
+            flash_attention=flash,
+            n_swa=model.n_swa,
         )
         return self.info
 
@@ -382,10 +389,16 @@ class Engine:
         slot, common = chosen
         keep = safe_prefix(reusable_prefix(common, len(tokens)), spans)
         if keep < len(slot.tokens):
-            if not ctx.seq_rm(slot.seq_id, keep, -1):
+            if not ctx.seq_rm(slot.seq_id, keep, -1):  # a recurrent state cannot be cut back
                 ctx.seq_rm(slot.seq_id, -1, -1)
                 keep = 0
             del slot.tokens[keep:]
+        if keep and not self._cache_covers(slot.seq_id, keep):
+            _note(f"request {rid}: slot {slot.seq_id} no longer holds the window its {keep} cached tokens need")
+            ctx.seq_rm(slot.seq_id, -1, -1)
+            keep = 0
+            slot.tokens.clear()
+        slot.stale_from = None  # whatever a shift left stale lay past `keep` and is gone
         text_tokens = [t for t in tokens if not is_sentinel(t)]
         chain.prime(text_tokens)
         draft_max, lookup = 0, None
@@ -566,18 +579,56 @@ class Engine:
             return
 
     def _make_room(self, seq: Sequence) -> bool:
-        """The slot is full: shift (drop half of what follows num_keep) or end with "length"."""
-        assert self.ctx is not None
-        if not (seq.req.shift and self.ctx.can_shift) or seq.num_keep >= len(seq.slot.tokens) - 1:
+        """The slot is full: shift (drop half of what follows num_keep) or end with "length".
+
+        True when the next token fits now. Where the cache can move its entries (a plain or
+        full-size sliding-window KV cache: `llama_memory_can_shift`) they are moved, as llama-server
+        does for Ollama v0.33 (`tools/server/server-context.cpp` `pre_decode`).
+        Where it cannot (a recurrent or hybrid state, a small sliding-window cache, M-RoPE),
+        or where the move would leave the window without entries it overwrote, the slot is
+        emptied and the kept tokens are evaluated again as a prompt: slower once, never
+        wrong. Either way the tokens after num_keep no longer match what a fresh evaluation
+        would give, so they are marked stale for later requests."""
+        ctx, model = self.ctx, self.model
+        assert ctx is not None and model is not None
+        slot = seq.slot
+        if not seq.req.shift or seq.num_keep >= len(slot.tokens) - 1:
             self._finish(seq, "length")
             return False
-        n_past = len(seq.slot.tokens)
-        discard = shift_amount(n_past, seq.num_keep)
-        sid, keep = seq.slot.seq_id, seq.num_keep
-        self.ctx.seq_rm(sid, keep, keep + discard)
-        self.ctx.seq_add(sid, keep + discard, n_past, -discard)
-        del seq.slot.tokens[keep : keep + discard]
-        return True
+        n_past, keep = len(slot.tokens), seq.num_keep
+        discard = shift_amount(n_past, keep)
+        if ctx.can_shift and not model.is_recurrent:
+            ctx.seq_rm(slot.seq_id, keep, keep + discard)
+            ctx.seq_add(slot.seq_id, keep + discard, n_past, -discard)
+            del slot.tokens[keep : keep + discard]
+            if self._cache_covers(slot.seq_id, len(slot.tokens)):
+                slot.stale_from = keep if slot.stale_from is None else min(slot.stale_from, keep)
+                _note(f"request {seq.id}: context shift in slot {slot.seq_id}, kept {keep}, discarded {discard}")
+                return True
+            kept = list(slot.tokens)
+        else:
+            kept = slot.tokens[:keep] + slot.tokens[keep + discard :]
+        if any(is_sentinel(t) for t in kept) or seq.next_token is None:
+            self._finish(seq, "length")  # an image's embeddings cannot be evaluated again from tokens
+            return False
+        ctx.seq_rm(slot.seq_id, -1, -1)
+        slot.tokens.clear()
+        slot.stale_from = None
+        seq.pending = kept + [seq.next_token]
+        seq.next_token = None
+        _note(
+            f"request {seq.id}: context shift in slot {slot.seq_id}, kept {keep}, discarded {discard},"
+            f" {len(kept)} tokens evaluated again (the cache cannot move them)"
+        )
+        return False
+
+    def _cache_covers(self, seq_id: int, next_pos: int) -> bool:
+        """Whether the cache still holds what decoding at `next_pos` needs (`cache_covers`);
+        a recurrent state holds one position by design and is checked by `seq_rm` instead."""
+        assert self.ctx is not None and self.model is not None
+        if self.model.is_recurrent:
+            return True
+        return cache_covers(self.ctx.seq_pos_min(seq_id), next_pos, self.model.n_swa)
 
     def _sample(self, seq: Sequence) -> None:
         self._sample_at(seq, seq.out_row)
@@ -696,6 +747,25 @@ def _load_draft(
     except BaseException:
         draft.close()
         raise
+
+
+def flash_attention_in_effect(requested: bool | None, resolved: bool | None, kv_cache_type: str | None) -> bool | None:
+    """What llama.cpp runs: a forced setting as given; "auto" as llama.cpp's log resolved it
+    (`llama_context` checks that every device of the model supports the fused op), or on
+    where a quantized KV cache needs it (`llama_init_from_model` turns it on then)."""
+    if requested is not None:
+        return requested
+    if (kv_cache_type or "f16").lower() != "f16":
+        return True
+    return resolved
+
+
+def describe_flash_attention(requested: bool | None, in_effect: bool | None) -> str:
+    """The runner's log line about flash attention: what runs and who chose it."""
+    state = {True: "on", False: "off", None: "auto (llama.cpp did not say which)"}[in_effect]
+    if requested is None:
+        return state if in_effect is None else f"{state} (automatic: OLLAMA_FLASH_ATTENTION unset)"
+    return f"{state} (OLLAMA_FLASH_ATTENTION={int(requested)})"
 
 
 def decode_image(data: Any, index: int) -> bytes:

@@ -37,6 +37,10 @@ class LoadOptions:
     lora_paths: tuple[str, ...] = ()
     projector_path: str | None = None
     draft_path: str | None = None  # a draft model (same vocabulary) for speculative decoding
+    #: Sliding-window layers get a cache as large as the context (llama.cpp's default): it can
+    #: be shifted and keeps old positions for prefix reuse. False keeps only the window (less
+    #: memory on long contexts); shifting then re-evaluates the kept tokens.
+    swa_full: bool = True
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,9 @@ class RunnerInfo:
     pid: int
     #: Bytes per device llama.cpp put the model on (`RPC0[host:port]` for a worker's device).
     device_bytes: dict[str, int] = field(default_factory=dict)
+    #: Whether llama.cpp runs flash attention (after resolving "auto"); None where it did not say.
+    flash_attention: bool | None = None
+    n_swa: int = 0  # sliding window of the model's SWA layers; 0 when it has none
 
     @property
     def memory_total(self) -> int:

@@ -3,7 +3,10 @@ prompt survives truncation, and how far a context shift moves things.
 
 Each slot is one llama.cpp sequence id. `tokens` mirrors exactly what that sequence
 holds in the KV cache, position i = tokens[i]; keeping that invariant is what makes
-prefix reuse and context shifting plain list arithmetic.
+prefix reuse and context shifting plain list arithmetic. Two things can make a cached
+entry unfit for another request although its token matches: a context shift (the entries
+after `num_keep` were computed over tokens that are gone, `Slot.stale_from`) and a
+sliding-window cache that overwrote positions which left its window (`cache_covers`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ class Slot:
     tokens: list[int] = field(default_factory=list)
     busy: bool = False
     last_used: int = 0  # step counter when the slot was last released; for LRU ties
+    #: From this position on, the entries were kept through a context shift: they were computed
+    #: with attention to tokens no longer in `tokens`, so they serve the generation that shifted
+    #: and no later request (a fresh evaluation of `tokens` would give other values).
+    stale_from: int | None = None
+
+    def reusable(self, prompt: Sequence[int]) -> int:
+        """How many of this slot's cached entries a request for `prompt` may take over."""
+        n = common_prefix(self.tokens, prompt)
+        return n if self.stale_from is None else min(n, self.stale_from)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -41,12 +53,29 @@ def choose_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int
     free = [s for s in slots if not s.busy]
     if not free:
         return None
-    scored = [(common_prefix(s.tokens, prompt), s) for s in free]
+    scored = [(s.reusable(prompt), s) for s in free]
     n, best = max(scored, key=lambda item: (item[0], -item[1].last_used))
     if n and n >= SIMILARITY * len(prompt):
         return best, n
     n, lru = min(scored, key=lambda item: (bool(item[1].tokens), item[1].last_used))
     return lru, n
+
+
+def cache_covers(pos_min: int, next_pos: int, n_swa: int) -> bool:
+    """Whether a sequence whose oldest cached position is `pos_min` can go on at `next_pos`.
+
+    A full cache must hold everything from position 0. A sliding-window (iSWA) cache only
+    needs the window before `next_pos`, but llama.cpp overwrites positions that left the
+    window of the furthest position it has seen (`llama_kv_cache::find_slot`), so after a
+    long generation the start of a conversation is gone from it even when the token list
+    still shows it; reusing such a prefix is what produced garbage after a shift. The
+    bound is kept one position wider than the window, as llama-server does
+    (`server_context` prompt loading, `pos_min_thold`)."""
+    if next_pos <= 0:
+        return True
+    if pos_min < 0:
+        return False
+    return pos_min <= (max(0, next_pos - n_swa) if n_swa > 0 else 0)
 
 
 def reusable_prefix(common: int, prompt_len: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from server.runner.slots import (
     Slot,
+    cache_covers,
     choose_slot,
     common_prefix,
     effective_num_keep,
@@ -69,3 +70,18 @@ def test_predict_limit_caps_at_ten_contexts() -> None:
     assert predict_limit(0, 100) == 1000
     assert predict_limit(5000, 100) == 1000
     assert predict_limit(50, 100) == 50
+
+
+def test_a_full_cache_must_hold_position_zero_a_sliding_one_only_its_window() -> None:
+    assert cache_covers(-1, 0, 0) and cache_covers(5, 0, 512)  # nothing to reuse: always fine
+    assert cache_covers(0, 40, 0) and not cache_covers(3, 40, 0)
+    assert not cache_covers(-1, 40, 16)  # the slot is empty although its tokens say otherwise
+    assert cache_covers(24, 40, 16) and not cache_covers(25, 40, 16)
+    assert cache_covers(0, 10, 16) and not cache_covers(1, 10, 16)  # BOS still in the window
+
+
+def test_entries_kept_through_a_shift_are_not_offered_to_other_requests() -> None:
+    shifted = Slot(seq_id=0, tokens=[1, 2, 3, 4, 9, 9, 9], stale_from=4)
+    fresh = Slot(seq_id=1, tokens=[1, 2, 3, 4, 9], last_used=1)
+    assert shifted.reusable([1, 2, 3, 4, 9, 9, 9, 7]) == 4
+    assert choose_slot([shifted, fresh], [1, 2, 3, 4, 9, 9, 9, 7]) == (fresh, 5)
