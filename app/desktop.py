@@ -128,8 +128,12 @@ class EmbeddedServer:
         threading.Thread(target=work, name="pollama-restart", daemon=True).start()
 
 
-def setup_logging(log_dir: Path, debug: int) -> None:
-    """Log to `<log dir>/app.log` (the tray's "Open logs folder") and to stderr; once per process."""
+def setup_logging(log_dir: Path, debug: int, log_format: str = "text") -> None:
+    """Log to `<log dir>/app.log` (the tray's "Open logs folder") and to stderr; once per process.
+
+    `log_format` is `POLLAMA_LOG_FORMAT`: `json` writes one JSON object per line (server/logs.py)."""
+    from server.logs import formatter
+
     root = logging.getLogger()
     if any(getattr(h, "pollama", False) for h in root.handlers):
         return
@@ -137,7 +141,7 @@ def setup_logging(log_dir: Path, debug: int) -> None:
     handler = logging.handlers.RotatingFileHandler(
         log_dir / "app.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
     )
-    fmt = logging.Formatter("time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s")
+    fmt = formatter(log_format)
     handler.setFormatter(fmt)
     handler.pollama = True  # type: ignore[attr-defined]
     root.addHandler(handler)
@@ -190,7 +194,7 @@ def launch(argv: list[str]) -> Launched | int:
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    setup_logging(config.log_dir, config.debug)
+    setup_logging(config.log_dir, config.debug, config.log_format)
 
     from PySide6.QtWidgets import QApplication
 
