@@ -63,7 +63,9 @@ class RequestLogger:
 
     def write(self, route: str, method: str, scheme: str, host: str, content_type: str, body: bytes) -> Path | None:
         now = time.time()
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z-{next(self._counter):06d}"
+        stamp = (
+            time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z-{next(self._counter):06d}"
+        )
         name = route_for_filename(route)
         body_path = self.folder / f"{stamp}_{name}_body.json"
         script_path = self.folder / f"{stamp}_{name}_request.sh"
