@@ -37,6 +37,11 @@ def loopback_url(netloc_url: str) -> str:
     return netloc_url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://127.0.0.1:")
 
 
+def first_api_key(config: object) -> str | None:
+    keys = getattr(config, "api_keys", ())
+    return keys[0] if keys else None
+
+
 def server_answers(url: str, timeout: float = 1.0) -> bool:
     """Is an Ollama-compatible server already there? (pollama or Ollama: both answer `/api/version`.)"""
     try:
@@ -61,6 +66,11 @@ class EmbeddedServer:
     @property
     def url(self) -> str:
         return loopback_url(self.config.host.url)  # type: ignore[attr-defined]
+
+    @property
+    def api_key(self) -> str | None:
+        """The first of the server's API keys: the tray's own requests carry it."""
+        return first_api_key(self.config)
 
     def start(self, timeout: float = READY_TIMEOUT) -> str | None:
         """Start serving; returns None once the server answers, else why it did not start."""
@@ -237,7 +247,15 @@ def launch(argv: list[str]) -> Launched | int:
             lambda: embedded.config.models / "blobs",  # type: ignore[attr-defined]
             HttpBlobImporter(lambda: embedded.url),
         )
-    desktop = DesktopApp(url, server, status=status, log_dir=config.log_dir, version=__version__, importer=importer)
+    desktop = DesktopApp(
+        url,
+        server,
+        status=status,
+        log_dir=config.log_dir,
+        version=__version__,
+        importer=importer,
+        api_key=first_api_key(config),
+    )
     instance.activated.connect(desktop.handle_message)
     app.aboutToQuit.connect(desktop.shutdown)
     desktop.start()

@@ -18,7 +18,8 @@ only, and no message here quotes what a client sent.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from typing import Protocol
 from dataclasses import dataclass
 
 from quart import Quart, Response, request
@@ -57,7 +58,11 @@ class ApiKeys:
         return ok
 
 
-def presented_keys(headers: Mapping[str, str]) -> list[str]:
+class HeaderLookup(Protocol):
+    def get(self, key: str, default: str) -> str: ...
+
+
+def presented_keys(headers: HeaderLookup) -> list[str]:
     """The credentials a request carries: a Bearer token and/or an `x-api-key`."""
     found = []
     auth = headers.get("Authorization", "").strip()
