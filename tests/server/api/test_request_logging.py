@@ -82,6 +82,7 @@ def test_debug_log_requests_keeps_bodies_and_replays_them(models_dir: Path, tiny
             srv.url + "/api/generate",
             content=raw,
             headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+            timeout=120,  # the first generation loads the runner
         )
         assert first.status_code == 200
         httpx.get(srv.url + "/api/tags", headers={"Authorization": f"Bearer {KEY}"})  # not an inference route
@@ -102,7 +103,10 @@ def test_debug_log_requests_keeps_bodies_and_replays_them(models_dir: Path, tiny
 
         if shutil.which("curl"):
             replay = subprocess.run(
-                ["sh", str(scripts[0])], env={"PATH": "/usr/bin:/bin", "POLLAMA_API_KEY": KEY}, capture_output=True
+                ["sh", str(scripts[0])],
+                env={"PATH": "/usr/bin:/bin", "POLLAMA_API_KEY": KEY},
+                capture_output=True,
+                timeout=120,
             )
             assert replay.returncode == 0, replay.stderr
             assert json.loads(replay.stdout)["done"] is True
