@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
-from typing import Protocol
 from dataclasses import dataclass
+from typing import Protocol
 
 from quart import Quart, Response, request
 
