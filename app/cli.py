@@ -21,13 +21,14 @@ from typing import Any, NoReturn
 from server import __version__
 
 
-def setup_logging(debug: int) -> None:
+def setup_logging(debug: int, log_format: str = "text") -> None:
+    """stderr, as Ollama logs; `POLLAMA_LOG_FORMAT=json` makes each line a JSON object (server/logs.py)."""
+    from server.logs import formatter
+
     level = logging.DEBUG if debug else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
     if not debug:
         logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
 
@@ -41,7 +42,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    setup_logging(config.debug)
+    setup_logging(config.debug, config.log_format)
     return run_forever(config)
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +74,36 @@ def user_agent() -> str:
     return f"pollama/{__version__} ({platform.machine()} {sys.platform}) Python/{platform.python_version()}"
 
 
+def api_key(environ: Mapping[str, str] | None = None) -> str | None:
+    """The key the CLI sends as `Authorization: Bearer`: `OLLAMA_API_KEY` (what ollama-python sends),
+    else the first of `POLLAMA_API_KEYS`, so `pollama list` works beside a `pollama serve` that has keys."""
+    from server.config import ConfigError, clean, parse_api_keys
+
+    env = os.environ if environ is None else environ
+    if clean(env.get("OLLAMA_API_KEY", "")):
+        return clean(env["OLLAMA_API_KEY"])
+    if not clean(env.get("POLLAMA_API_KEYS", "")):
+        return None
+    try:
+        keys = parse_api_keys(env["POLLAMA_API_KEYS"])
+    except ConfigError as exc:
+        raise ClientError(str(exc)) from None
+    return keys[0] if keys else None
+
+
 class Client:
     """One connection pool to the server; every method is one API call."""
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or base_url()
+        headers = {"User-Agent": user_agent(), "Accept": "application/json"}
+        key = api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.Client(
             base_url=self.url,
             timeout=httpx.Timeout(None, connect=10.0),
-            headers={"User-Agent": user_agent(), "Accept": "application/json"},
+            headers=headers,
             # Like Go's ProxyFromEnvironment, never send a loopback server through a proxy.
             trust_env=not _is_loopback(self.url),
             follow_redirects=True,

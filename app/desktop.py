@@ -37,6 +37,11 @@ def loopback_url(netloc_url: str) -> str:
     return netloc_url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://127.0.0.1:")
 
 
+def first_api_key(config: object) -> str | None:
+    keys = getattr(config, "api_keys", ())
+    return keys[0] if keys else None
+
+
 def server_answers(url: str, timeout: float = 1.0) -> bool:
     """Is an Ollama-compatible server already there? (pollama or Ollama: both answer `/api/version`.)"""
     try:
@@ -61,6 +66,11 @@ class EmbeddedServer:
     @property
     def url(self) -> str:
         return loopback_url(self.config.host.url)  # type: ignore[attr-defined]
+
+    @property
+    def api_key(self) -> str | None:
+        """The first of the server's API keys: the tray's own requests carry it."""
+        return first_api_key(self.config)
 
     def start(self, timeout: float = READY_TIMEOUT) -> str | None:
         """Start serving; returns None once the server answers, else why it did not start."""
@@ -128,8 +138,12 @@ class EmbeddedServer:
         threading.Thread(target=work, name="pollama-restart", daemon=True).start()
 
 
-def setup_logging(log_dir: Path, debug: int) -> None:
-    """Log to `<log dir>/app.log` (the tray's "Open logs folder") and to stderr; once per process."""
+def setup_logging(log_dir: Path, debug: int, log_format: str = "text") -> None:
+    """Log to `<log dir>/app.log` (the tray's "Open logs folder") and to stderr; once per process.
+
+    `log_format` is `POLLAMA_LOG_FORMAT`: `json` writes one JSON object per line (server/logs.py)."""
+    from server.logs import formatter
+
     root = logging.getLogger()
     if any(getattr(h, "pollama", False) for h in root.handlers):
         return
@@ -137,7 +151,7 @@ def setup_logging(log_dir: Path, debug: int) -> None:
     handler = logging.handlers.RotatingFileHandler(
         log_dir / "app.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
     )
-    fmt = logging.Formatter("time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s")
+    fmt = formatter(log_format)
     handler.setFormatter(fmt)
     handler.pollama = True  # type: ignore[attr-defined]
     root.addHandler(handler)
@@ -190,7 +204,7 @@ def launch(argv: list[str]) -> Launched | int:
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    setup_logging(config.log_dir, config.debug)
+    setup_logging(config.log_dir, config.debug, config.log_format)
 
     from PySide6.QtWidgets import QApplication
 
@@ -233,7 +247,15 @@ def launch(argv: list[str]) -> Launched | int:
             lambda: embedded.config.models / "blobs",  # type: ignore[attr-defined]
             HttpBlobImporter(lambda: embedded.url),
         )
-    desktop = DesktopApp(url, server, status=status, log_dir=config.log_dir, version=__version__, importer=importer)
+    desktop = DesktopApp(
+        url,
+        server,
+        status=status,
+        log_dir=config.log_dir,
+        version=__version__,
+        importer=importer,
+        api_key=first_api_key(config),
+    )
     instance.activated.connect(desktop.handle_message)
     app.aboutToQuit.connect(desktop.shutdown)
     desktop.start()

@@ -23,7 +23,7 @@ from hypercorn.config import Config as HypercornConfig
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from server.api import developer, security
+from server.api import api_keys, developer, request_logging, security
 from server.child_env import pass_to_children
 from server.config import Config
 from server.errors import PollamaError
@@ -57,11 +57,15 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
         g.started = time.perf_counter()
 
     developer.install(app, svc)  # before the security check, so a refused request is listed too
+    install_metrics(app, svc)
     security.install(app, config)
+    api_keys.install(app, config)
+    request_logging.install(app, config)
 
     @app.after_request
     async def log_request(response: Response) -> Response:
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        # The path only, never the query or a header: a key sent in either must not reach the log.
         request_log.info(
             "%s %s %d %.1fms %s",
             request.method,
@@ -69,6 +73,13 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
             response.status_code,
             elapsed * 1000,
             request.remote_addr,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 1),
+                "remote": request.remote_addr,
+            },
         )
         return response
 
@@ -107,6 +118,21 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
                     log.exception("error during shutdown")
 
     return app
+
+
+def install_metrics(app: Quart, svc: Services) -> None:
+    """`/metrics`, the per-request count, and the inference service wrapped to count generations."""
+    from server.api import metrics as metrics_api
+    from server.metrics import MeteredInference, Metrics
+
+    def pulled_bytes() -> int:
+        return svc.registry.context.hub.bytes_transferred() if svc.registry is not None else 0
+
+    metrics = Metrics(lambda: svc.scheduler, pulled_bytes)
+    inner = svc.inference.inner if isinstance(svc.inference, MeteredInference) else svc.inference
+    svc.inference = MeteredInference(inner, metrics)
+    metrics_api.install(app, metrics)
+    app.register_blueprint(metrics_api.bp)
 
 
 def wire_inference(svc: Services) -> None:

@@ -31,6 +31,10 @@ DEFAULT_PORT = 11434
 ENV_VARS = (
     "OLLAMA_HOST",
     "OLLAMA_ORIGINS",
+    # pollama's own: API keys, who may scrape /metrics, the log format (server/api/api_keys.py, server/metrics.py)
+    "POLLAMA_API_KEYS",
+    "POLLAMA_METRICS",
+    "POLLAMA_LOG_FORMAT",
     "OLLAMA_MODELS",
     "OLLAMA_KEEP_ALIVE",
     "OLLAMA_LOAD_TIMEOUT",
@@ -90,6 +94,13 @@ class HostAddress:
 class Config:
     host: HostAddress = HostAddress("http", "127.0.0.1", DEFAULT_PORT)
     origins: tuple[str, ...] = ()
+    #: Keys a request must present (`Authorization: Bearer` or `x-api-key`); empty = no check, as Ollama.
+    #: Kept out of `repr` so a logged Config never shows them.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: Whether `/metrics` also answers clients beyond loopback (loopback clients always get it).
+    metrics: bool = False
+    #: `text` (Ollama's key=value lines) or `json` (one object per line, for log shippers).
+    log_format: str = "text"
     models: Path = field(default_factory=lambda: Path.home() / ".ollama" / "models")
     keep_alive: float = 300.0
     load_timeout: float = 300.0
@@ -248,9 +259,56 @@ def _kv_cache_type(value: str) -> str:
     return v
 
 
+def parse_api_keys(value: str) -> tuple[str, ...]:
+    """`POLLAMA_API_KEYS`: comma-separated keys, or the path of a file of keys.
+
+    A value that starts like a path (`/`, `~`, `./`, `../`, `C:\\`) names a file: one key
+    per line, blank lines and `#` comments ignored. A file that cannot be read stops
+    start-up: a server meant to be locked must not start open. Messages never quote a key.
+    """
+    v = clean(value)
+    if _looks_like_path(v):
+        path = Path(v).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"POLLAMA_API_KEYS: cannot read the key file {path}: {reason}") from None
+        keys = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+        where = f"the key file {path}"
+        if not keys:
+            raise ConfigError(f"POLLAMA_API_KEYS: {where} holds no key")
+    else:
+        keys = [k.strip() for k in v.split(",") if k.strip()]
+        where = "the value"
+    for n, key in enumerate(keys, 1):
+        if not all(33 <= ord(c) <= 126 for c in key):
+            raise ConfigError(
+                f"POLLAMA_API_KEYS: key {n} in {where} has a space or a character outside printable ASCII, "
+                "which an Authorization header cannot carry"
+            )
+    return tuple(dict.fromkeys(keys))
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "~", "./", "../", ".\\", "..\\")) or (
+        len(value) > 2 and value[0].isalpha() and value[1] == ":" and value[2] in "/\\"
+    )
+
+
+def _log_format(value: str) -> str:
+    v = clean(value).lower()
+    if v not in ("text", "json"):
+        raise ConfigError(f"POLLAMA_LOG_FORMAT: {value!r} is not one of text, json")
+    return v
+
+
 _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "OLLAMA_HOST": ("host", parse_host),
     "OLLAMA_ORIGINS": ("origins", _list),
+    "POLLAMA_API_KEYS": ("api_keys", parse_api_keys),
+    "POLLAMA_METRICS": ("metrics", parse_bool),
+    "POLLAMA_LOG_FORMAT": ("log_format", _log_format),
     "OLLAMA_MODELS": ("models", lambda v: Path(clean(v)).expanduser()),
     "OLLAMA_KEEP_ALIVE": ("keep_alive", _duration("OLLAMA_KEEP_ALIVE")),
     "OLLAMA_LOAD_TIMEOUT": ("load_timeout", _duration("OLLAMA_LOAD_TIMEOUT", True)),

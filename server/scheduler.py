@@ -266,6 +266,7 @@ class Scheduler:
         self._loaded: dict[tuple[Any, ...], Loaded] = {}
         self._load_lock = asyncio.Lock()
         self._pending = 0
+        self._waiting_for_slot = 0
         self._device_cache: list[Device] | None = None
 
     # -- public -------------------------------------------------------------------------------
@@ -388,6 +389,11 @@ class Scheduler:
         entries.sort(key=lambda e: e["expires_at"], reverse=True)
         return entries
 
+    def queue_depth(self) -> int:
+        """Requests waiting: for their model to load (what `OLLAMA_MAX_QUEUE` bounds) and for a
+        free slot of a loaded runner (its `OLLAMA_NUM_PARALLEL` all busy). Read by `/metrics`."""
+        return self._pending + self._waiting_for_slot
+
     async def close(self) -> None:
         for loaded in list(self._loaded.values()):
             await self._unload(loaded)
@@ -409,11 +415,14 @@ class Scheduler:
         loaded.expires_at = None
         if keep_alive is not None:
             loaded.state.keep_alive = keep_alive
+        self._waiting_for_slot += 1
         try:
             await loaded.semaphore.acquire()
         except asyncio.CancelledError:
             self._release(loaded, semaphore_held=False)
             raise RequestCanceled("request canceled") from None
+        finally:
+            self._waiting_for_slot -= 1
         return Lease(self, loaded, time.monotonic() - started)
 
     def _release(self, loaded: Loaded, *, semaphore_held: bool = True) -> None:

@@ -216,9 +216,11 @@ class UploadCall(Call):
 class ApiClient(QObject):
     """The server's HTTP API as Qt calls. `base_url` may change (the server moved ports)."""
 
-    def __init__(self, base_url: str, parent: QObject | None = None) -> None:
+    def __init__(self, base_url: str, parent: QObject | None = None, *, api_key: str | None = None) -> None:
         super().__init__(parent)
         self.base_url = base_url.rstrip("/")
+        #: Sent as `Authorization: Bearer` when the server has API keys (`POLLAMA_API_KEYS`); may change on restart.
+        self.api_key = api_key
         self.manager = QNetworkAccessManager(self)
         # The server is (almost always) on loopback: a system proxy must not see these requests.
         self.manager.setProxy(QNetworkProxy(QNetworkProxy.ProxyType.NoProxy))
@@ -228,6 +230,8 @@ class ApiClient(QObject):
         req = QNetworkRequest(QUrl(self.base_url + path))
         req.setTransferTimeout(timeout_ms)
         req.setRawHeader(b"Accept", b"application/json, application/x-ndjson")
+        if self.api_key:
+            req.setRawHeader(b"Authorization", b"Bearer " + self.api_key.encode("ascii", "replace"))
         req.setAttribute(
             QNetworkRequest.Attribute.RedirectPolicyAttribute, QNetworkRequest.RedirectPolicy.ManualRedirectPolicy
         )

@@ -86,12 +86,14 @@ class DesktopApp(QObject):
         version: str | None = None,
         importer: BlobImporter | None = None,
         import_sources: Callable[[], list[Source]] = default_sources,
+        api_key: str | None = None,
     ) -> None:
         """`version`: the running release, which the update check compares with (no check without it).
 
         `importer`: how imported GGUFs get into the store; by default uploaded over HTTP (the app
         that runs the server itself hands in one that hard-links). `import_sources`: where
-        "Import from disk" looks."""
+        "Import from disk" looks. `api_key`: what the app's own requests carry when the server
+        has API keys."""
         super().__init__()
         self.server = server
         self.prompter = prompter or Prompter()
@@ -99,7 +101,7 @@ class DesktopApp(QObject):
         self.autostart = autostart or for_this_system()
         self.log_dir = log_dir or Path(platformdirs.user_log_dir("pollama"))
         self.quit_app = quit_app or QApplication.quit
-        self.client = ApiClient(base_url, self)
+        self.client = ApiClient(base_url, self, api_key=api_key)
         self.monitor = ServerMonitor(self.client, self, interval_ms=poll_ms)
         self.pulls = PullManager(self.client, pending or PendingPulls(), self)
         self.tray = Tray(self, use_system_tray=use_system_tray)
@@ -372,6 +374,7 @@ class DesktopApp(QObject):
     def _server_ready(self) -> None:
         assert self.server is not None
         self.client.base_url = self.server.url
+        self.client.api_key = self.server.api_key  # the settings may have changed the keys
         if self._restart_error:
             self.tray.set_status(f"The server did not restart: {self._restart_error}")
         else:

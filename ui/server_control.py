@@ -17,6 +17,11 @@ class ServerControl(Protocol):
         """Base URL the API answers on (loopback even when bound to every interface)."""
         ...
 
+    @property
+    def api_key(self) -> str | None:
+        """The key the UI sends with its own requests (the server's first `POLLAMA_API_KEYS` key), or None."""
+        ...
+
     def restart(self, on_ready: Callable[[str | None], None]) -> None:
         """Stop, re-read the settings, start again; `on_ready(error)` runs on a worker thread."""
         ...

@@ -9,6 +9,8 @@ can restart the embedded server only when a change needs it.
 from __future__ import annotations
 
 import re
+import secrets
+from typing import cast
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -38,6 +40,14 @@ _DURATION = re.compile(r"^[+-]?(\d+|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+
 NETWORK_WARNING = (
     "Anyone who can reach this computer over the network can use your models, "
     "see their names and download new ones. Only turn this on for a network you trust."
+)
+
+
+KEYS_HINT = (
+    "Apps must then send one of these keys (comma-separated), as OpenAI's and Anthropic's SDKs do "
+    "(Authorization: Bearer <key>); pollama's own windows send the first. A path (/…, ~/…) names a file "
+    "of keys, one per line. Over plain HTTP a key can be read on the way: beyond a trusted network, "
+    "put a TLS proxy in front."
 )
 
 
@@ -76,6 +86,19 @@ class SettingsWindow(QWidget):
         self.expose_warning.setWordWrap(True)
         self.expose_check.toggled.connect(self.expose_warning.setVisible)
 
+        self.keys_edit = QLineEdit()
+        self.keys_edit.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.keys_edit.setPlaceholderText("No key: anyone on the network may use the server")
+        self.generate_key_button = QPushButton("Generate")
+        self.generate_key_button.setToolTip("Add a new random key")
+        self.generate_key_button.clicked.connect(self.generate_key)
+        self.keys_hint = ToneLabel(KEYS_HINT, Tone.MUTED)
+        self.keys_hint.setWordWrap(True)
+        keys_row = QHBoxLayout()
+        keys_row.addWidget(self.keys_edit, 1)
+        keys_row.addWidget(self.generate_key_button)
+        self.expose_check.toggled.connect(self._show_keys_row)
+
         self.origins_edit = QLineEdit()
         self.origins_edit.setPlaceholderText("e.g. https://app.example.com, chrome-extension://*")
         self.keep_alive_edit = QLineEdit()
@@ -91,6 +114,9 @@ class SettingsWindow(QWidget):
         self._row(form, "Models folder", models_row, keys.MODELS, (self.models_edit, browse))
         self._row(form, "Network", self.expose_check, keys.HOST, (self.expose_check,))
         form.addRow("", self.expose_warning)
+        self._row(form, "API keys", keys_row, keys.API_KEYS, (self.keys_edit, self.generate_key_button))
+        form.addRow("", self.keys_hint)
+        self._form = form
         self._row(form, "Allowed origins", self.origins_edit, keys.ORIGINS, (self.origins_edit,))
         self._row(form, "Keep models loaded for", self.keep_alive_edit, keys.KEEP_ALIVE, (self.keep_alive_edit,))
         self._row(form, "Parallel requests per model", self.parallel_spin, keys.NUM_PARALLEL, (self.parallel_spin,))
@@ -146,6 +172,20 @@ class SettingsWindow(QWidget):
         self._widgets_for = getattr(self, "_widgets_for", {})
         self._widgets_for[key] = widgets
 
+    def generate_key(self) -> None:
+        """Append a fresh random key (what a person would otherwise invent, badly)."""
+        current = [k.strip() for k in self.keys_edit.text().split(",") if k.strip()]
+        self.keys_edit.setText(",".join([*current, "pk-" + secrets.token_urlsafe(24)]))
+        self._show_keys_row()
+
+    def _show_keys_row(self, *_: object) -> None:
+        """Keys matter once the server is exposed; a key already set stays visible so it can be removed."""
+        visible = self.expose_check.isChecked() or bool(self.keys_edit.text().strip())
+        position = cast(tuple[int, QFormLayout.ItemRole], self._form.getWidgetPosition(self.keys_hint))
+        hint_row = position[0]
+        self._form.setRowVisible(hint_row - 1, visible)  # the keys field, added just before its hint
+        self._form.setRowVisible(hint_row, visible)
+
     def _browse(self) -> None:
         path = self.prompter.choose_dir(self, "Models folder", self.models_edit.text())
         if path is not None:
@@ -163,6 +203,8 @@ class SettingsWindow(QWidget):
         self.expose_check.setChecked(self._port.exposed)
         self.expose_warning.setVisible(self._port.exposed)
         self.origins_edit.setText(values.get(keys.ORIGINS, ""))
+        self.keys_edit.setText(values.get(keys.API_KEYS, ""))
+        self._show_keys_row()
         self.keep_alive_edit.setText(values.get(keys.KEEP_ALIVE, ""))
         self.parallel_spin.setValue(_to_int(values.get(keys.NUM_PARALLEL)))
         self.max_loaded_spin.setValue(_to_int(values.get(keys.MAX_LOADED_MODELS)))
@@ -184,7 +226,9 @@ class SettingsWindow(QWidget):
             is_fixed = key in fixed
             label.setVisible(is_fixed)
             label.setText(
-                breakable(f"Set by {key}={fixed[key]} in the environment; the environment wins.") if is_fixed else ""
+                breakable(f"Set by {_shown(key, fixed[key])} in the environment; the environment wins.")
+                if is_fixed
+                else ""
             )
             for widget in self._widgets_for[key]:
                 widget.setEnabled(not is_fixed)
@@ -200,6 +244,7 @@ class SettingsWindow(QWidget):
             keys.MODELS: self.models_edit.text().strip() or None,
             keys.HOST: self._port.setting(exposed=self.expose_check.isChecked()),
             keys.ORIGINS: ",".join(o.strip() for o in self.origins_edit.text().split(",") if o.strip()) or None,
+            keys.API_KEYS: _keys_setting(self.keys_edit.text()),
             keys.KEEP_ALIVE: self.keep_alive_edit.text().strip() or None,
             keys.NUM_PARALLEL: number(self.parallel_spin),
             keys.MAX_LOADED_MODELS: number(self.max_loaded_spin),
@@ -210,6 +255,10 @@ class SettingsWindow(QWidget):
         keep_alive = self.keep_alive_edit.text().strip()
         if keep_alive and not valid_duration(keep_alive):
             self.status.error(f"“{keep_alive}” is not a duration. Write it like 5m, 1h30m, 300 (seconds) or -1.")
+            return None
+        problem = keys_problem(self.keys_edit.text())
+        if problem:
+            self.status.error(problem)
             return None
         fixed = self.store.env_fixed()
         changes = {k: v for k, v in self.values().items() if k not in fixed}
@@ -229,6 +278,34 @@ class SettingsWindow(QWidget):
         self.status.ok("Saved. The server restarts to apply the changes." if changed else "Saved.")
         self.saved.emit(changed)
         return changed
+
+
+def _shown(key: str, value: str) -> str:
+    """`NAME=value` for a setting the environment fixes; keys are secrets, so only the name for them."""
+    return key if key == keys.API_KEYS else f"{key}={value}"
+
+
+def _is_path(text: str) -> bool:
+    """The server's rule (`server/config.py` `parse_api_keys`): a value that starts like a path names a key file."""
+    return text.startswith(("/", "~", "./", "../", ".\\", "..\\")) or bool(re.match(r"^[A-Za-z]:[/\\]", text))
+
+
+def _keys_setting(text: str) -> str | None:
+    text = text.strip()
+    if not text or _is_path(text):
+        return text or None
+    return ",".join(k.strip() for k in text.split(",") if k.strip()) or None
+
+
+def keys_problem(text: str) -> str | None:
+    """Why the server would refuse these keys at start-up, said before saving (never quoting a key)."""
+    text = text.strip()
+    if not text or _is_path(text):
+        return None
+    for n, key in enumerate((k.strip() for k in text.split(",") if k.strip()), 1):
+        if not all(33 <= ord(c) <= 126 for c in key):
+            return f"API key {n} has a space or a character other than plain letters, digits and punctuation."
+    return None
 
 
 def _to_int(value: str | None) -> int:

@@ -146,6 +146,11 @@ class BlobDownload:
             return self.total
         return pp.completed(self.parts)
 
+    @property
+    def transferred(self) -> int:
+        """Bytes fetched by this run (what resuming found on disk is not counted): `/metrics`' pull bytes."""
+        return max(0, pp.completed(self.parts) - self.resumed_from)
+
     # ---- the asyncio side ------------------------------------------------------------------
 
     async def _in_thread(

@@ -38,6 +38,10 @@ class Entry:
 @dataclass
 class DownloadHub:
     _entries: dict[str, Entry] = field(default_factory=dict)
+    #: Downloads not ended yet, replaced ones included (an entry called off may still be stopping).
+    _unfinished: set[Entry] = field(default_factory=set)
+    #: Bytes fetched by downloads that have ended (see `bytes_transferred`).
+    _transferred_done: int = 0
 
     def join(self, digest: str, make: Callable[[], BlobDownload]) -> Entry:
         entry = self._entries.get(digest)
@@ -49,6 +53,7 @@ class DownloadHub:
         task = asyncio.create_task(self._run(download, previous), name=f"download {digest[7:19]}")
         entry = Entry(download, task, waiters=1)
         self._entries[digest] = entry
+        self._unfinished.add(entry)
         task.add_done_callback(functools.partial(self._task_done, digest, entry))
         return entry
 
@@ -64,6 +69,9 @@ class DownloadHub:
     def _finished(self, digest: str, entry: Entry) -> None:
         if self._entries.get(digest) is entry:
             del self._entries[digest]
+        if entry in self._unfinished:
+            self._unfinished.discard(entry)
+            self._transferred_done += entry.download.transferred
         if not entry.task.cancelled():
             entry.task.exception()  # retrieved: each waiter reads it from the task itself
 
@@ -75,6 +83,12 @@ class DownloadHub:
             entry.task.cancel()
             return True
         return False
+
+    def bytes_transferred(self) -> int:
+        """Bytes every download of this hub has fetched so far, those running included; only grows.
+
+        Read when `/metrics` is scraped, so a pull costs nothing per byte for being counted."""
+        return self._transferred_done + sum(e.download.transferred for e in list(self._unfinished))
 
     def active(self) -> list[str]:
         return list(self._entries)

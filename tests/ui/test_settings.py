@@ -40,6 +40,8 @@ def test_defaults_write_nothing_and_round_trip(qtbot, store: SettingsStore, tmp_
     window.models_edit.setText(str(tmp_path / "models"))
     window.expose_check.setChecked(True)
     assert window.expose_warning.isVisibleTo(window) and "network" in window.expose_warning.text()
+    window.generate_key_button.click()  # exposed: the keys row is offered
+    key = window.keys_edit.text()
     window.origins_edit.setText("https://a.example, chrome-extension://*")
     window.keep_alive_edit.setText("1h30m")
     window.parallel_spin.setValue(4)
@@ -58,6 +60,7 @@ def test_defaults_write_nothing_and_round_trip(qtbot, store: SettingsStore, tmp_
     assert config.origins == ("https://a.example", "chrome-extension://*")
     assert config.keep_alive == 5400
     assert (config.num_parallel, config.max_loaded_models, config.context_length) == (4, 2, 8192)
+    assert config.api_keys == (key,) and key.startswith("pk-") and len(key) > 30
 
     again = SettingsWindow(store, window.autostart)
     qtbot.addWidget(again)
@@ -123,6 +126,7 @@ def test_launch_at_login_writes_the_xdg_entry(qtbot, store: SettingsStore, tmp_p
 def test_saving_restarts_only_an_embedded_server(qtbot, desktop) -> None:
     class Server:
         url = desktop.client.base_url
+        api_key = None
         restarts = 0
 
         def restart(self, on_ready) -> None:
@@ -143,3 +147,45 @@ def test_saving_restarts_only_an_embedded_server(qtbot, desktop) -> None:
         window.save()
     assert got.args[0] == "" and Server.restarts == 1
     qtbot.waitUntil(lambda: desktop.monitor.reachable is True, timeout=10_000)
+
+
+def test_api_keys_are_offered_once_the_server_is_exposed(qtbot, store: SettingsStore, tmp_path: Path) -> None:
+    window = SettingsWindow(store, FakeAutostart())
+    qtbot.addWidget(window)
+    assert not window.keys_edit.isVisibleTo(window) and not window.keys_hint.isVisibleTo(window)
+    window.expose_check.setChecked(True)
+    assert window.keys_edit.isVisibleTo(window) and "TLS proxy" in window.keys_hint.text()
+    window.keys_edit.setText("pk-one, two words")
+    assert window.save() is None and "API key 2" in window.status.text()
+    assert "two words" not in window.status.text()
+    window.keys_edit.setText(" pk-one , pk-two ")
+    window.save()
+    assert load_config(environ={}, settings=load_settings_file(store.path)).api_keys == ("pk-one", "pk-two")
+    window.generate_key_button.click()
+    assert window.keys_edit.text().startswith("pk-one,pk-two,pk-")
+
+    # a key file is the server's to read; a missing one is the server's start-up error, not the window's
+    keyfile = tmp_path / "keys.txt"
+    keyfile.write_text("pk-from-file\n", encoding="utf-8")
+    window.keys_edit.setText(str(keyfile))
+    window.save()
+    assert load_config(environ={}, settings=load_settings_file(store.path)).api_keys == ("pk-from-file",)
+
+    # back on loopback, a key that is set stays in view, so that it can be removed
+    window.expose_check.setChecked(False)
+    assert window.keys_edit.isVisibleTo(window)
+    window.keys_edit.setText("")
+    window.save()
+    assert keys.API_KEYS not in json.loads(store.path.read_text())
+    reopened = SettingsWindow(store, FakeAutostart())
+    qtbot.addWidget(reopened)
+    assert not reopened.keys_edit.isVisibleTo(reopened)
+
+
+def test_keys_from_the_environment_are_shown_fixed(qtbot, tmp_path: Path) -> None:
+    store = SettingsStore(tmp_path / "config.json", environ={keys.API_KEYS: "pk-env"})
+    window = SettingsWindow(store, FakeAutostart())
+    qtbot.addWidget(window)
+    assert window.keys_edit.isVisibleTo(window) and not window.keys_edit.isEnabled()
+    label = window.env_labels[keys.API_KEYS].text().replace("\u200b", "")
+    assert "POLLAMA_API_KEYS" in label and "pk-env" not in label  # a key is never shown

@@ -56,6 +56,7 @@ EXPECTED_ROUTES = {
     ("POST", "/api/pollama/estimate"),
     ("GET", "/api/pollama/requests"),
     ("GET", "/api/pollama/logs"),
+    ("GET", "/metrics"),
 }
 
 
@@ -154,6 +155,17 @@ def test_error_shapes_per_api_surface(spec: OpenAPISpec) -> None:
                     assert name == "OpenAIError", (op, status)
                 else:
                     assert name == "Error", (op, status)
+
+
+def test_every_guarded_route_documents_the_api_key_refusal(spec: OpenAPISpec) -> None:
+    """With `POLLAMA_API_KEYS` set every route but the liveness ones can answer 401 (server/api/api_keys.py)."""
+    from server.api.api_keys import OPEN_ROUTES
+
+    for op in spec.operations():
+        if (op.method, op.template) in OPEN_ROUTES:
+            assert "401" not in op.definition["responses"], f"{op} answers without a key"
+        else:
+            assert "401" in op.definition["responses"], f"{op}: document the 401 of a missing API key"
 
 
 def test_streaming_media_types(spec: OpenAPISpec) -> None:
