@@ -226,9 +226,6 @@ class Store:
         host, namespace, model, tag = resolved
         return Name(host, namespace, model, tag, name.scheme)
 
-    def parse_name(self, text: str) -> Name:
-        return self.resolve(Name.parse(text))
-
     # ---- reading ------------------------------------------------------------------------
 
     def _manifest_files(self) -> Iterator[tuple[Name, Path]]:
