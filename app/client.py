@@ -167,9 +167,6 @@ class Client:
 
     # -- API ------------------------------------------------------------------
 
-    def heartbeat(self) -> None:
-        self.request("HEAD", "/")
-
     def version(self) -> str:
         """pollama's version; a server without `/api/pollama/version` (Ollama) gives its own."""
         try:

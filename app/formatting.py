@@ -1,4 +1,4 @@
-"""Human units, times and tables exactly as `ollama` prints them (reference §11).
+"""Human units, times and tables exactly as `ollama` prints them (Ollama's `format/bytes.go` `HumanBytes`, `format/time.go` `HumanTime`, `cmd/cmd.go`).
 
 Scripts parse `ollama list` and `ollama ps`; `pollama` must print the same
 bytes so those scripts keep working. Every function here is pure (no I/O,

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from app.client import APIError, Client, ClientError
 from app.formatting import go_value
 from app.session import RunOptions, chat, extract_images, load_model, names_a_file, parse_think
+from server import atomicfile
 
 PROMPT = ">>> "
 ALT_PROMPT = "... "
@@ -160,10 +161,7 @@ class PlainHistoryFile:
             return
         entries = (self.load() + [entry])[-HISTORY_LIMIT:]
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(e + "\n" for e in entries), encoding="utf-8")
-            os.replace(tmp, self.path)
+            atomicfile.write_text(self.path, "".join(e + "\n" for e in entries))
         except OSError:
             pass  # history is a convenience; never fail a chat over it
 

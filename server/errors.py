@@ -27,10 +27,6 @@ class BadRequest(PollamaError):
     status = 400
 
 
-class Forbidden(PollamaError):
-    status = 403
-
-
 class NotFound(PollamaError):
     status = 404
 

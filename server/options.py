@@ -44,7 +44,8 @@ DEPRECATED_OPTIONS = frozenset(
     "penalize_newline tfs_z num_gqa".split()
 )
 
-#: Options that pick how a runner is loaded (a change means a reload).
+#: Options that pick how a runner is loaded, Ollama's `api/types.go` `Runner`: a change reloads
+#: the runner (`server/sched.go` `runnerRef.needsReload`; pollama's is `scheduler.needs_reload`).
 RUNNER_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
 
 DEFAULT_OPTIONS: dict[str, Any] = {

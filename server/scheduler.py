@@ -1,4 +1,4 @@
-"""Which runners are loaded, for how long, and who waits: Ollama's scheduler (§10.2).
+"""Which runners are loaded, for how long, and who waits: Ollama's scheduler (`server/sched.go` `Scheduler.processPending`).
 
 The decisions (reload or reuse, whom to evict, will it fit) are plain
 functions over plain data, tested without processes. `Scheduler` is the thin
@@ -20,6 +20,7 @@ from typing import Any
 from server.config import Config
 from server.errors import PollamaError, RequestCanceled, ServerBusy
 from server.gpu import Device, SystemMemory, gpu_devices, system_memory
+from server.options import RUNNER_OPTIONS
 from server.runner.limits import GGML_MAX_N_THREADS, INT32_MAX
 from server.store.gguf_info import GGUFInfo
 from server.store.store import Model
@@ -60,12 +61,17 @@ class RunnerSpec:
         return (self.model_path, self.adapters, self.projectors, self.draft)
 
 
+#: What a runner is loaded with besides the request's runner options (`RUNNER_OPTIONS`):
+#: a change in either reloads it.
+LOADED_WITH = ("num_parallel", "embedding")
+
+
 def needs_reload(loaded: RunnerSpec, wanted: RunnerSpec) -> bool:
     """Ollama reloads when runner options differ; `num_gpu=-1` (auto) matches anything."""
     if loaded.key != wanted.key:
         return True
-    for name in ("num_ctx", "num_batch", "main_gpu", "use_mmap", "num_thread", "num_parallel", "embedding"):
-        if getattr(loaded, name) != getattr(wanted, name):
+    for name in (*RUNNER_OPTIONS, *LOADED_WITH):
+        if name != "num_gpu" and getattr(loaded, name) != getattr(wanted, name):
             return True
     return wanted.num_gpu != -1 and wanted.num_gpu != loaded.num_gpu
 

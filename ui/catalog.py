@@ -46,10 +46,6 @@ class CatalogModel:
     def pull_name(self, tag: str) -> str:
         return f"{self.name}:{tag}"
 
-    @property
-    def smallest(self) -> int:
-        return min((t.size for t in self.tags), default=0)
-
     def text_matches(self, words: Iterable[str]) -> bool:
         """Every word appears in the name, a tag, a capability or the description (case-insensitive)."""
         haystack = " ".join((self.name, self.description, *self.capabilities, *(t.tag for t in self.tags))).lower()

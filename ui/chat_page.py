@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from server import atomicfile
 from ui.api_types import RunningModel, parse_tags
 from ui.chat_api import ModelFacts
 from ui.chat_export import to_json, to_markdown
@@ -655,9 +656,7 @@ class ChatPage(QWidget):
         messages = self.store.messages(conv.id)
         text = to_markdown(conv, messages) if kind == "markdown" else to_json(conv, messages)
         try:
-            tmp = path.with_name(path.name + ".part")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
+            atomicfile.write_text(path, text)
         except OSError as exc:
             self.status.error(f"Could not write {path.name}: {exc.strerror or exc}.")
             return None

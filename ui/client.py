@@ -266,9 +266,6 @@ class ApiClient(QObject):
             call.abort()
 
     # -- the API, one method per route -------------------------------------------------
-    def ping(self) -> Call:
-        return self.request("GET", "/api/version", timeout_ms=3000)
-
     def tags(self) -> Call:
         return self.request("GET", "/api/tags")
 

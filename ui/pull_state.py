@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import platformdirs
+
+from server import atomicfile
 
 APP_NAME = "pollama"
 
@@ -60,14 +60,4 @@ class PendingPulls:
             self._write(kept)
 
     def _write(self, entries: list[PendingPull]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pulls-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"pulls": [asdict(p) for p in entries]}, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomicfile.write_text(self.path, json.dumps({"pulls": [asdict(p) for p in entries]}, indent=2), mode=0o600)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import platformdirs
+
+from server import atomicfile
 
 APP_NAME = "pollama"
 
@@ -94,15 +95,4 @@ class SettingsStore:
         return {**self.load(), **self.env_fixed()}
 
     def _write(self, values: Mapping[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(dict(sorted(values.items())), f, indent=2)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomicfile.write_text(self.path, json.dumps(dict(sorted(values.items())), indent=2) + "\n", mode=0o600)

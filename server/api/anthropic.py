@@ -1,4 +1,4 @@
-"""Anthropic-compatible route: POST /v1/messages (§4).
+"""Anthropic-compatible route: POST /v1/messages (Ollama's `middleware/anthropic.go` `AnthropicMessagesMiddleware`).
 
 Translates to a native chat (thinking is dropped silently for models that
 cannot think, as Ollama's Anthropic layer does, hence `strict_think=False`),

@@ -1,5 +1,5 @@
 """OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/embeddings,
-/v1/models, /v1/models/{model}, /v1/responses (§3).
+/v1/models, /v1/models/{model}, /v1/responses (Ollama's `middleware/openai.go`).
 
 Each handler translates the body into a native request (`server.api.compat`),
 calls the same inference service the native routes call, and re-shapes its

@@ -1,4 +1,4 @@
-"""CORS and Host-header checks, exactly as Ollama applies them (§1.2).
+"""CORS and Host-header checks, exactly as Ollama applies them (`server/routes.go`: the CORS config of `GenerateRoutes` and `allowedHostsMiddleware`).
 
 The origin and host rules are plain functions so they can be tested without a
 server; `install(app, config)` wires them in as request hooks. The Host check

@@ -16,7 +16,7 @@ Templates
         A GGUF Jinja template with the same facts (``.capabilities``,
         ``.tool_call_tag``, ``.thinking_tags``); ``render_chat`` accepts it.
     ``select_template(request_template=, model_template=, gguf_chat_template=, bos_token=, eos_token=)``
-        §9.1 order: the request's, the model's TEMPLATE (which holds the
+        Ollama's order (`server/images.go` `selectedTemplateSource`): the request's, the model's TEMPLATE (which holds the
         bundled template matched at create time), the GGUF Jinja template,
         then ``{{ .Prompt }}``.
 
@@ -104,7 +104,7 @@ def select_template(
     bos_token: str = "",
     eos_token: str = "",
 ) -> ChatTemplate | JinjaTemplate:
-    """§9.1: request `template` > the model's TEMPLATE > GGUF Jinja > `{{ .Prompt }}`.
+    """Ollama's `server/images.go` `selectedTemplateSource`: request `template` > the model's TEMPLATE > GGUF Jinja > `{{ .Prompt }}`.
 
     A bundled template matched at create time (`detect_bundled_template`) is
     stored as the model's TEMPLATE, so it arrives here as `model_template`.

@@ -1,4 +1,4 @@
-"""Fitting a conversation into the context window (§2.3 step 7).
+"""Fitting a conversation into the context window (Ollama's `server/prompt.go` `chatPrompt`).
 
 Ollama's chatPrompt: try the whole conversation, then drop messages from the
 front one at a time until the rendered prompt's token count (plus a fixed

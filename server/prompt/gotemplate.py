@@ -198,7 +198,7 @@ class ChatTemplate:
 
     @cached_property
     def capabilities(self) -> frozenset[str]:
-        """Capabilities the template implies: tools, insert, thinking (§6.4)."""
+        """Capabilities the template implies: tools, insert, thinking (Ollama's `server/images.go` `goTemplateCapabilities`)."""
         caps = set()
         if "tools" in self._vars:
             caps.add("tools")

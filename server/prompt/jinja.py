@@ -62,7 +62,7 @@ def _compile(text: str) -> jinja2.Template:
 
 
 def jinja_capabilities(chat_template: str) -> frozenset[str]:
-    """§6.4 for native Jinja templates: mentions of tools / think tags."""
+    """Ollama's `server/images.go` `chatTemplateCapabilities` for native Jinja templates: mentions of tools / think tags."""
     caps = set()
     if "tools" in chat_template or "tool_call" in chat_template:
         caps.add("tools")
@@ -171,7 +171,7 @@ def render_jinja(
 
 
 class JinjaTemplate:
-    """A GGUF Jinja chat template used as a model's template (§9.1, last resort
+    """A GGUF Jinja chat template used as a model's template (Ollama's `server/images.go` `selectedTemplateSource`: last resort
     before `{{ .Prompt }}`), with the same facts a `ChatTemplate` offers."""
 
     __slots__ = ("text", "bos_token", "eos_token")

@@ -1,4 +1,4 @@
-"""Turning messages into prompt text with a Go template (§9.2).
+"""Turning messages into prompt text with a Go template (Ollama's `template/template.go` `Template.Execute`).
 
 Three execution modes, chosen as Ollama's `Template.Execute` chooses them:
 
@@ -29,7 +29,7 @@ ThinkValue = bool | str | None
 
 @dataclass(frozen=True, slots=True)
 class ThinkFlags:
-    """What a template sees of the request's `think` (§2.1)."""
+    """What a template sees of the request's `think` (Ollama's `api/types.go` `ThinkValue`)."""
 
     think: bool = False
     level: str = ""
@@ -130,7 +130,7 @@ def render_generate(
     images: Sequence[bytes | str] = (),
     think: ThinkValue = None,
 ) -> str:
-    """Render `/api/generate`'s prompt (§2.2 step 9).
+    """Render `/api/generate`'s prompt (Ollama's `server/routes.go` `GenerateHandler`).
 
     With a suffix the template runs in fill-in-the-middle mode (when the
     prompt is empty too, Ollama falls through to the other modes with no

@@ -1,4 +1,4 @@
-"""Splitting a model's streamed output into thinking and content (§9.4).
+"""Splitting a model's streamed output into thinking and content (Ollama's `thinking/parser.go` `Parser.AddContent`).
 
 A port of Ollama's thinking.Parser: leading white space is skipped; if the
 output opens with the opening tag, everything up to the closing tag is
@@ -64,10 +64,6 @@ class ThinkingParser:
     @property
     def in_thinking(self) -> bool:
         return self._state in (_State.STARTED_EATING_WHITESPACE, _State.THINKING)
-
-    @property
-    def done_thinking(self) -> bool:
-        return self._state in (_State.DONE_EATING_WHITESPACE, _State.DONE)
 
     def feed(self, text: str) -> tuple[str, str]:
         """Add output; return the (thinking, content) it settles."""

@@ -1,4 +1,4 @@
-"""Finding tool calls in a model's streamed output (§9.3).
+"""Finding tool calls in a model's streamed output (Ollama's `tools/tools.go` `Parser.Add`).
 
 A port of Ollama's generic tools.Parser for Go-template models. Until the
 template's tool-call tag (e.g. `<tool_call>`, `[TOOL_CALLS]`, or `{` when the
@@ -90,10 +90,6 @@ class ToolCallParser:
         self.log: list[tuple[str, str]] | None = [] if record else None
         names = [t.function.name for t in self.tools if t.function.name]
         self._longest = max((len(n) for n in names), default=0)
-
-    @property
-    def calls_found(self) -> int:
-        return self._count
 
     def feed(self, text: str) -> tuple[str, list[ToolCall]]:
         """Add output; return the content it settles and any complete calls."""

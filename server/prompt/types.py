@@ -39,7 +39,7 @@ class ToolCall:
     raw: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire shape of §2.1: `index` always present, `id` only when set."""
+        """The wire shape of Ollama's `api/types.go` `ToolCall`: `index` always present, `id` only when set."""
         out: dict[str, Any] = {}
         if self.id:
             out["id"] = self.id
@@ -86,7 +86,7 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A chat message as the template sees it (§2.1)."""
+    """A chat message as the template sees it (Ollama's `api/types.go` `Message`)."""
 
     role: str
     content: str = ""
@@ -245,7 +245,7 @@ class ToolFunction:
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    """A tool definition from a request (§2.1)."""
+    """A tool definition from a request (Ollama's `api/types.go` `Tool`)."""
 
     function: ToolFunction
     type: str = "function"

@@ -4,7 +4,7 @@ For a `Bearer` challenge the ways to get a token are tried in order until one
 gives a token:
 1. Docker's token flow with Basic credentials, when there are credentials
    for the host (`credentials.py`);
-2. Ollama's flow (§7.3): the realm request signed with the ed25519 key, only
+2. Ollama's flow (`server/auth.go` `getAuthorizationToken`): the realm request signed with the ed25519 key, only
    when the realm is on the registry's own host (Ollama refuses others, so a
    signature is never sent elsewhere);
 3. Docker's anonymous token flow (public repositories on Docker-style registries).

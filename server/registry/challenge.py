@@ -1,7 +1,7 @@
 """`WWW-Authenticate` parsing and the token-request URLs built from it: no I/O.
 
 Two flows answer a `Bearer` challenge: Ollama's (the request to the realm is
-signed with the ed25519 key, §7.3) and Docker's (anonymous or with Basic
+signed with the ed25519 key, `server/auth.go` `getAuthorizationToken`) and Docker's (anonymous or with Basic
 credentials). Both need the same URL, and Ollama's signature covers it as
 Go prints it, so the query is encoded the way Go's `url.Values.Encode` does:
 keys sorted, `QueryEscape`d.

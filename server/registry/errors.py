@@ -1,6 +1,6 @@
 """Registry failures, worded for a person and mapped to statuses once (server/errors.py).
 
-Ollama reports pull and push failures with status 500 (§1.1) and fixed
+Ollama reports pull and push failures with status 500 (`server/routes.go` `PullHandler`, `PushHandler`) and fixed
 phrases some clients match on (`file does not exist`, `unauthorized`,
 `digest mismatch, file must be downloaded again`); those phrases are kept,
 and pollama adds what to do about it.

@@ -9,14 +9,13 @@ are server/registry/openssh.py's; ed25519 itself is libsodium's, through PyNaCl.
 from __future__ import annotations
 
 import base64
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from nacl.signing import SigningKey, VerifyKey
 
+from server import atomicfile
 from server.registry import openssh
-from server.store.fileio import O_BINARY
 
 KEY_NAME = "id_ed25519"
 
@@ -75,19 +74,7 @@ def ensure(home: Path) -> KeyPair:
     home.mkdir(parents=True, exist_ok=True, mode=0o755)
     pair = KeyPair(SigningKey.generate())
     pem = openssh.encode_private(openssh.Ed25519Key(bytes(pair.private), bytes(pair.private.verify_key)))
-    _write_new(path, pem, 0o600)
-    _write_new(home / (KEY_NAME + ".pub"), (pair.public_line + "\n").encode(), 0o644)
+    # the final permissions from the start: never a world-readable private key, not even for a moment
+    atomicfile.write_bytes(path, pem, mode=0o600)
+    atomicfile.write_bytes(home / (KEY_NAME + ".pub"), (pair.public_line + "\n").encode(), mode=0o644)
     return pair
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Write atomically with the final permissions from the start (never a world-readable private key)."""
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | O_BINARY, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)

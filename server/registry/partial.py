@@ -5,7 +5,7 @@ downloads. The data file is sparse at the blob's full size; a record claims
 only bytes already written to it, and the data is fsynced before records
 that claim it are replaced, so even a power cut never makes a record lie.
 The store's start-up cleanup keeps names containing `-partial` and removes
-`.tmp-*`, which is what record writes use as temp names.
+`.tmp-*`, which is what record writes (`server.atomicfile`) use as temp names.
 
 For a blob too big to stay cached or on a VM whose host reclaims free
 memory (`TransferSettings.direct_for`), and where the OS allows (Linux
@@ -19,13 +19,13 @@ import contextlib
 import ctypes
 import errno
 import os
-import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from server import atomicfile
 from server.registry.parts import Part, records_from_files
-from server.store.blobs import fsync_dir, parse_digest, publish_mode
+from server.store.blobs import parse_digest, publish_mode
 from server.store.diskspace import allocated
 from server.store.fileio import O_BINARY, PositionalIO, direct_flag, posix_calls, sync_data
 
@@ -221,13 +221,7 @@ class PartialFile:
         written (a full disk) leaves the older record, which claims less.
         """
         for part in parts:
-            tmp = self.root / f".tmp-{secrets.token_hex(6)}"
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(part.to_json())
-                os.replace(tmp, self.record_path(part.n))
-            finally:
-                tmp.unlink(missing_ok=True)
+            atomicfile.write_bytes(self.record_path(part.n), part.to_json())
 
     def close(self) -> None:
         self._close_direct()
@@ -260,7 +254,7 @@ class PartialFile:
         os.replace(self.data, self.final)
         for path in self.record_paths():
             path.unlink(missing_ok=True)
-        fsync_dir(self.root)
+        atomicfile.fsync_dir(self.root)
 
 
 #: File systems on a local disk, where a direct write costs what the disk takes. On a network file

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 MB = 1000 * 1000
 
@@ -22,7 +21,7 @@ MB = 1000 * 1000
 class PartSizing:
     """How a blob is cut: total/max_parts clamped to [min_size, max_size].
 
-    Ollama (§7.1) cuts at most 16 parts of at least 100 MB and fetches each
+    Ollama (`server/download.go` `blobDownload.Prepare`) cuts at most 16 parts of at least 100 MB and fetches each
     with its own request, all at once. In pollama a part is the unit of the
     resume records and of handing work to another lane, not of requests: a
     lane fetches a whole stretch of parts with one request (`claims.py`).
@@ -181,7 +180,7 @@ class LanePolicy:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When a part that failed is tried again (§7.1: 6 tries, 2^try s apart).
+    """When a part that failed is tried again (Ollama's `server/download.go` `blobDownload.run`: 6 tries, 2^try s apart).
 
     A stall (no bytes for `stall_timeout`) restarts the part without counting
     as a try: the link is slow or a connection hung, not the registry broken.
@@ -260,7 +259,3 @@ def records_from_files(files: Mapping[str, bytes]) -> list[Part]:
         if part is not None:
             out.append(part)
     return out
-
-
-def as_dict(part: Part) -> dict[str, Any]:
-    return {"N": part.n, "Offset": part.offset, "Size": part.size, "Completed": part.completed}

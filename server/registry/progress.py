@@ -1,4 +1,4 @@
-"""Progress lines of pull and push, exactly as Ollama writes them (§2.11, §7.1).
+"""Progress lines of pull and push, exactly as Ollama writes them (`server/images.go` `PullModel`, `PushModel`; `server/download.go` `blobDownload.Wait`).
 
 The reporter is fed snapshots of how many bytes each blob has and answers
 with the lines to send: only blobs whose numbers changed, so a client sees

@@ -1,6 +1,6 @@
 """Transfer settings: part sizing, parallelism, retries, stall detection.
 
-Defaults are Ollama's (§7.1). Each can be changed with a `POLLAMA_PULL_*`
+Defaults are Ollama's (`server/download.go`: `numDownloadParts`, `minDownloadPartSize`, `maxRetries`). Each can be changed with a `POLLAMA_PULL_*`
 variable, read once when the service is built:
 
 | variable | default | meaning |

@@ -1,4 +1,4 @@
-"""One blob's upload (§7.2): HEAD, cross-repo mount, chunked PATCHes, PUT ?digest=.
+"""One blob's upload (Ollama's `server/upload.go` `uploadBlob`, `blobUpload.Prepare`): HEAD, cross-repo mount, chunked PATCHes, PUT ?digest=.
 
 Runs in a worker thread; `completed` is read by the progress ticker. Parts
 go in order (a Docker registry only takes the next chunk at its current

@@ -344,12 +344,6 @@ class Context:
             return None
         return np.ctypeslib.as_array(ptr, shape=(self.model.n_embd,)).copy()
 
-    def embedding_ith(self, i: int) -> np.ndarray | None:
-        ptr = L.llama_get_embeddings_ith(self.ptr, i)
-        if not ptr:
-            return None
-        return np.ctypeslib.as_array(ptr, shape=(self.model.n_embd,)).copy()
-
     def close(self) -> None:
         if self.ptr:
             L.llama_free(self.ptr)
@@ -397,7 +391,3 @@ def init_backend() -> BackendReport:
     report = ggml_backends.load()
     L.llama_backend_init()
     return report
-
-
-def system_info() -> str:
-    return L.llama_print_system_info().decode("utf-8", errors="replace")

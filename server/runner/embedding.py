@@ -1,5 +1,5 @@
 """Embeddings: batched inputs through a context made for them, Ollama's truncation and
-normalization rules (§2.4, §2.5).
+normalization rules (Ollama's `server/routes.go` `EmbedHandler` and `normalize`; `EmbeddingsHandler` does not normalize).
 
 An embedding model (BERT and friends, or a model loaded with `embedding`) has only this
 context. A generation model gets one lazily on its first embed request, with LAST pooling

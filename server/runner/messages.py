@@ -45,7 +45,7 @@ class LoadOptions:
 
 @dataclass(frozen=True)
 class CompletionRequest:
-    """One generation: the prompt, Ollama's sampling options, and the limits (§2.1 defaults)."""
+    """One generation: the prompt, Ollama's sampling options, and the limits (defaults: Ollama's `api/types.go` `DefaultOptions`)."""
 
     prompt: str | tuple[int, ...]
     images: tuple[str, ...] = ()  # base64, in `[img-n]` order

@@ -19,17 +19,17 @@ import errno
 import hashlib
 import os
 import re
-import secrets
 import time
 from collections.abc import AsyncIterable, Iterable
 from pathlib import Path
 
+from server import atomicfile
+from server.atomicfile import TEMP_PREFIX
 from server.errors import BadRequest, NotFound, StorageError
 from server.store import diskspace
 from server.store.diskspace import NotEnoughSpace, disk_space
 
 _DIGEST = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
-TEMP_PREFIX = ".tmp-"
 _WRITE_BUFFER = 4 * 1024 * 1024
 
 
@@ -74,19 +74,6 @@ def publish_mode(tmp: Path, folder: Path) -> None:
     os.chmod(tmp, blob_mode(folder, os.stat(tmp).st_mode))
 
 
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class BlobStore:
     #: Small blobs (configs, templates, params) are read on every listing; they never change.
     SMALL_CACHE_ENTRIES = 4096
@@ -125,7 +112,7 @@ class BlobStore:
     def temp_path(self) -> Path:
         """A new temp file name in the blobs folder (`.tmp-*`: start-up removes what a crash leaves)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return self.root / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        return atomicfile.temp_path(self.root)
 
     def _publish(self, tmp: Path, expected: str, actual: str) -> Path:
         if expected != actual:
@@ -133,8 +120,7 @@ class BlobStore:
             raise BadRequest(f'digest mismatch, expected "{expected}", got "{actual}"')
         final = self.path(expected)
         publish_mode(tmp, self.root)
-        os.replace(tmp, final)
-        fsync_dir(self.root)
+        atomicfile.replace(tmp, final)
         return final
 
     def adopt(self, tmp: Path, digest: str) -> bool:
@@ -151,15 +137,10 @@ class BlobStore:
         digest = sha256_digest(data)
         if self.exists(digest):
             return digest
-        tmp = self.temp_path()
         try:
-            with open(tmp, "wb") as f:
+            with atomicfile.writing(self.path(digest), before_replace=lambda tmp: publish_mode(tmp, self.root)) as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            self._publish(tmp, digest, digest)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise storage_error(exc, "writing blob") from exc
         return digest
 

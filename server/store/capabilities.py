@@ -1,6 +1,6 @@
 """What a model can do: completion, embedding, tools, insert, thinking, vision.
 
-Derived as Ollama does (§6.4) from the config, the GGUF metadata, the layers
+Derived as Ollama does (`server/images.go` `Model.Capabilities`) from the config, the GGUF metadata, the layers
 and the prompt template. Request handlers check these before loading anything.
 """
 

@@ -164,7 +164,7 @@ def model_config(
     projector_archs: list[str],
     draft: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The config blob (§6.3), in Ollama's field order."""
+    """The config blob, in Ollama's field order (`types/model/config.go` `ConfigV2`)."""
     base = base or {}
     cfg: dict[str, Any] = {
         "model_format": base.get("model_format", "gguf"),

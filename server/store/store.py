@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -24,9 +23,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from server import atomicfile
 from server.errors import NotFound, PollamaError
 from server.store import manifest as mt
-from server.store.blobs import BlobStore, fsync_dir, storage_error
+from server.store.blobs import BlobStore, storage_error
 from server.store.gguf_info import GGUFInfo, read_gguf
 from server.store.manifest import Manifest, ManifestError
 from server.store.names import Name
@@ -176,7 +176,7 @@ class Store:
             raise storage_error(exc, f"cannot create models folder {self.root}") from exc
         self.blobs.normalize_names()
         self.blobs.remove_temp_files()
-        for tmp in self.manifests_dir.rglob(".tmp-*"):
+        for tmp in self.manifests_dir.rglob(atomicfile.TEMP_PREFIX + "*"):
             tmp.unlink(missing_ok=True)
         if prune:
             self.prune(min_age=PRUNE_MIN_AGE)
@@ -225,9 +225,6 @@ class Store:
             current = current / match
         host, namespace, model, tag = resolved
         return Name(host, namespace, model, tag, name.scheme)
-
-    def parse_name(self, text: str) -> Name:
-        return self.resolve(Name.parse(text))
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -301,18 +298,7 @@ class Store:
             path = self.manifest_path(name)
             old = self._read_manifest(path)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.parent / f".tmp-{secrets.token_hex(6)}"
-                try:
-                    with open(tmp, "wb") as f:
-                        f.write(manifest.raw)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    os.chmod(tmp, 0o644)
-                    os.replace(tmp, path)
-                finally:
-                    tmp.unlink(missing_ok=True)
-                fsync_dir(path.parent)
+                atomicfile.write_bytes(path, manifest.raw, mode=0o644)
             except OSError as exc:
                 raise storage_error(exc, f"writing manifest for {name.display}") from exc
             if old is None:

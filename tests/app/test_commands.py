@@ -1,4 +1,4 @@
-"""Model management commands as subprocesses against a live server, output compared to §11."""
+"""Model management commands as subprocesses against a live server, output compared to Ollama's `cmd/cmd.go`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Human units, times and tables as `ollama` prints them (reference §11)."""
+"""Human units, times and tables as `ollama` prints them (Ollama's `format/bytes.go`, `format/time.go`, `cmd/cmd.go`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Anthropic Messages API ⇄ native chat (§4).
+"""Anthropic Messages API ⇄ native chat (Ollama's `anthropic/anthropic.go`).
 
 Differences from Ollama, each a superset that an Anthropic client expects:
 `output_config.format` (Anthropic's structured outputs) maps to the native
@@ -264,7 +264,7 @@ def _sampling_options(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any
 
 
 def messages_request(body: Mapping[str, Any]) -> MessagesCall:
-    """A `/v1/messages` body → native ChatRequest; validation messages as Ollama's (§4)."""
+    """A `/v1/messages` body → native ChatRequest; validation messages as Ollama's (`anthropic/anthropic.go` `FromMessagesRequest`)."""
     model = opt_str(body, "model")
     if not model:
         raise BadRequest("model is required")
@@ -356,7 +356,7 @@ def message_response(final: Mapping[str, Any], *, id: str, model: str) -> dict[s
 
 
 class MessagesStream:
-    """Native chat chunks → Anthropic stream events `(event, data)` (§4 streaming).
+    """Native chat chunks → Anthropic stream events `(event, data)` (Ollama's `anthropic/anthropic.go` `StreamConverter.Process`).
 
     Blocks open lazily in the order the model produces them (thinking, text,
     tool_use…); switching kind closes the open block, so indices are dense

@@ -1,4 +1,4 @@
-"""OpenAI chat completions, completions, embeddings and models ⇄ Ollama native (§3.1–3.5).
+"""OpenAI chat completions, completions, embeddings and models ⇄ Ollama native (Ollama's `openai/openai.go` and `middleware/openai.go`).
 
 Request translators raise `BadRequest` with Ollama's wording, so a client of
 either server reads the same error. Response builders take the native
@@ -42,7 +42,7 @@ from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
 
 SYSTEM_FINGERPRINT = "fp_ollama"
 
-# reasoning_effort → native think (§3.2).
+# reasoning_effort → native think (Ollama's `openai/openai.go` `thinkFromReasoningEffort`).
 REASONING_EFFORTS: dict[str, bool | str] = {
     "none": False,
     "minimal": "low",
@@ -202,7 +202,7 @@ def _name_from_tool_call_id(messages: list[Any], call_id: str) -> str:
 
 
 def chat_messages(raw: Any) -> list[dict[str, Any]]:
-    """OpenAI messages → native messages (Ollama's FromChatRequest, §3.2)."""
+    """OpenAI messages → native messages (Ollama's `openai/openai.go` `FromChatRequest`)."""
     if raw is None:
         raw = []
     if not isinstance(raw, list):
@@ -360,7 +360,7 @@ def chat_completion(final: Mapping[str, Any], *, id: str, model: str, created: i
 
 
 class ChatStream:
-    """Native chat chunks → `chat.completion.chunk`s (§3.2 streaming).
+    """Native chat chunks → `chat.completion.chunk`s (Ollama's `openai/openai.go` `ToStreamChunks` and `FinishChunk`).
 
     `feed` returns the chunks for one native chunk; the native final chunk
     yields its own content (if any), then the finish chunk, then the usage
@@ -468,7 +468,7 @@ class CompletionCall:
 
 
 def completion_request(body: Mapping[str, Any]) -> CompletionCall:
-    """A `/v1/completions` body → native GenerateRequest (Ollama's FromCompleteRequest, §3.3)."""
+    """A `/v1/completions` body → native GenerateRequest (Ollama's `openai/openai.go` `FromCompleteRequest`)."""
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]  # the SDK's single-prompt list form
@@ -543,7 +543,7 @@ def text_completion(final: Mapping[str, Any], *, id: str, model: str, echo_promp
 
 
 class CompletionStream:
-    """Native generate chunks → `text_completion` chunks, one per native chunk (§3.3)."""
+    """Native generate chunks → `text_completion` chunks, one per native chunk (Ollama's `openai/openai.go` `ToCompleteChunk`)."""
 
     def __init__(self, *, id: str, model: str, include_usage: bool = False, echo_prompt: str | None = None) -> None:
         self.id = id
@@ -595,7 +595,7 @@ class CompletionStream:
 
 
 def embed_request(body: Mapping[str, Any]) -> tuple[EmbedRequest, str]:
-    """A `/v1/embeddings` body → (native EmbedRequest, encoding format) (§3.4)."""
+    """A `/v1/embeddings` body → (native EmbedRequest, encoding format) (Ollama's `middleware/openai.go` `EmbeddingsMiddleware`)."""
     raw = body.get("input")
     if raw == "":
         inputs = [""]
@@ -639,5 +639,5 @@ def model_entry(id: str, modified: float, namespace: str) -> dict[str, Any]:
 
 
 def model_list(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """`data` is null for an empty store, as Ollama's Go nil slice (§3.5, tested upstream)."""
+    """`data` is null for an empty store, as Ollama's Go nil slice (Ollama's `openai/openai.go` `ToListCompletion`, tested upstream)."""
     return {"object": "list", "data": entries or None}

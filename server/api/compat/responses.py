@@ -1,4 +1,4 @@
-"""OpenAI Responses API (stateless subset, §3.6) ⇄ native chat.
+"""OpenAI Responses API (stateless subset of Ollama's `openai/responses.go`) ⇄ native chat.
 
 No state is kept between requests: `previous_response_id` and `conversation`
 are refused, so a client that relies on them learns it at once instead of
@@ -360,7 +360,7 @@ def _output_text(text: str) -> dict[str, Any]:
 
 
 class ResponsesStream(ResponseBuilder):
-    """Native chat chunks → Responses streaming events `(type, data)` (§3.6)."""
+    """Native chat chunks → Responses streaming events `(type, data)` (Ollama's `openai/responses.go` `ResponsesStreamConverter.Process`)."""
 
     def __init__(self, call: ResponsesCall, *, model: str, id: str | None = None) -> None:
         super().__init__(call, model=model, id=id)

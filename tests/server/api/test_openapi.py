@@ -22,7 +22,7 @@ from tests.support.openapi_plugin import openapi, openapi_client  # noqa: F401  
 
 TEMPLATE = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
 
-#: Every route of the reference's §1 table that pollama serves or will serve, and its extensions.
+#: Every route of Ollama's `server/routes.go` `GenerateRoutes` that pollama serves or will serve, and its extensions.
 EXPECTED_ROUTES = {
     ("GET", "/"),
     ("HEAD", "/"),

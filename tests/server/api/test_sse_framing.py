@@ -51,7 +51,7 @@ def split_frames(raw: bytes) -> list[tuple[str | None, str]]:
 
 
 def check_openai_stream(raw: bytes, *, object_type: str, include_usage: bool = False) -> list[dict[str, Any]]:
-    """OpenAI chat/completions framing (§3.2/§3.3); returns the JSON chunks."""
+    """OpenAI chat/completions framing (Ollama's `middleware/openai.go` `ChatWriter`, `CompleteWriter`); returns the JSON chunks."""
     frames = split_frames(raw)
     assert all(event is None for event, _ in frames)
     assert frames[-1][1] == "[DONE]"
@@ -88,7 +88,7 @@ def check_openai_stream(raw: bytes, *, object_type: str, include_usage: bool = F
 
 
 def check_anthropic_stream(raw: bytes) -> list[dict[str, Any]]:
-    """Anthropic event sequence (§4): start, dense well-nested blocks, delta, stop."""
+    """Anthropic event sequence (Ollama's `anthropic/anthropic.go` `StreamConverter`): start, dense well-nested blocks, delta, stop."""
     frames = split_frames(raw)
     events = []
     for name, data in frames:
@@ -126,7 +126,7 @@ def check_anthropic_stream(raw: bytes) -> list[dict[str, Any]]:
 
 
 def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
-    """Responses API events (§3.6): typed frames, dense sequence numbers, created → completed."""
+    """Responses API events (Ollama's `openai/responses.go` `ResponsesStreamConverter`): typed frames, dense sequence numbers, created → completed."""
     frames = split_frames(raw)
     events = []
     for name, data in frames:

@@ -1,4 +1,4 @@
-"""Execution modes of §9.2: messages, legacy, suffix; collation; image markers."""
+"""Execution modes of Ollama's `template/template.go` `Template.Execute`: messages, legacy, suffix; collation; image markers."""
 
 from __future__ import annotations
 

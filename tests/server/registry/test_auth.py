@@ -1,4 +1,4 @@
-"""Auth flows against mock registries (no sockets): Ollama's ed25519 challenge (§7.3), Docker's token and Basic."""
+"""Auth flows against mock registries (no sockets): Ollama's ed25519 challenge (`server/auth.go` `getAuthorizationToken`), Docker's token and Basic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ollama's embed rules (§2.4/2.5) as plain functions: truncation, normalization, dimensions."""
+"""Ollama's embed rules (`server/routes.go` `EmbedHandler`, `EmbeddingsHandler`) as plain functions: truncation, normalization, dimensions."""
 
 from __future__ import annotations
 
