@@ -22,9 +22,14 @@ class Unauthorized(RegistryError):
 class Unreachable(RegistryError):
     """The registry could not be reached or stopped answering (no network, DNS, refused, TLS, timeout).
 
-    A pull reports it as any registry failure (500, as Ollama); the estimate of a model
-    not pulled answers 502, since the registry it depends on failed, not the request.
+    502 (Bad Gateway) wherever it reaches a client before a stream has started (pull, push,
+    create from a model to pull, the estimate of a model not pulled): the registry the request
+    depends on failed, not the request and not pollama, and a client can tell the two apart
+    by the status. Ollama answers 500 here (`server/routes.go` `PullHandler`); the message
+    is the same. `docs/openapi.yaml` documents it as the `RegistryUnreachable` response.
     """
+
+    status = 502
 
 
 class NotOnRegistry(RegistryError):
