@@ -85,7 +85,9 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
 
     @app.errorhandler(NotFound)
     async def not_found(_: Exception) -> Response:
-        return Response("404 page not found", status=404, content_type="text/plain")
+        from server.api.not_found import not_found_response
+
+        return not_found_response(request.method, request.path)
 
     @app.errorhandler(MethodNotAllowed)
     async def not_allowed(_: Exception) -> Response:
