@@ -183,6 +183,21 @@ def test_ps_and_keep_alive(client: ollama.Client, server: LiveServer) -> None:
     assert [c.done_reason for c in client.generate(model="tiny", prompt="", stream=True)] == ["load"]
 
 
+def test_a_keep_alive_beyond_any_duration_is_forever(client: ollama.Client, server: LiveServer) -> None:
+    """Found by the fuzz: `keep_alive: 1e300` made every later `/api/ps` a 500 (no date that far ahead)."""
+    for huge in (1e300, 2**63, 9.3e9):
+        r = httpx.post(server.url + "/api/generate", json={"model": "tiny-eos", "keep_alive": huge}, timeout=60)
+        assert r.status_code == 200 and r.json()["done_reason"] == "load", r.text
+        ps = httpx.get(server.url + "/api/ps", timeout=10)
+        assert ps.status_code == 200, ps.text
+        entry = next(m for m in ps.json()["models"] if m["name"] == "tiny-eos:latest")
+        assert int(entry["expires_at"][:4]) > 2200, entry  # as keep_alive -1
+    r = httpx.post(server.url + "/api/generate", json={"model": "tiny-eos", "keep_alive": "3000000h"}, timeout=60)
+    assert (r.status_code, r.json()) == (400, {"error": 'time: invalid duration "3000000h"'})
+    unload = client.generate(model="tiny-eos", prompt="", keep_alive=0)
+    assert unload.done_reason == "unload"
+
+
 def test_runner_killed_mid_stream(client: ollama.Client, server: LiveServer) -> None:
     stream = client.generate(
         model="tiny", prompt="long", options={"temperature": 0, "num_predict": 100000}, stream=True
