@@ -21,7 +21,7 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from quart import Quart, Response, g, request
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from server.api import api_keys, developer, request_logging, security
 from server.child_env import pass_to_children
@@ -98,6 +98,17 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
     @app.errorhandler(PollamaError)
     async def pollama_error(exc: PollamaError) -> Response:
         return error_response(exc)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response | HTTPException:
+        """A bug: logged with its traceback, answered as the spec's native `Error500` (not Quart's HTML page).
+
+        The OpenAI and Anthropic blueprints have their own, in their shapes.
+        """
+        if isinstance(exc, HTTPException):
+            return exc
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(PollamaError(f"internal error: {exc}"))
 
     from server.api.native import bp as native_bp
 
