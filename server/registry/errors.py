@@ -33,7 +33,14 @@ class Unreachable(RegistryError):
 
 
 class NotOnRegistry(RegistryError):
-    """The registry has no such manifest (Ollama: `file does not exist`)."""
+    """The registry has no such manifest (Ollama: `file does not exist`).
+
+    404, not Ollama's 500 (`server/routes.go` `PullHandler` answers every pull failure so):
+    the registry answered, and what was asked for is not there; nothing failed. The
+    message is Ollama's, which clients match on. Found by the fuzz.
+    """
+
+    status = 404
 
     def __init__(self) -> None:
         super().__init__("file does not exist")

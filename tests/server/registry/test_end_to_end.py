@@ -54,7 +54,7 @@ def test_pull_errors_through_the_api(live_server: LiveServer, registry: Registry
     r = httpx.post(
         f"{url}/api/pull", json={"model": f"{registry.host}/library/none", "insecure": True, "stream": False}
     )
-    assert r.status_code == 500 and r.json() == {"error": "pull model manifest: file does not exist"}
+    assert r.status_code == 404 and r.json() == {"error": "pull model manifest: file does not exist"}
     for bad in ("../../etc/passwd", "a/../../b", "x:../y", ""):
         r = httpx.post(f"{url}/api/pull", json={"model": bad})
         assert r.status_code == 400 and r.json() == {"error": "invalid model name"}, bad

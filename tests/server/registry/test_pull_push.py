@@ -79,7 +79,7 @@ async def test_pull_removes_layers_the_new_tag_no_longer_uses(
 @pytest.mark.parametrize(
     ("name", "insecure", "message", "status"),
     [
-        ("library/nope", True, "pull model manifest: file does not exist", 500),
+        ("library/nope", True, "pull model manifest: file does not exist", 404),
         ("library/m", False, "pull model manifest: TLS", 502),  # https to a plain-http registry: no answer came
         ("http://{host}/library/m", False, "insecure protocol http", 500),
     ],
