@@ -27,6 +27,7 @@ from server.api import api_keys, developer, request_logging, security
 from server.child_env import pass_to_children
 from server.config import Config
 from server.errors import PollamaError
+from server.inference.service import REQUEST_ROUTE
 from server.runner.rpc_endpoints import WORKERS_ENV
 from server.services import Services
 from server.store.store import Store
@@ -55,6 +56,7 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
     @app.before_request
     async def start_timer() -> None:
         g.started = time.perf_counter()
+        REQUEST_ROUTE.set(f"{request.method} {request.path}")
 
     developer.install(app, svc)  # before the security check, so a refused request is listed too
     install_metrics(app, svc)

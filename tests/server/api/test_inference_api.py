@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -230,6 +231,37 @@ def test_disconnected_client_frees_its_slot(server: LiveServer, client: ollama.C
         return [r.done_reason for r in rs]
 
     assert asyncio.run(asyncio.wait_for(main(), 60)) == ["length"] * 4
+
+
+def test_a_client_that_goes_away_mid_stream_leaves_one_log_line(server: LiveServer) -> None:
+    """Issue 24: the route, the model and the tokens generated until the client left, once per request."""
+    long = {"num_predict": 100000}
+    requests = [
+        ("/api/generate", {"model": "tiny", "prompt": "go", "options": long}),
+        ("/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "go"}], "options": long}),
+        ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "go"}], "stream": True}),
+    ]
+    for route, body in requests:
+        start = len(server.log_path.read_bytes())
+        read = 0
+        with httpx.stream("POST", server.url + route, json=body, timeout=60) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                read += bool(line.strip())
+                if read == 5:
+                    break
+        pattern = re.compile(
+            rf"POST {re.escape(route)} tiny:latest: canceled by the client after (\d+) generated tokens"
+        )
+        found: list[str] = []
+        deadline = time.monotonic() + 30
+        while not found and time.monotonic() < deadline:  # the server notices on its next write
+            found = pattern.findall(server.log_path.read_bytes()[start:].decode(errors="replace"))
+            time.sleep(0.05)
+        time.sleep(0.5)  # a second line, if there were one, would come right after the first
+        found = pattern.findall(server.log_path.read_bytes()[start:].decode(errors="replace"))
+        assert len(found) == 1, (route, server.log())
+        assert int(found[0]) >= 4, found  # at least the tokens of the lines read (the role chunk has none)
 
 
 def test_embed(client: ollama.Client) -> None:
