@@ -1,9 +1,12 @@
 """Registry failures, worded for a person and mapped to statuses once (server/errors.py).
 
-Ollama reports pull and push failures with status 500 (`server/routes.go` `PullHandler`, `PushHandler`) and fixed
-phrases some clients match on (`file does not exist`, `unauthorized`,
-`digest mismatch, file must be downloaded again`); those phrases are kept,
-and pollama adds what to do about it.
+Ollama reports pull and push failures with status 500 (`server/routes.go`
+`PullHandler`, `PushHandler`) and fixed phrases some clients match on
+(`file does not exist`, `unauthorized`, `digest mismatch, file must be
+downloaded again`); those phrases are kept, and pollama adds what to do
+about it. Two statuses differ, so that a 5xx always means something failed:
+a registry that cannot be reached is 502 (the upstream failed), a model the
+registry does not have is 404.
 """
 
 from __future__ import annotations
