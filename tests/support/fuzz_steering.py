@@ -114,16 +114,16 @@ def _bounded_options(options: object) -> st.SearchStrategy[Any]:
 
 
 def _bounded_limit(value: object) -> st.SearchStrategy[Any]:
-    """A token limit: kept when it is not a number or is already small, else a small one.
+    """A token limit: kept when it is not a number, is small, or is refused (below -2); else a small one.
 
-    -1 and -2 are replaced too: the tiny models never stop by themselves, and with context
-    shifting (on by default, as in Ollama) an unlimited generation never ends.
+    0, -1 and -2 are replaced too: each means "no limit" (Ollama's runner caps that at ten
+    contexts, 20480 tokens for the tiny models, which never stop by themselves).
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return st.just(value)
-    if 0 <= value <= MAX_TOKENS or value < -2:
-        return st.just(value)  # below -2 is refused with a 400
-    return st.sampled_from((1, MAX_TOKENS, 0))
+    if 0 < value <= MAX_TOKENS or value < -2:
+        return st.just(value)
+    return st.sampled_from((1, MAX_TOKENS))
 
 
 def steer_body(targets: FuzzTargets, method: str, path: str, body: Any) -> st.SearchStrategy[Any]:
