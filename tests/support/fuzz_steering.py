@@ -12,6 +12,8 @@ generated body (types, odd values, extra keys) and rewrites only what decides
   invalid names refused before any network;
 * names an operation writes or deletes (create, copy `destination`, delete) are
   scratch names, never a fixture model the rest of the run relies on;
+* chat message lists are, half the time, one plain user message (fuzzed ones are
+  mostly refused before anything else in the body is looked at);
 * options that cost time or memory (`num_ctx`, `num_predict`, `num_thread`, token
   limits of the compat APIs) are bounded; every other option keeps its fuzzed value.
 
@@ -168,6 +170,10 @@ def steer_body(targets: FuzzTargets, method: str, path: str, body: Any) -> st.Se
         set_model(("model", "name"), remote)
         if "insecure" not in body or not isinstance(body["insecure"], bool):
             fields["insecure"] = st.sampled_from((True, True, True, body.get("insecure", False)))
+    if op in ("POST /v1/chat/completions", "POST /v1/messages", "POST /api/chat") and "messages" in body:
+        # Fuzzed message lists are mostly refused (a role or part the API lacks): half the time one
+        # plain user message, so the options and fields around it are exercised past that check
+        fields["messages"] = st.sampled_from((body["messages"], [{"role": "user", "content": "hi"}]))
     if "options" in body:
         fields["options"] = _bounded_options(body["options"])
     for key in TOKEN_LIMIT_FIELDS:

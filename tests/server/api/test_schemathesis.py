@@ -22,7 +22,7 @@ scratch names, and options that cost time (context size, token limits, threads) 
 bounded. Nothing is excluded: every documented operation is fuzzed.
 
 Wall time of this file with `-n 1` on the 2-core development machine, measured 2026-12-03:
-299 s for the whole file (~900 cases) while five other helpers built and tested on it (load
+247-299 s for the whole file (~900 cases) while five other helpers built and tested on it (load
 average 13-20); with 12 examples instead of 25, 34 s (443 cases in 30 s) at a lighter load.
 On a quiet machine the file should take about a minute; EXAMPLES is the knob.
 """
