@@ -21,12 +21,13 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from quart import Quart, Response, g, request
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from server.api import api_keys, developer, request_logging, security
 from server.child_env import pass_to_children
 from server.config import Config
 from server.errors import PollamaError
+from server.inference.service import REQUEST_ROUTE
 from server.runner.rpc_endpoints import WORKERS_ENV
 from server.services import Services
 from server.store.store import Store
@@ -55,6 +56,7 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
     @app.before_request
     async def start_timer() -> None:
         g.started = time.perf_counter()
+        REQUEST_ROUTE.set(f"{request.method} {request.path}")
 
     developer.install(app, svc)  # before the security check, so a refused request is listed too
     install_metrics(app, svc)
@@ -85,7 +87,9 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
 
     @app.errorhandler(NotFound)
     async def not_found(_: Exception) -> Response:
-        return Response("404 page not found", status=404, content_type="text/plain")
+        from server.api.not_found import not_found_response
+
+        return not_found_response(request.method, request.path)
 
     @app.errorhandler(MethodNotAllowed)
     async def not_allowed(_: Exception) -> Response:
@@ -96,6 +100,17 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
     @app.errorhandler(PollamaError)
     async def pollama_error(exc: PollamaError) -> Response:
         return error_response(exc)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response | HTTPException:
+        """A bug: logged with its traceback, answered as the spec's native `Error500` (not Quart's HTML page).
+
+        The OpenAI and Anthropic blueprints have their own, in their shapes.
+        """
+        if isinstance(exc, HTTPException):
+            return exc
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(PollamaError(f"internal error: {exc}"))
 
     from server.api.native import bp as native_bp
 

@@ -21,6 +21,8 @@ _UNITS_NS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
+#: Go's longest `time.Duration` (`math.MaxInt64` nanoseconds, about 292 years), in seconds.
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 _PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 
 
@@ -49,13 +51,19 @@ def parse_go_duration(text: str) -> float:
             raise DurationError(f'time: invalid duration "{text}"')
         total_ns += float(m.group(1)) * _UNITS_NS[m.group(2)]
         pos = m.end()
+    if total_ns > 2**63 - 1:  # Go's `time.ParseDuration` refuses what overflows an int64 of nanoseconds
+        raise DurationError(f'time: invalid duration "{text}"')
     return sign * total_ns / 1e9
 
 
 def parse_keep_alive(value: object) -> float:
     """A request's `keep_alive`: a number of seconds or a Go duration string.
 
-    Negative means forever (returned as `math.inf`).
+    Negative means forever (returned as `math.inf`), and so does a number beyond Go's longest
+    duration: Ollama's `api/types.go` `Duration.UnmarshalJSON` turns a negative value into
+    `math.MaxInt64`, and pollama does the same with one too large to be a duration at all
+    (an expiry that far ahead is past the last date a timestamp can hold, so `/api/ps`
+    could not print it). A string that long is Go's parse error, as in Ollama.
     """
     if isinstance(value, bool):
         raise DurationError("keep_alive must be a number or a duration string")
@@ -67,7 +75,7 @@ def parse_keep_alive(value: object) -> float:
         raise DurationError("keep_alive must be a number or a duration string")
     if math.isnan(seconds):
         raise DurationError("keep_alive must be a number or a duration string")
-    return math.inf if seconds < 0 else seconds
+    return math.inf if seconds < 0 or seconds >= MAX_DURATION_SECONDS else seconds
 
 
 def parse_env_duration(text: str) -> float:
@@ -77,7 +85,7 @@ def parse_env_duration(text: str) -> float:
         seconds = float(int(s))
     except ValueError:
         seconds = parse_go_duration(s)
-    return math.inf if seconds < 0 else seconds
+    return math.inf if seconds < 0 or seconds >= MAX_DURATION_SECONDS else seconds
 
 
 def format_go_duration(seconds: float) -> str:

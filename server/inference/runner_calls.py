@@ -121,7 +121,7 @@ async def completion(
                     "draft_accepted_count": chunk.draft_accepted_count,
                 }
                 return
-            yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs}
+            yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs, "eval_count": chunk.eval_count}
     finally:
         await stream.aclose()
 

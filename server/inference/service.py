@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 from server import usage
@@ -40,6 +41,11 @@ from server.timefmt import utc_now
 log = logging.getLogger(__name__)
 
 Template = ChatTemplate | JinjaTemplate
+
+#: `POST /v1/chat/completions`: the route being answered, set by the HTTP layer for each request, so
+#: that a completion its client gave up on is logged with the route it came in on (the service knows
+#: the model and the tokens, not the route, and the compat APIs all end up here).
+REQUEST_ROUTE: ContextVar[str] = ContextVar("pollama_request_route", default="")
 
 
 class Inference:
@@ -348,8 +354,24 @@ class Inference:
     async def _complete(
         self, lease: Lease, prompt: str, options: dict[str, Any], fmt: Any, req: Any, *, images: Any = ()
     ) -> AsyncIterator[dict[str, Any]]:
-        async for chunk in runner_calls.completion(lease.runner, prompt, options, fmt, req, images=list(images)):
-            yield chunk
+        """The runner's chunks; a completion closed before its last chunk (the client went away) is
+        logged once, here, with the route, the model and the tokens generated until then."""
+        generated = 0
+        finished = False
+        try:
+            async for chunk in runner_calls.completion(lease.runner, prompt, options, fmt, req, images=list(images)):
+                finished = bool(chunk.get("done"))
+                generated = max(generated, int(chunk.get("eval_count") or 0))
+                yield chunk
+        except (GeneratorExit, asyncio.CancelledError):
+            if not finished:
+                log.info(
+                    "%s %s: canceled by the client after %d generated tokens",
+                    REQUEST_ROUTE.get() or "completion",
+                    lease.loaded.model.name.display,
+                    generated,
+                )
+            raise
 
     def _stats(self, chunk: dict[str, Any], lease: Lease, started: float) -> dict[str, Any]:
         stats: dict[str, Any] = {"done_reason": chunk.get("done_reason") or "stop"}

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from server.registry import progress as pr
 from server.registry.context import RegistryContext
 from server.registry.download import BlobDownload
-from server.registry.errors import DigestMismatch, RegistryError
+from server.registry.errors import DigestMismatch, RegistryError, Unreachable
 from server.registry.hub import Entry
 from server.registry.partial import PartialFile
 from server.registry.transport import Repository, check_status
@@ -65,8 +65,10 @@ def fetch_manifest(ctx: RegistryContext, repo: Repository, tag: str) -> Manifest
             "GET", repo.manifest_url(tag), headers={"Accept": ACCEPT_HEADER}, follow_redirects=True
         )
         check_status(response)
+    except Unreachable as exc:
+        raise Unreachable(f"pull model manifest: {exc}") from None
     except RegistryError as exc:
-        raise RegistryError(f"pull model manifest: {exc}") from None
+        raise RegistryError(f"pull model manifest: {exc}", exc.status) from None
     return parse_manifest(response.content, response.headers.get("content-type"))
 
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from server.registry.errors import RegistryError
+from server.registry.errors import RegistryError, Unreachable
 
 #: What an error response body may contribute to a message.
 _ERROR_TEXT = 64 * 1024
@@ -231,9 +231,9 @@ class ConnectionPool:
         try:
             conn = self.connect(key)
         except TimeoutError as exc:
-            raise RegistryError(f"cannot reach {parts.netloc}: connection timed out") from exc
+            raise Unreachable(f"cannot reach {parts.netloc}: connection timed out") from exc
         except OSError as exc:
-            raise RegistryError(describe_os(exc, url)) from exc
+            raise Unreachable(describe_os(exc, url)) from exc
         try:
             return self._send(key, conn, target, headers, url)
         except TimeoutError as exc:
@@ -241,7 +241,7 @@ class ConnectionPool:
             raise BodyStalled("no response within the read timeout") from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise RegistryError(describe_os(exc, url)) from exc
+            raise Unreachable(describe_os(exc, url)) from exc
 
     def _send(
         self,

@@ -184,7 +184,9 @@ class RunnerClient:
                     finished = True
                     raise self._error(msg)
                 if isinstance(msg, m.Piece):
-                    yield CompletionChunk(content=msg.content, logprobs=_logprobs(msg.logprobs))
+                    yield CompletionChunk(
+                        content=msg.content, logprobs=_logprobs(msg.logprobs), eval_count=msg.eval_count
+                    )
                 elif isinstance(msg, m.Done):
                     finished = True
                     yield CompletionChunk(

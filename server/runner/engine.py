@@ -655,7 +655,8 @@ class Engine:
             logprob = logprob_entry(ctx.logits(row), token, seq.req.top_logprobs, self._text)
         out = seq.text.push(model.piece(token), logprob)
         if out.text or out.logprobs:
-            self._emit(m.Piece(seq.id, out.text, tuple(out.logprobs) if seq.req.logprobs else None))
+            logprobs = tuple(out.logprobs) if seq.req.logprobs else None
+            self._emit(m.Piece(seq.id, out.text, logprobs, len(seq.generated)))
         if out.stopped:
             self._finish(seq, "stop", flushed=True)
         elif len(seq.generated) >= seq.limit:

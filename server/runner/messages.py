@@ -178,6 +178,7 @@ class Piece:
     id: int
     content: str
     logprobs: tuple[dict[str, Any], ...] | None = None
+    eval_count: int = 0  # tokens generated so far (a canceled request is logged with it)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from server.errors import PollamaError
+from server.prompt.gotemplate import DEFAULT_TEMPLATE_TEXT
 from server.store.capabilities import capabilities
-from server.store.gguf_info import read_gguf
+from server.store.gguf_info import GGUFInfo, read_gguf
 from server.store.modelfile import render as render_modelfile
 from server.store.store import Model
 from server.timefmt import rfc3339
@@ -47,7 +48,28 @@ def tag_entry(model: Model) -> dict[str, Any]:
     }
 
 
-def modelfile_text(model: Model, *, system: str | None = None, parameters: dict[str, Any] | None = None) -> str:
+def shown_template(model: Model, info: GGUFInfo | None) -> str | None:
+    """The template a model renders with, as Ollama shows it: its TEMPLATE, else `{{ .Prompt }}`.
+
+    Ollama's `server/images.go` `GetModel` starts every model from `template.DefaultTemplate`, so a
+    model imported from a bare GGUF shows `{{ .Prompt }}` (in `template` and in its Modelfile).
+    A GGUF whose own Jinja `tokenizer.chat_template` pollama renders shows none: that text is not a
+    Go template, and `{{ .Prompt }}` is not what the model uses.
+    """
+    if model.template:
+        return model.template
+    if info is not None and info.chat_template:
+        return None
+    return DEFAULT_TEMPLATE_TEXT
+
+
+def modelfile_text(
+    model: Model,
+    *,
+    system: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    template: str | None = None,
+) -> str:
     params = dict(model.parameters)
     params.update(parameters or {})
     model_path = model.model_path
@@ -57,7 +79,7 @@ def modelfile_text(model: Model, *, system: str | None = None, parameters: dict[
         adapters=[str(p) for p in model.adapter_paths],
         drafts=[str(model.draft_path)] if model.draft_path else [],
         projectors=[str(p) for p in model.projector_paths],
-        template=model.template,
+        template=template if template is not None else model.template,
         system=system if system is not None else model.system,
         parameters=params,
         licenses=model.licenses,
@@ -73,11 +95,13 @@ def show(
     out: dict[str, Any] = {}
     if model.licenses:
         out["license"] = "\n".join(model.licenses)
-    out["modelfile"] = modelfile_text(model, system=system, parameters=options)
+    info = model.gguf(verbose=verbose)
+    template = shown_template(model, info)
+    out["modelfile"] = modelfile_text(model, system=system, parameters=options, template=template)
     if params:
         out["parameters"] = parameters_text(params)
-    if model.template:
-        out["template"] = model.template
+    if template:
+        out["template"] = template
     sys_text = system if system is not None else model.system
     if sys_text:
         out["system"] = sys_text
@@ -86,7 +110,6 @@ def show(
         out["messages"] = [{"role": m.get("role", ""), "content": m.get("content", "")} for m in model.messages]
     model_info: dict[str, Any] = {}
     tensors: list[dict[str, Any]] = []
-    info = model.gguf(verbose=verbose)
     if info is not None:
         model_info = {k: v for k, v in info.kv.items() if k not in _HIDDEN_KV}
         model_info.setdefault("general.parameter_count", info.parameter_count)

@@ -46,6 +46,21 @@ def test_keep_alive_forms() -> None:
             parse_keep_alive(bad)
 
 
+def test_a_keep_alive_longer_than_gos_longest_duration_is_forever() -> None:
+    assert parse_keep_alive(1e300) == math.inf
+    assert parse_keep_alive(2**63) == math.inf
+    assert parse_keep_alive(9.3e9) == math.inf  # past MaxInt64 nanoseconds (~292 years)
+    assert parse_keep_alive(9.2e9) == 9.2e9
+    assert parse_env_duration("99999999999") == math.inf
+
+
+@pytest.mark.parametrize("text", ["2562048h", "9223372037s", "99999999999999999999ns"])
+def test_a_duration_string_that_overflows_is_gos_parse_error(text: str) -> None:
+    with pytest.raises(DurationError, match=f'time: invalid duration "{text}"'):
+        parse_keep_alive(text)
+    assert parse_go_duration("2562047h") == 2562047 * 3600  # the largest whole hour Go accepts
+
+
 def test_env_duration_accepts_plain_seconds() -> None:
     assert parse_env_duration("300") == 300
     assert parse_env_duration("-1") == math.inf

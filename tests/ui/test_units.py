@@ -76,7 +76,8 @@ def test_formatting() -> None:
     [
         (ApiError(0, "", "Connection refused"), "Cannot reach the pollama server"),
         (ApiError(0, "", "cancelled"), "Cancelled"),
-        (ApiError(500, "pull model manifest: file does not exist"), "no model with that name"),
+        (ApiError(500, "pull model manifest: file does not exist"), "no model with that name"),  # Ollama's status
+        (ApiError(404, "pull model manifest: file does not exist"), "no model with that name"),
         (ApiError(400, "invalid model name"), "not a valid model name"),
         (ApiError(500, "digest mismatch, file must be downloaded again"), "Retry"),
         (ApiError(404, "404 page not found"), "does not offer this yet"),

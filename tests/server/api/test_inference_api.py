@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -183,6 +184,21 @@ def test_ps_and_keep_alive(client: ollama.Client, server: LiveServer) -> None:
     assert [c.done_reason for c in client.generate(model="tiny", prompt="", stream=True)] == ["load"]
 
 
+def test_a_keep_alive_beyond_any_duration_is_forever(client: ollama.Client, server: LiveServer) -> None:
+    """Found by the fuzz: `keep_alive: 1e300` made every later `/api/ps` a 500 (no date that far ahead)."""
+    for huge in (1e300, 2**63, 9.3e9):
+        r = httpx.post(server.url + "/api/generate", json={"model": "tiny-eos", "keep_alive": huge}, timeout=60)
+        assert r.status_code == 200 and r.json()["done_reason"] == "load", r.text
+        ps = httpx.get(server.url + "/api/ps", timeout=10)
+        assert ps.status_code == 200, ps.text
+        entry = next(m for m in ps.json()["models"] if m["name"] == "tiny-eos:latest")
+        assert int(entry["expires_at"][:4]) > 2200, entry  # as keep_alive -1
+    r = httpx.post(server.url + "/api/generate", json={"model": "tiny-eos", "keep_alive": "3000000h"}, timeout=60)
+    assert (r.status_code, r.json()) == (400, {"error": 'time: invalid duration "3000000h"'})
+    unload = client.generate(model="tiny-eos", prompt="", keep_alive=0)
+    assert unload.done_reason == "unload"
+
+
 def test_runner_killed_mid_stream(client: ollama.Client, server: LiveServer) -> None:
     stream = client.generate(
         model="tiny", prompt="long", options={"temperature": 0, "num_predict": 100000}, stream=True
@@ -215,6 +231,37 @@ def test_disconnected_client_frees_its_slot(server: LiveServer, client: ollama.C
         return [r.done_reason for r in rs]
 
     assert asyncio.run(asyncio.wait_for(main(), 60)) == ["length"] * 4
+
+
+def test_a_client_that_goes_away_mid_stream_leaves_one_log_line(server: LiveServer) -> None:
+    """Issue 24: the route, the model and the tokens generated until the client left, once per request."""
+    long = {"num_predict": 100000}
+    requests = [
+        ("/api/generate", {"model": "tiny", "prompt": "go", "options": long}),
+        ("/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "go"}], "options": long}),
+        ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "go"}], "stream": True}),
+    ]
+    for route, body in requests:
+        start = len(server.log_path.read_bytes())
+        read = 0
+        with httpx.stream("POST", server.url + route, json=body, timeout=60) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                read += bool(line.strip())
+                if read == 5:
+                    break
+        pattern = re.compile(
+            rf"POST {re.escape(route)} tiny:latest: canceled by the client after (\d+) generated tokens"
+        )
+        found: list[str] = []
+        deadline = time.monotonic() + 30
+        while not found and time.monotonic() < deadline:  # the server notices on its next write
+            found = pattern.findall(server.log_path.read_bytes()[start:].decode(errors="replace"))
+            time.sleep(0.05)
+        time.sleep(0.5)  # a second line, if there were one, would come right after the first
+        found = pattern.findall(server.log_path.read_bytes()[start:].decode(errors="replace"))
+        assert len(found) == 1, (route, server.log())
+        assert int(found[0]) >= 4, found  # at least the tokens of the lines read (the role chunk has none)
 
 
 def test_embed(client: ollama.Client) -> None:

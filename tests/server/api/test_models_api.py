@@ -12,6 +12,7 @@ import ollama
 import pytest
 
 from server import OLLAMA_API_VERSION, __version__
+from tests.fixtures.gguf_models import write_llama_model
 from tests.support.live_server import LiveServer
 
 TEMPLATE = "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"
@@ -140,6 +141,29 @@ def test_create_autodetects_bundled_template(live_server: LiveServer, tiny_model
     assert shown.template is not None and shown.parameters is not None
     assert "<|im_start|>" in shown.template
     assert "<|im_end|>" in shown.parameters
+
+
+def test_show_gives_a_model_without_a_template_the_default_one(
+    live_server: LiveServer, tiny_model_path: Path, bert_model_path: Path, tmp_path: Path
+) -> None:
+    """Ollama's `GetModel` starts from `template.DefaultTemplate`: a bare GGUF shows `{{ .Prompt }}`."""
+    client = ollama.Client(host=live_server.url)
+    bare = write_llama_model(tmp_path / "bare.gguf", chat_template=None)
+    create_tiny(client, "bare", bare)
+    create_tiny(client, "bert", bert_model_path)
+    create_tiny(client, "auto", tiny_model_path)  # a GGUF template that matches a bundled one
+    for name in ("bare", "bert"):
+        shown = client.show(name)
+        assert shown.template == "{{ .Prompt }}", name
+        assert shown.modelfile is not None and "\nTEMPLATE {{ .Prompt }}\n" in shown.modelfile, shown.modelfile
+    assert "<|im_start|>" in (client.show("auto").template or "")
+    # and it is what the model renders with
+    prompt = httpx.post(
+        live_server.url + "/api/generate",
+        json={"model": "bare", "prompt": "say hi", "raw": False, "_debug_render_only": True},
+        timeout=30,
+    )
+    assert prompt.status_code == 200 and prompt.json()["_debug_info"]["rendered_template"] == "say hi"
 
 
 def bad(r: httpx.Response, status: int, text: str) -> None:

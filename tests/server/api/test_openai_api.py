@@ -535,6 +535,24 @@ def test_responses_api(client: openai.OpenAI, server: LiveServer) -> None:
 # ----------------------------------------------------------------------------- errors
 
 
+def test_an_unknown_v1_route_is_a_404_the_sdk_can_read(client: openai.OpenAI, server: LiveServer) -> None:
+    """Not Ollama's plain `404 page not found`, which the SDK cannot parse into a message."""
+    with pytest.raises(openai.NotFoundError, match=r"Invalid URL \(POST /v1/chat/completion\)") as info:
+        client.post("/chat/completion", body={"model": "tiny"}, cast_to=httpx.Response)
+    assert info.value.status_code == 404
+    assert info.value.body == {
+        "message": "Invalid URL (POST /v1/chat/completion)",
+        "type": "not_found_error",
+        "param": None,
+        "code": None,
+    }
+    with pytest.raises(openai.NotFoundError, match=r"Invalid URL \(GET /v1/files\)"):
+        client.files.list()
+    for path in ("/api/nope", "/v1x", "/nope/v1/models"):  # outside /v1/ Ollama's plain text stays
+        r = httpx.get(server.url + path)
+        assert (r.status_code, r.text, r.headers["content-type"]) == (404, "404 page not found", "text/plain")
+
+
 def test_errors_raise_typed_sdk_exceptions(client: openai.OpenAI, server: LiveServer) -> None:
     with pytest.raises(openai.NotFoundError, match="model 'ghost' not found"):
         client.chat.completions.create(model="ghost", messages=MESSAGES)

@@ -14,7 +14,7 @@ import pytest
 
 from server.registry.parts import PartSizing
 from server.store.manifest import MODEL
-from tests.support.live_server import LiveServer
+from tests.support.live_server import LiveServer, free_port
 from tests.support.registry import FaultProxy, Faults, RegistryServer, upload_model
 
 
@@ -54,7 +54,7 @@ def test_pull_errors_through_the_api(live_server: LiveServer, registry: Registry
     r = httpx.post(
         f"{url}/api/pull", json={"model": f"{registry.host}/library/none", "insecure": True, "stream": False}
     )
-    assert r.status_code == 500 and r.json() == {"error": "pull model manifest: file does not exist"}
+    assert r.status_code == 404 and r.json() == {"error": "pull model manifest: file does not exist"}
     for bad in ("../../etc/passwd", "a/../../b", "x:../y", ""):
         r = httpx.post(f"{url}/api/pull", json={"model": bad})
         assert r.status_code == 400 and r.json() == {"error": "invalid model name"}, bad
@@ -65,6 +65,27 @@ def test_pull_errors_through_the_api(live_server: LiveServer, registry: Registry
         f"{url}/api/push", json={"model": f"{registry.host}/library/none", "insecure": True, "stream": False}
     )
     assert r.status_code == 404
+
+
+def test_an_unreachable_registry_is_a_502_for_pull_push_and_create(
+    live_server: LiveServer, tiny_model_path: Path
+) -> None:
+    """The registry failed, not pollama: Bad Gateway (the spec's `RegistryUnreachable`), found by the fuzz."""
+    down = f"127.0.0.1:{free_port()}"
+    client = ollama.Client(host=live_server.url)
+    client.create(model=f"{down}/library/tiny", files={"m.gguf": client.create_blob(tiny_model_path)})
+    for route, body in (
+        ("/api/pull", {"model": f"{down}/library/ghost"}),
+        ("/api/push", {"model": f"{down}/library/tiny"}),
+        ("/api/create", {"model": "copy", "from": f"{down}/library/ghost"}),
+    ):
+        r = httpx.post(live_server.url + route, json={**body, "insecure": True, "stream": False}, timeout=60)
+        assert r.status_code == 502, (route, r.text)
+        assert f"cannot reach {down}" in r.json()["error"], route
+    r = httpx.post(live_server.url + "/api/pull", json={"model": f"{down}/library/ghost", "insecure": True})
+    assert r.status_code == 200  # a stream that has started ends with the error line instead
+    assert f"cannot reach {down}" in json.loads(r.text.splitlines()[-1])["error"]
+    assert [m.model for m in client.list().models] == [f"{down}/library/tiny:latest"]
 
 
 def test_pull_through_http_proxy_from_environment(

@@ -77,11 +77,11 @@ async def test_pull_removes_layers_the_new_tag_no_longer_uses(
 
 
 @pytest.mark.parametrize(
-    ("name", "insecure", "message"),
+    ("name", "insecure", "message", "status"),
     [
-        ("library/nope", True, "pull model manifest: file does not exist"),
-        ("library/m", False, "pull model manifest: TLS"),  # https to a plain-http registry
-        ("http://{host}/library/m", False, "insecure protocol http"),
+        ("library/nope", True, "pull model manifest: file does not exist", 404),
+        ("library/m", False, "pull model manifest: TLS", 502),  # https to a plain-http registry: no answer came
+        ("http://{host}/library/m", False, "insecure protocol http", 500),
     ],
 )
 async def test_pull_errors(
@@ -92,18 +92,20 @@ async def test_pull_errors(
     name: str,
     insecure: bool,
     message: str,
+    status: int,
 ) -> None:
     seed(registry_client, registry.host)
     text = name.format(host=registry.host) if "{host}" in name else f"{registry.host}/{name}"
     _, error = await run_error(make_service().pull(Name.parse(text), insecure=insecure))
     assert message in str(error)
-    assert error.status == 500
+    assert error.status == status
     assert store.list() == []
 
 
 async def test_unreachable_registry(make_service: MakeService) -> None:
     _, error = await run_error(make_service().pull(Name.parse("127.0.0.1:9/library/m"), insecure=True))
     assert str(error).startswith("pull model manifest: cannot reach 127.0.0.1:9")
+    assert error.status == 502
 
 
 @pytest.mark.parametrize(
