@@ -220,6 +220,13 @@ class RunnerClient:
         msg = await self._call(lambda rid: m.Tokenize(rid, text, add_special, parse_special))
         return list(msg.tokens)
 
+    async def token_pieces(
+        self, text: str, *, add_special: bool = True, parse_special: bool = True
+    ) -> list[tuple[int, str]]:
+        """Each token of `text` with its text as output renders it (invalid UTF-8 replaced)."""
+        msg = await self._call(lambda rid: m.Tokenize(rid, text, add_special, parse_special, True))
+        return list(zip(msg.tokens, msg.pieces or (), strict=True))
+
     async def detokenize(self, tokens: list[int] | tuple[int, ...]) -> str:
         msg = await self._call(lambda rid: m.Detokenize(rid, tuple(int(t) for t in tokens)))
         return str(msg.text)

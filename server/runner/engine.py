@@ -282,7 +282,10 @@ class Engine:
             elif isinstance(msg, m.Tokenize):
                 assert self.model is not None
                 tokens = self.model.tokenize(msg.text, add_special=msg.add_special, parse_special=msg.parse_special)
-                self._emit(m.Tokens(msg.id, tuple(tokens)))
+                pieces = None
+                if msg.with_pieces:
+                    pieces = tuple(self.model.piece(t).decode("utf-8", errors="replace") for t in tokens)
+                self._emit(m.Tokens(msg.id, tuple(tokens), pieces))
             elif isinstance(msg, m.Detokenize):
                 assert self.model is not None
                 self._emit(m.Text(msg.id, self.model.detokenize(msg.tokens)))

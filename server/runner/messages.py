@@ -145,6 +145,7 @@ class Tokenize:
     text: str
     add_special: bool = True
     parse_special: bool = True
+    with_pieces: bool = False  # answer each token's text too (`/api/tokenize`'s `with_pieces`)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ class Embedded:
 class Tokens:
     id: int
     tokens: tuple[int, ...]
+    pieces: tuple[str, ...] | None = None  # with `with_pieces`: each token's text, as output renders it
 
 
 @dataclass(frozen=True)
