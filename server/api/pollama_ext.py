@@ -131,6 +131,8 @@ def _remote_estimate(
         options,
         projectors=tuple(f"projector-{i}" for i in range(len(remote.projector_sizes))),
         adapters=tuple(f"adapter-{i}" for i in range(len(remote.adapter_sizes))),
+        model_params=remote.parameters,
+        file_sizes=remote.file_sizes,
     )
     return {
         "model": remote.name.display,
