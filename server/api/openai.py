@@ -6,6 +6,9 @@ calls the same inference service the native routes call, and re-shapes its
 answer: folded for `stream: false`, converted chunk by chunk into SSE frames
 otherwise. Errors keep the native status and take OpenAI's shape, so the
 official SDKs raise their typed exceptions (NotFoundError, BadRequestError…).
+A prompt cut to fit the context is never silent: a whole answer carries
+`X-Pollama-Truncated-Messages` / `X-Pollama-Truncated-Tokens`, a stream the
+same counts on its finishing chunk.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from quart import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from server.api.compat import openai as oa
+from server.api.compat.common import truncation_headers
 from server.api.compat.responses import ResponseBuilder, ResponsesStream, responses_request
 from server.api.context import services
 from server.api.http import json_response, parse_json_object, read_body, read_json
@@ -71,7 +75,9 @@ async def chat_completions() -> Response:
         return json_response(await fold(events, "message"))
     if not req.stream:
         final = await fold(events, "message")
-        return json_response(oa.chat_completion(final, id=oa.chat_id(), model=req.model))
+        return json_response(
+            oa.chat_completion(final, id=oa.chat_id(), model=req.model), headers=truncation_headers(final)
+        )
     first = await first_event(events)
     stream = oa.ChatStream(id=oa.chat_id(), model=req.model, include_usage=call.include_usage)
     return sse_stream(first, events, stream.frames, error_frame, tail=DONE)
@@ -90,7 +96,10 @@ async def completions() -> Response:
         return json_response(await fold(events, "response"))
     if not req.stream:
         final = await fold(events, "response")
-        return json_response(oa.text_completion(final, id=oa.completion_id(), model=req.model, echo_prompt=echo))
+        return json_response(
+            oa.text_completion(final, id=oa.completion_id(), model=req.model, echo_prompt=echo),
+            headers=truncation_headers(final),
+        )
     first = await first_event(events)
     stream = oa.CompletionStream(
         id=oa.completion_id(), model=req.model, include_usage=call.include_usage, echo_prompt=echo
@@ -162,7 +171,7 @@ async def responses() -> Response:
     events = services().inference.chat(req)
     if not req.stream:
         final = await fold(events, "message")
-        return json_response(ResponseBuilder(call, model=req.model).complete(final))
+        return json_response(ResponseBuilder(call, model=req.model).complete(final), headers=truncation_headers(final))
     first = await first_event(events)
     stream = ResponsesStream(call, model=req.model)
     return named_event_stream(first, events, start=stream.start, feed=stream.feed, fail=stream.failed)

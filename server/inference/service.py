@@ -230,6 +230,8 @@ class Inference:
                     if tail.thinking:
                         final["thinking"] = tail.thinking
                     final.update(self._stats(chunk, lease, started))
+                    if chunk.get("truncated_tokens"):
+                        final["truncated_tokens"] = chunk["truncated_tokens"]
                     if not req.raw and chunk.get("context") is not None:
                         final["context"] = chunk["context"]
                     yield final
@@ -372,6 +374,8 @@ class Inference:
                     final.update(self._stats(chunk, lease, started))
                     if fit.dropped:
                         final["truncated_messages"] = fit.dropped
+                    if chunk.get("truncated_tokens"):
+                        final["truncated_tokens"] = chunk["truncated_tokens"]
                     if report_stop and chunk.get("stop_sequence") in ((req.options or {}).get("stop") or ()):
                         final["stop_sequence"] = chunk["stop_sequence"]  # the client's, not the Modelfile's
                     yield final

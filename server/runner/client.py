@@ -55,6 +55,7 @@ class CompletionChunk:
     stop_sequence: str | None = None
     draft_count: int = 0  # speculative decoding: tokens drafted, and of those accepted
     draft_accepted_count: int = 0
+    truncated_tokens: int = 0  # prompt tokens the runner cut to fit the context
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ class RunnerClient:
                         stop_sequence=msg.stop_sequence,
                         draft_count=msg.draft_count,
                         draft_accepted_count=msg.draft_accepted_count,
+                        truncated_tokens=msg.truncated_tokens,
                         context=list(msg.context) if msg.context is not None else None,
                     )
                     return

@@ -92,6 +92,7 @@ class Sequence:
     drafted: list[int] = field(default_factory=list)  # this step's draft, decoded after next_token
     draft_rows: list[int] = field(default_factory=list)
     draft_stats: DraftStats = field(default_factory=DraftStats)
+    truncated: int = 0  # prompt tokens cut to fit the context, reported in `Done`
 
     def next_image(self) -> int | None:
         """Start position of the next image still to decode, if any."""
@@ -381,6 +382,7 @@ class Engine:
         try:
             n_ctx = self.n_ctx_slot
             num_keep = effective_num_keep(req.num_keep, len(tokens), n_ctx, model.add_bos)
+            whole = len(tokens)
             tokens, spans = truncate_with_images(tokens, spans, n_ctx, num_keep, req.truncate)
             chain = SamplerChain(model.vocab, model.n_vocab, req, n_ctx=n_ctx)
         except BaseException:
@@ -415,7 +417,8 @@ class Engine:
         pending = tokens[keep:]
         _note(
             f"request {rid}: slot {slot.seq_id}, {len(tokens)} prompt tokens ({keep} cached"
-            + (f", {len(spans)} images)" if spans else ")")
+            + (f", {len(spans)} images" if spans else "")
+            + (f", {whole - len(tokens)} cut to fit the context)" if whole > len(tokens) else ")")
         )
         return Sequence(
             id=rid,
@@ -433,6 +436,7 @@ class Engine:
             vision_prompt=vision_prompt,
             draft_max=draft_max,
             lookup=lookup,
+            truncated=whole - len(tokens),
         )
 
     def _tokenize(self, req: m.CompletionRequest) -> tuple[list[int], list[ImageSpan], VisionPrompt | None]:
@@ -688,6 +692,7 @@ class Engine:
                 stop_sequence=seq.text.matched,
                 draft_count=seq.draft_stats.drafted,
                 draft_accepted_count=seq.draft_stats.accepted,
+                truncated_tokens=seq.truncated,
             )
         )
         self.running.pop(seq.id, None)

@@ -199,6 +199,7 @@ class Done:
     stop_sequence: str | None = None  # which of the request's stop strings ended it
     draft_count: int = 0  # tokens drafted for speculative decoding
     draft_accepted_count: int = 0  # of those, tokens the model accepted
+    truncated_tokens: int = 0  # prompt tokens cut to fit the slot's context (after num_keep)
 
 
 @dataclass(frozen=True)
