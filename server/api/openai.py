@@ -1,5 +1,6 @@
 """OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/embeddings,
-/v1/models, /v1/models/{model}, /v1/responses (Ollama's `middleware/openai.go`).
+/v1/models, /v1/models/{model}, /v1/responses (Ollama's `middleware/openai.go`), and /v1/rerank
+(not OpenAI's: the Jina/Cohere shape that llama-server serves).
 
 Each handler translates the body into a native request (`server.api.compat`),
 calls the same inference service the native routes call, and re-shapes its
@@ -28,6 +29,7 @@ from server.api.http import json_response, parse_json_object, read_body, read_js
 from server.api.inference import fold
 from server.api.sse import DONE, first_event, frame, named_event_stream, sse_stream
 from server.errors import BadRequest, NotFound, PollamaError
+from server.inference.rerank import RerankRequest
 from server.store.names import Name
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,30 @@ async def embeddings() -> Response:
     req, encoding = oa.embed_request(await read_json())
     native = await services().inference.embed(req)
     return json_response(oa.embedding_list(native, model=req.model, encoding=encoding))
+
+
+# ---------------------------------------------------------------------------- rerank
+
+
+@bp.route("/v1/rerank", methods=["POST"])
+async def rerank() -> Response:
+    """The Jina/Cohere shape llama-server serves and LiteLLM's `rerank()` speaks."""
+    req = RerankRequest.from_json(await read_json(), return_documents=False)
+    ranked, tokens = await services().inference.rerank(req)
+    results = []
+    for r in ranked:
+        entry: dict[str, Any] = {"index": r.index, "relevance_score": r.relevance_score}
+        if req.return_documents:
+            entry["document"] = {"text": r.document}
+        results.append(entry)
+    return json_response(
+        {
+            "model": req.model,
+            "object": "list",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "results": results,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- models

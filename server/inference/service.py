@@ -21,6 +21,7 @@ from server.errors import BadRequest, NotFound, PollamaError
 from server.inference import runner_calls
 from server.inference.output import OutputPipeline
 from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
+from server.inference.rerank import Ranked, RerankRequest, ranking
 from server.inference.token_requests import DetokenizeRequest, TokenizeRequest, out_of_vocabulary
 from server.options import DEFAULT_OPTIONS, validate_options
 from server.prompt import (
@@ -433,6 +434,26 @@ class Inference:
             stats["draft_count"] = chunk["draft_count"]
             stats["draft_accepted_count"] = chunk.get("draft_accepted_count", 0)
         return stats
+
+    # ---- rerank -----------------------------------------------------------------------------
+
+    async def rerank(self, req: RerankRequest) -> tuple[list[Ranked], int]:
+        """The documents best first (at most `top_n`) and the tokens the pairs took. Only a
+        reranker (a GGUF with rank pooling and a classification head) can score pairs; any
+        other model is a 400 before anything loads."""
+        model = self._lookup(req.model, f"model '{req.model}' not found")
+        caps = await asyncio.to_thread(capabilities, model)
+        if "rerank" not in caps:
+            raise BadRequest(
+                f'"{model.name.model}" does not support rerank: it has no classification head '
+                "(llama.cpp's rank pooling); use a reranker model such as bge-reranker"
+            )
+        lease = await self._acquire(model, self._options(model, req.options), req.keep_alive)
+        async with lease:
+            if not req.documents:
+                return [], 0
+            result = await lease.runner.rerank(req.query, list(req.documents), truncate=req.truncate)
+        return ranking(req.documents, list(result.scores), req.top_n), int(result.prompt_eval_count)
 
     # ---- tokens -----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ __all__ = [
     "CompletionRequest",
     "EmbedResult",
     "LoadOptions",
+    "RerankResult",
     "RunnerClient",
     "RunnerInfo",
     "runner_command",
@@ -61,6 +62,12 @@ class CompletionChunk:
 @dataclass(frozen=True)
 class EmbedResult:
     vectors: list[list[float]]
+    prompt_eval_count: int
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    scores: list[float]  # one per document, in the request's order
     prompt_eval_count: int
 
 
@@ -217,6 +224,10 @@ class RunnerClient:
     ) -> EmbedResult:
         msg = await self._call(lambda rid: m.Embed(rid, tuple(inputs), truncate, normalize, dimensions))
         return EmbedResult([list(v) for v in msg.vectors], msg.prompt_eval_count)
+
+    async def rerank(self, query: str, documents: list[str], *, truncate: bool = True) -> RerankResult:
+        msg = await self._call(lambda rid: m.Rerank(rid, query, tuple(documents), truncate))
+        return RerankResult(list(msg.scores), msg.prompt_eval_count)
 
     async def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         msg = await self._call(lambda rid: m.Tokenize(rid, text, add_special, parse_special))

@@ -140,6 +140,16 @@ class Embed:
 
 
 @dataclass(frozen=True)
+class Rerank:
+    """Score each document against the query (a reranker model: rank pooling)."""
+
+    id: int
+    query: str
+    documents: tuple[str, ...]
+    truncate: bool = True
+
+
+@dataclass(frozen=True)
 class Tokenize:
     id: int
     text: str
@@ -210,6 +220,15 @@ class Embedded:
 
 
 @dataclass(frozen=True)
+class Ranked:
+    """The relevance score of each document of a `Rerank`, in the request's order."""
+
+    id: int
+    scores: tuple[float, ...]
+    prompt_eval_count: int
+
+
+@dataclass(frozen=True)
 class Tokens:
     id: int
     tokens: tuple[int, ...]
@@ -244,8 +263,8 @@ class Shutdown:
     """Not a wire message: the reader puts it in the engine's inbox when stdin closes."""
 
 
-ToRunner = Load | Completion | Embed | Tokenize | Detokenize | Cancel | Health
-FromRunner = Loaded | Piece | Done | Embedded | Tokens | Text | HealthReply | Error
+ToRunner = Load | Completion | Embed | Rerank | Tokenize | Detokenize | Cancel | Health
+FromRunner = Loaded | Piece | Done | Embedded | Ranked | Tokens | Text | HealthReply | Error
 
 MESSAGE_TYPES: dict[str, type] = {
     cls.__name__.lower(): cls
@@ -253,6 +272,7 @@ MESSAGE_TYPES: dict[str, type] = {
         Load,
         Completion,
         Embed,
+        Rerank,
         Tokenize,
         Detokenize,
         Cancel,
@@ -261,6 +281,7 @@ MESSAGE_TYPES: dict[str, type] = {
         Piece,
         Done,
         Embedded,
+        Ranked,
         Tokens,
         Text,
         HealthReply,
