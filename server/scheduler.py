@@ -9,6 +9,7 @@ runs keep-alive timers, and forgets a runner the moment its process dies.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from server.config import Config
+from server.context_length import ContextChoice, explicit_context, fitting_context
 from server.errors import PollamaError, RequestCanceled, ServerBusy
 from server.gpu import Device, SystemMemory, gpu_devices, system_memory
 from server.options import RUNNER_OPTIONS
@@ -55,6 +57,10 @@ class RunnerSpec:
     embedding: bool = False
     flash_attention: bool | None = None
     kv_cache_type: str = ""
+    #: Where num_ctx came from ("request", "model", "env", "memory") and why, for /api/ps;
+    #: not part of what a reload compares.
+    context_source: str = field(default="", compare=False)
+    context_reason: str = field(default="", compare=False)
 
     @property
     def key(self) -> tuple[str, tuple[str, ...], tuple[str, ...], str | None]:
@@ -281,14 +287,18 @@ class Scheduler:
         path = model.model_path
         if path is None:
             raise PollamaError(f"model '{model.name.display}' has no weights layer")
+        adapters = tuple(str(p) for p in model.adapter_paths)
+        projectors = tuple(str(p) for p in model.projector_paths)
         return self.spec_from(
             model.gguf(),
             str(path),
             options,
-            adapters=tuple(str(p) for p in model.adapter_paths),
-            projectors=tuple(str(p) for p in model.projector_paths),
+            adapters=adapters,
+            projectors=projectors,
             draft=str(model.draft_path) if model.draft_path else None,
             embedding=embedding,
+            model_params=model.parameters,
+            file_sizes=_file_sizes((str(path), *projectors, *adapters)),
         )
 
     def spec_from(
@@ -301,30 +311,69 @@ class Scheduler:
         projectors: tuple[str, ...] = (),
         draft: str | None = None,
         embedding: bool = False,
+        model_params: dict[str, Any] | None = None,
+        file_sizes: int = 0,
     ) -> RunnerSpec:
         """The runner a request with `options` would load for weights described by `info`.
 
         Apart from `spec_for` so that a model not pulled yet (its GGUF header read over
-        the network, `/api/pollama/estimate`) gets the very spec the pulled one will."""
+        the network, `/api/pollama/estimate`) gets the very spec the pulled one will.
+        `model_params` (the model's own parameters) tell a Modelfile's num_ctx from the
+        request's; `file_sizes` (weights, projectors, adapters) feed the estimate that picks
+        a context when nothing sets one (`server/context_length.py`)."""
         trained = info.context_length if info else None
-        choice = clamp_load_options(options, self.config.context_length, trained, vision=bool(projectors))
         is_embedding = embedding or (info is not None and info.is_embedding)
-        return RunnerSpec(
+        spec = RunnerSpec(
             model_path=model_path,
             adapters=adapters,
             projectors=projectors,
             draft=None if embedding or (info is not None and info.is_embedding) else draft,
-            num_ctx=choice.num_ctx,
             num_parallel=1 if is_embedding else self.config.num_parallel,
-            num_batch=choice.num_batch,
-            num_gpu=choice.num_gpu,
-            main_gpu=choice.main_gpu,
             use_mmap=options.get("use_mmap"),
-            num_thread=choice.num_thread,
             embedding=is_embedding,
             flash_attention=self.config.flash_attention,
             kv_cache_type=self.config.kv_cache_type,
         )
+        context = explicit_context(options, model_params, self.config.context_length)
+        if context is None:
+            context = self._context_from_memory(spec, info, options, file_sizes)
+        sized = {**options, "num_ctx": context.num_ctx}
+        choice = clamp_load_options(sized, self.config.context_length, trained, vision=bool(projectors))
+        reason = context.reason
+        if choice.num_ctx < context.num_ctx:
+            reason += f"; capped at the model's trained context ({choice.num_ctx})"
+        elif choice.num_ctx > context.num_ctx:
+            reason += f"; raised to {choice.num_ctx}, the least a model with a projector gets"
+        return dataclasses.replace(
+            spec,
+            num_ctx=choice.num_ctx,
+            num_batch=choice.num_batch,
+            num_gpu=choice.num_gpu,
+            main_gpu=choice.main_gpu,
+            num_thread=choice.num_thread,
+            context_source=context.source,
+            context_reason=reason,
+        )
+
+    def _context_from_memory(
+        self, spec: RunnerSpec, info: GGUFInfo | None, options: dict[str, Any], file_sizes: int
+    ) -> ContextChoice:
+        """The longest context whose estimate fits the memory this model would load into;
+        the one a runner of the same weights already chose while it stays loaded (its own
+        memory is no longer free, and choosing again would reload it with less)."""
+        loaded = self._loaded.get(spec.key)
+        if loaded is not None and not loaded.closing and loaded.spec.context_source == "memory":
+            return ContextChoice(loaded.spec.num_ctx, "memory", loaded.spec.context_reason)
+        trained = info.context_length if info else None
+        probe = dataclasses.replace(spec, num_gpu=int(options.get("num_gpu", -1)))
+        free = self._free_memory(probe)
+        num_batch = max(1, int(options.get("num_batch", 512)))
+
+        def cost(num_ctx: int) -> int:
+            sized = dataclasses.replace(probe, num_ctx=num_ctx, num_batch=min(num_batch, num_ctx))
+            return estimate_memory(sized, info, file_sizes).total
+
+        return fitting_context(trained, free, cost)
 
     async def acquire(self, model: Model, spec: RunnerSpec, keep_alive: float | None) -> Lease:
         """Get a runner for `spec`, loading (and evicting) as needed; waits its turn."""
@@ -390,6 +439,7 @@ class Scheduler:
                     "size_vram": loaded.size_vram,
                     "context_length": loaded.spec.num_ctx,
                     **_worker_split(loaded.client),
+                    "context_length_reason": loaded.spec.context_reason,
                 }
             )
         entries.sort(key=lambda e: e["expires_at"], reverse=True)
@@ -487,7 +537,7 @@ class Scheduler:
         while len(self._loaded) >= limit:
             await self._evict_one()
         info = model.gguf()
-        sizes = sum(Path(p).stat().st_size for p in (spec.model_path, *spec.projectors, *spec.adapters))
+        sizes = _file_sizes((spec.model_path, *spec.projectors, *spec.adapters))
         estimate = estimate_memory(spec, info, sizes)
         while self._loaded:
             free = self._free_memory(spec)
@@ -496,7 +546,9 @@ class Scheduler:
             log.info("evicting to fit %s (needs %d bytes, %d free)", model.name.display, estimate.total, free)
             await self._evict_one()
         timeout = None if math.isinf(self.config.load_timeout) else self.config.load_timeout
-        log.info("loading %s (ctx %d × %d)", model.name.display, spec.num_ctx, spec.num_parallel)
+        log.info(
+            "loading %s (ctx %d × %d: %s)", model.name.display, spec.num_ctx, spec.num_parallel, spec.context_reason
+        )
         client = await self._start_runner(spec, timeout)
         size, size_vram = _reported_sizes(client, estimate)
         loaded = Loaded(
@@ -542,3 +594,15 @@ def _reported_sizes(client: Any, estimate: MemoryEstimate) -> tuple[int, int]:
     size = getattr(info, "size", None) or getattr(info, "memory_total", None)
     vram = getattr(info, "size_vram", None)
     return int(size or estimate.total), int(vram or 0)
+
+
+def _file_sizes(paths: tuple[str, ...]) -> int:
+    """Bytes of a model's files: the weights part of its estimate. A file gone missing counts
+    nothing here; the runner then says which file it cannot load."""
+    total = 0
+    for p in paths:
+        try:
+            total += Path(p).stat().st_size
+        except OSError:
+            pass
+    return total

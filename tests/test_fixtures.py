@@ -283,6 +283,30 @@ def test_bert_embeds(bert_model_path: Path) -> None:
     assert a == b and a != c
 
 
+def test_bert_reranker_scores_pairs(bert_reranker_path: Path) -> None:
+    from server.runner.backend import Batch, Context, ContextSpec, Model  # noqa: PLC0415 (needs llama_cpp)
+
+    r = gguf.GGUFReader(bert_reranker_path)
+    assert _field(r, "bert.pooling_type") == gguf.PoolingType.RANK
+    assert {"cls.weight", "cls.bias", "cls.output.weight", "cls.output.bias"} <= {t.name for t in r.tensors}
+    model = Model(str(bert_reranker_path), n_gpu_layers=0, main_gpu=0, use_mmap=None)
+    ctx = Context(model, ContextSpec(n_ctx=256, n_seq_max=2, n_batch=256, n_ubatch=256, n_threads=1, embeddings=True))
+    batch = Batch(256)
+    try:
+        assert model.n_cls_out == 1 and ctx.pooling == llama_cpp.LLAMA_POOLING_TYPE_RANK
+        for seq, text in enumerate(("cats eat fish", "the sky is blue")):
+            for pos, token in enumerate(model.tokenize(text, add_special=True, parse_special=False)):
+                batch.add(token, pos, seq, True)
+        assert ctx.decode(batch) == 0
+        a, b = ctx.embedding_seq(0), ctx.embedding_seq(1)
+        assert a is not None and b is not None and a.shape == b.shape == (1,)
+        assert np.isfinite([a[0], b[0]]).all() and a[0] != b[0]
+    finally:
+        batch.close()
+        ctx.close()
+        model.close()
+
+
 def test_broken_files_are_rejected(truncated_gguf_path: Path, bad_magic_path: Path, tiny_model_path: Path) -> None:
     size = tiny_model_path.stat().st_size
     assert truncated_gguf_path.stat().st_size < size

@@ -1,10 +1,12 @@
-"""Anthropic-compatible route: POST /v1/messages (Ollama's `middleware/anthropic.go` `AnthropicMessagesMiddleware`).
+"""Anthropic-compatible routes: POST /v1/messages (Ollama's `middleware/anthropic.go` `AnthropicMessagesMiddleware`) and /v1/messages/count_tokens.
 
 Translates to a native chat (thinking is dropped silently for models that
 cannot think, as Ollama's Anthropic layer does, hence `strict_think=False`),
 and re-shapes the answer into a `message` or the event stream
 message_start → content_block_start/delta/stop… → message_delta → message_stop.
 Errors use Anthropic's envelope, so the SDK raises its typed exceptions.
+`count_tokens` (which Anthropic's SDK calls as `messages.count_tokens`; Ollama
+has the types but no route) counts the prompt the messages route would render.
 """
 
 from __future__ import annotations
@@ -57,3 +59,10 @@ async def messages() -> Response:
     first = await first_event(events)
     stream = an.MessagesStream(id=an.message_id(), model=req.model, estimated_input_tokens=call.estimated_input_tokens)
     return named_event_stream(first, events, start=stream.start, feed=stream.feed, fail=stream.error)
+
+
+@bp.route("/v1/messages/count_tokens", methods=["POST"])
+async def count_tokens() -> Response:
+    call = an.messages_request(await read_json(), counting=True)
+    count = await services().inference.count_chat(call.request, strict_think=False)
+    return json_response({"input_tokens": count.tokens})

@@ -1,4 +1,6 @@
-"""Ollama's generation routes: /api/generate, /api/chat, /api/embed, /api/embeddings.
+"""Ollama's generation routes: /api/generate, /api/chat, /api/embed, /api/embeddings, and
+the model's tokenizer: /api/tokenize, /api/detokenize (as llama-server's `/tokenize`,
+`/detokenize`; Ollama has none), and /api/rerank for reranker models.
 
 Handlers parse into typed requests, call the inference service, and either
 stream its objects as NDJSON or fold them into one response.
@@ -15,6 +17,8 @@ from server.api.context import services
 from server.api.http import error_response, json_response, ndjson, read_json
 from server.errors import BadRequest, PollamaError
 from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest, parse_keep_alive_field, parse_options
+from server.inference.rerank import RerankRequest
+from server.inference.token_requests import DetokenizeRequest, TokenizeRequest
 
 bp = Blueprint("inference", __name__)
 
@@ -67,6 +71,31 @@ async def embeddings() -> Response:
     keep_alive = parse_keep_alive_field(body)
     options = parse_options(body.get("options"))
     return json_response(await services().inference.embeddings(model, prompt, options, keep_alive))
+
+
+@bp.route("/api/rerank", methods=["POST"])
+async def rerank() -> Response:
+    req = RerankRequest.from_json(await read_json())
+    ranked, _ = await services().inference.rerank(req)
+    results = []
+    for r in ranked:
+        entry: dict[str, Any] = {"index": r.index, "relevance_score": r.relevance_score}
+        if req.return_documents:
+            entry["document"] = r.document
+        results.append(entry)
+    return json_response({"model": req.model, "results": results})
+
+
+@bp.route("/api/tokenize", methods=["POST"])
+async def tokenize() -> Response:
+    req = TokenizeRequest.from_json(await read_json())
+    return json_response(await services().inference.tokenize(req))
+
+
+@bp.route("/api/detokenize", methods=["POST"])
+async def detokenize() -> Response:
+    req = DetokenizeRequest.from_json(await read_json())
+    return json_response(await services().inference.detokenize(req))
 
 
 async def fold(events: AsyncIterator[dict[str, Any]], kind: str) -> dict[str, Any]:

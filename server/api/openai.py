@@ -1,11 +1,15 @@
 """OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/embeddings,
-/v1/models, /v1/models/{model}, /v1/responses (Ollama's `middleware/openai.go`).
+/v1/models, /v1/models/{model}, /v1/responses (Ollama's `middleware/openai.go`), and /v1/rerank
+(not OpenAI's: the Jina/Cohere shape that llama-server serves).
 
 Each handler translates the body into a native request (`server.api.compat`),
 calls the same inference service the native routes call, and re-shapes its
 answer: folded for `stream: false`, converted chunk by chunk into SSE frames
 otherwise. Errors keep the native status and take OpenAI's shape, so the
 official SDKs raise their typed exceptions (NotFoundError, BadRequestError…).
+A prompt cut to fit the context is never silent: a whole answer carries
+`X-Pollama-Truncated-Messages` / `X-Pollama-Truncated-Tokens`, a stream the
+same counts on its finishing chunk.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from quart import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from server.api.compat import openai as oa
+from server.api.compat.common import truncation_headers
 from server.api.compat.responses import ResponseBuilder, ResponsesStream, responses_request
 from server.api.context import services
 from server.api.http import json_response, parse_json_object, read_body, read_json
 from server.api.inference import fold
 from server.api.sse import DONE, first_event, frame, named_event_stream, sse_stream
 from server.errors import BadRequest, NotFound, PollamaError
+from server.inference.rerank import RerankRequest
 from server.store.names import Name
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,9 @@ async def chat_completions() -> Response:
         return json_response(await fold(events, "message"))
     if not req.stream:
         final = await fold(events, "message")
-        return json_response(oa.chat_completion(final, id=oa.chat_id(), model=req.model))
+        return json_response(
+            oa.chat_completion(final, id=oa.chat_id(), model=req.model), headers=truncation_headers(final)
+        )
     first = await first_event(events)
     stream = oa.ChatStream(id=oa.chat_id(), model=req.model, include_usage=call.include_usage)
     return sse_stream(first, events, stream.frames, error_frame, tail=DONE)
@@ -90,7 +98,10 @@ async def completions() -> Response:
         return json_response(await fold(events, "response"))
     if not req.stream:
         final = await fold(events, "response")
-        return json_response(oa.text_completion(final, id=oa.completion_id(), model=req.model, echo_prompt=echo))
+        return json_response(
+            oa.text_completion(final, id=oa.completion_id(), model=req.model, echo_prompt=echo),
+            headers=truncation_headers(final),
+        )
     first = await first_event(events)
     stream = oa.CompletionStream(
         id=oa.completion_id(), model=req.model, include_usage=call.include_usage, echo_prompt=echo
@@ -106,6 +117,30 @@ async def embeddings() -> Response:
     req, encoding = oa.embed_request(await read_json())
     native = await services().inference.embed(req)
     return json_response(oa.embedding_list(native, model=req.model, encoding=encoding))
+
+
+# ---------------------------------------------------------------------------- rerank
+
+
+@bp.route("/v1/rerank", methods=["POST"])
+async def rerank() -> Response:
+    """The Jina/Cohere shape llama-server serves and LiteLLM's `rerank()` speaks."""
+    req = RerankRequest.from_json(await read_json(), return_documents=False)
+    ranked, tokens = await services().inference.rerank(req)
+    results = []
+    for r in ranked:
+        entry: dict[str, Any] = {"index": r.index, "relevance_score": r.relevance_score}
+        if req.return_documents:
+            entry["document"] = {"text": r.document}
+        results.append(entry)
+    return json_response(
+        {
+            "model": req.model,
+            "object": "list",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "results": results,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- models
@@ -162,7 +197,7 @@ async def responses() -> Response:
     events = services().inference.chat(req)
     if not req.stream:
         final = await fold(events, "message")
-        return json_response(ResponseBuilder(call, model=req.model).complete(final))
+        return json_response(ResponseBuilder(call, model=req.model).complete(final), headers=truncation_headers(final))
     first = await first_event(events)
     stream = ResponsesStream(call, model=req.model)
     return named_event_stream(first, events, start=stream.start, feed=stream.feed, fail=stream.failed)

@@ -6,6 +6,8 @@ the desktop app needs both. The estimate of a model not pulled yet reads its
 manifest and GGUF header from the registry (`server/registry/remote_model.py`)
 and is then computed by the very code a local model's is.
 `/api/version` answers with the Ollama API version, so pollama's own is here.
+`/api/pollama/count` says how many tokens a chat request takes once its template
+is applied, before sending it (Ollama reports it only after generating).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from server.api.http import field, json_response, read_json
 from server.config import Config
 from server.errors import BadRequest, PollamaError
 from server.gpu import backend_report, gpu_devices, system_memory
+from server.inference.requests import ChatRequest
 from server.options import DEFAULT_OPTIONS, validate_options
 from server.registry.errors import Unreachable
 from server.registry.remote_model import RemoteModel, inspect
@@ -64,6 +67,14 @@ def ggml_json(report: BackendReport) -> dict[str, object]:
         "cpu_features": list(report.cpu_features),
         "skipped": [{"backend": s.backend, "library": s.library, "reason": s.reason} for s in report.skipped],
     }
+
+
+@bp.route("/api/pollama/count", methods=["POST"])
+async def count() -> Response:
+    """A native `/api/chat` body → its prompt's token count and the context it would run in."""
+    body = await read_json()
+    count = await services().inference.count_chat(ChatRequest.from_json(body))
+    return json_response({"model": body.get("model"), "tokens": count.tokens, "context_length": count.context_length})
 
 
 @bp.route("/api/pollama/estimate", methods=["POST"])
@@ -120,6 +131,8 @@ def _remote_estimate(
         options,
         projectors=tuple(f"projector-{i}" for i in range(len(remote.projector_sizes))),
         adapters=tuple(f"adapter-{i}" for i in range(len(remote.adapter_sizes))),
+        model_params=remote.parameters,
+        file_sizes=remote.file_sizes,
     )
     return {
         "model": remote.name.display,

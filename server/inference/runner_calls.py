@@ -119,6 +119,7 @@ async def completion(
                     "stop_sequence": chunk.stop_sequence,
                     "draft_count": chunk.draft_count,
                     "draft_accepted_count": chunk.draft_accepted_count,
+                    "truncated_tokens": chunk.truncated_tokens,
                 }
                 return
             yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs, "eval_count": chunk.eval_count}

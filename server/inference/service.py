@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from server import usage
@@ -20,8 +21,11 @@ from server.errors import BadRequest, NotFound, PollamaError
 from server.inference import runner_calls
 from server.inference.output import OutputPipeline
 from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
+from server.inference.rerank import Ranked, RerankRequest, ranking
+from server.inference.token_requests import DetokenizeRequest, TokenizeRequest, out_of_vocabulary
 from server.options import DEFAULT_OPTIONS, validate_options
 from server.prompt import (
+    IMAGE_TOKENS,
     ChatTemplate,
     JinjaTemplate,
     Message,
@@ -46,6 +50,26 @@ Template = ChatTemplate | JinjaTemplate
 #: that a completion its client gave up on is logged with the route it came in on (the service knows
 #: the model and the tokens, not the route, and the compat APIs all end up here).
 REQUEST_ROUTE: ContextVar[str] = ContextVar("pollama_request_route", default="")
+
+
+@dataclass(frozen=True)
+class ChatParts:
+    """What a chat's prompt is rendered from once its request is checked (`_chat_parts`)."""
+
+    think: bool | str | None
+    template: Template
+    options: dict[str, Any]
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    format: Any
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """A chat request's size in tokens and the context a runner for it holds per request."""
+
+    tokens: int
+    context_length: int
 
 
 class Inference:
@@ -207,6 +231,8 @@ class Inference:
                     if tail.thinking:
                         final["thinking"] = tail.thinking
                     final.update(self._stats(chunk, lease, started))
+                    if chunk.get("truncated_tokens"):
+                        final["truncated_tokens"] = chunk["truncated_tokens"]
                     if not req.raw and chunk.get("context") is not None:
                         final["context"] = chunk["context"]
                     yield final
@@ -227,26 +253,12 @@ class Inference:
 
     # ---- chat ----------------------------------------------------------------------------------
 
-    async def chat(
-        self, req: ChatRequest, *, strict_think: bool = True, report_stop: bool = False
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Native chat chunks. `report_stop` adds `stop_sequence` (which of the request's own
-        stop strings ended the reply) to the final chunk: Anthropic's API has the field,
-        Ollama's has not."""
-        started = time.perf_counter()
-        if not req.model:
-            raise BadRequest("model is required")
-        model = self._lookup(req.model, f"model '{req.model}' not found", BadRequest("model is required"))
-        if req.only_loads and req.keep_alive == 0:
-            await self.scheduler.expire(model)
-            yield {
-                "model": req.model,
-                "created_at": utc_now(),
-                "message": {"role": "assistant", "content": ""},
-                "done": True,
-                "done_reason": "unload",
-            }
-            return
+    async def _chat_parts(self, model: Model, req: ChatRequest, strict_think: bool) -> ChatParts:
+        """What a chat renders its prompt from, checked against the model's capabilities:
+        the thinking setting, the template, the options, the whole conversation (the
+        Modelfile's messages and system prompt first), the tools `tool_choice` leaves and
+        the format (a forced call's grammar). Chat and token counting share it, so a count
+        is of the very prompt the chat would send."""
         caps = await asyncio.to_thread(capabilities, model)
         if "completion" not in caps:
             raise BadRequest(f'"{model.name.model}" does not support chat')
@@ -268,6 +280,37 @@ class Inference:
         messages = list(model.messages) + list(req.messages)
         if model.system and (not req.messages or req.messages[0].get("role") != "system"):
             messages.insert(0, {"role": "system", "content": model.system})
+        return ChatParts(think, template, options, messages, tools, fmt)
+
+    async def chat(
+        self, req: ChatRequest, *, strict_think: bool = True, report_stop: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Native chat chunks. `report_stop` adds `stop_sequence` (which of the request's own
+        stop strings ended the reply) to the final chunk: Anthropic's API has the field,
+        Ollama's has not."""
+        started = time.perf_counter()
+        if not req.model:
+            raise BadRequest("model is required")
+        model = self._lookup(req.model, f"model '{req.model}' not found", BadRequest("model is required"))
+        if req.only_loads and req.keep_alive == 0:
+            await self.scheduler.expire(model)
+            yield {
+                "model": req.model,
+                "created_at": utc_now(),
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "unload",
+            }
+            return
+        parts = await self._chat_parts(model, req, strict_think)
+        think, template, options, messages, tools, fmt = (
+            parts.think,
+            parts.template,
+            parts.options,
+            parts.messages,
+            parts.tools,
+            parts.format,
+        )
 
         def render(msgs: list[Message]) -> str:
             return render_chat(template, msgs, tools=tools, think=think)
@@ -332,6 +375,8 @@ class Inference:
                     final.update(self._stats(chunk, lease, started))
                     if fit.dropped:
                         final["truncated_messages"] = fit.dropped
+                    if chunk.get("truncated_tokens"):
+                        final["truncated_tokens"] = chunk["truncated_tokens"]
                     if report_stop and chunk.get("stop_sequence") in ((req.options or {}).get("stop") or ()):
                         final["stop_sequence"] = chunk["stop_sequence"]  # the client's, not the Modelfile's
                     yield final
@@ -389,6 +434,69 @@ class Inference:
             stats["draft_count"] = chunk["draft_count"]
             stats["draft_accepted_count"] = chunk.get("draft_accepted_count", 0)
         return stats
+
+    # ---- rerank -----------------------------------------------------------------------------
+
+    async def rerank(self, req: RerankRequest) -> tuple[list[Ranked], int]:
+        """The documents best first (at most `top_n`) and the tokens the pairs took. Only a
+        reranker (a GGUF with rank pooling and a classification head) can score pairs; any
+        other model is a 400 before anything loads."""
+        model = self._lookup(req.model, f"model '{req.model}' not found")
+        caps = await asyncio.to_thread(capabilities, model)
+        if "rerank" not in caps:
+            raise BadRequest(
+                f'"{model.name.model}" does not support rerank: it has no classification head '
+                "(llama.cpp's rank pooling); use a reranker model such as bge-reranker"
+            )
+        lease = await self._acquire(model, self._options(model, req.options), req.keep_alive)
+        async with lease:
+            if not req.documents:
+                return [], 0
+            result = await lease.runner.rerank(req.query, list(req.documents), truncate=req.truncate)
+        return ranking(req.documents, list(result.scores), req.top_n), int(result.prompt_eval_count)
+
+    # ---- tokens -----------------------------------------------------------------------------
+
+    async def count_chat(self, req: ChatRequest, *, strict_think: bool = True) -> TokenCount:
+        """The tokens of a whole chat request once its template is applied: what `/api/chat`
+        would put in the context before truncation (images at the fixed cost chat's fitting
+        counts for a model with a projector), and the context it would run in."""
+        model = self._lookup(req.model, f"model '{req.model}' not found", BadRequest("model is required"))
+        parts = await self._chat_parts(model, req, strict_think)
+        prompt = await asyncio.to_thread(
+            render_chat, parts.template, parts.messages, tools=parts.tools, think=parts.think
+        )
+        images = sum(len(m.get("images") or []) for m in parts.messages) if model.projector_paths else 0
+        lease = await self._acquire(model, parts.options, req.keep_alive)
+        async with lease:
+            tokens = await lease.runner.tokenize(prompt)
+            num_ctx = lease.spec.num_ctx
+        return TokenCount(len(tokens) + IMAGE_TOKENS * images, num_ctx)
+
+    async def tokenize(self, req: TokenizeRequest) -> dict[str, Any]:
+        model = self._lookup(req.model, f"model '{req.model}' not found")
+        lease = await self._acquire(model, self._options(model, req.options), req.keep_alive)
+        async with lease:
+            if req.with_pieces:
+                pairs = await lease.runner.token_pieces(
+                    req.content, add_special=req.add_special, parse_special=req.parse_special
+                )
+                tokens: list[Any] = [{"id": t, "piece": piece} for t, piece in pairs]
+            else:
+                tokens = await lease.runner.tokenize(
+                    req.content, add_special=req.add_special, parse_special=req.parse_special
+                )
+        return {"model": req.model, "tokens": tokens}
+
+    async def detokenize(self, req: DetokenizeRequest) -> dict[str, Any]:
+        model = self._lookup(req.model, f"model '{req.model}' not found")
+        lease = await self._acquire(model, self._options(model, req.options), req.keep_alive)
+        async with lease:
+            error = out_of_vocabulary(req.tokens, int(lease.runner.info.n_vocab))
+            if error is not None:
+                raise error
+            text = await lease.runner.detokenize(req.tokens)
+        return {"model": req.model, "content": text}
 
     # ---- embeddings -------------------------------------------------------------------------
 

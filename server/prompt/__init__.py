@@ -77,7 +77,7 @@ from server.prompt.bundled import (
     detect_bundled_template,
 )
 from server.prompt.errors import InvalidMessage, InvalidTool, TemplateParseError, TemplateRenderError
-from server.prompt.fit import FitResult, fit_messages
+from server.prompt.fit import IMAGE_TOKENS, FitResult, fit_messages
 from server.prompt.gotemplate import DEFAULT_TEMPLATE_TEXT, ChatTemplate
 from server.prompt.jinja import JinjaTemplate, jinja_capabilities, render_jinja
 from server.prompt.render import ThinkFlags, add_image_markers, collate, render_chat, render_generate
@@ -121,6 +121,7 @@ def select_template(
 
 
 __all__ = [
+    "IMAGE_TOKENS",
     "DEFAULT_TEMPLATE_TEXT",
     "BundledTemplate",
     "ChatTemplate",

@@ -183,6 +183,8 @@ class Model:
         self.vocab = L.llama_model_get_vocab(ptr)
         self.n_vocab = int(L.llama_vocab_n_tokens(self.vocab))
         self.n_embd = int(L.llama_model_n_embd(ptr))
+        #: Outputs of a classification head: what a rank-pooled context gives per sequence.
+        self.n_cls_out = int(L.llama_model_n_cls_out(ptr))
         self.n_layer = int(L.llama_model_n_layer(ptr))
         self.n_ctx_train = int(L.llama_model_n_ctx_train(ptr))
         self.architecture = meta_str(ptr, "general.architecture") or ""
@@ -339,10 +341,13 @@ class Context:
         return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
 
     def embedding_seq(self, seq: int) -> np.ndarray | None:
+        """The pooled vector of a sequence; with rank pooling, the classification head's
+        scores (llama.cpp's `llama_get_embeddings_seq` gives `n_cls_out` floats then)."""
         ptr = L.llama_get_embeddings_seq(self.ptr, seq)
         if not ptr:
             return None
-        return np.ctypeslib.as_array(ptr, shape=(self.model.n_embd,)).copy()
+        width = self.model.n_cls_out if self.pooling == L.LLAMA_POOLING_TYPE_RANK else self.model.n_embd
+        return np.ctypeslib.as_array(ptr, shape=(width,)).copy()
 
     def close(self) -> None:
         if self.ptr:

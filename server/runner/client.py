@@ -30,6 +30,7 @@ __all__ = [
     "CompletionRequest",
     "EmbedResult",
     "LoadOptions",
+    "RerankResult",
     "RunnerClient",
     "RunnerInfo",
     "runner_command",
@@ -55,11 +56,18 @@ class CompletionChunk:
     stop_sequence: str | None = None
     draft_count: int = 0  # speculative decoding: tokens drafted, and of those accepted
     draft_accepted_count: int = 0
+    truncated_tokens: int = 0  # prompt tokens the runner cut to fit the context
 
 
 @dataclass(frozen=True)
 class EmbedResult:
     vectors: list[list[float]]
+    prompt_eval_count: int
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    scores: list[float]  # one per document, in the request's order
     prompt_eval_count: int
 
 
@@ -202,6 +210,7 @@ class RunnerClient:
                         stop_sequence=msg.stop_sequence,
                         draft_count=msg.draft_count,
                         draft_accepted_count=msg.draft_accepted_count,
+                        truncated_tokens=msg.truncated_tokens,
                         context=list(msg.context) if msg.context is not None else None,
                     )
                     return
@@ -216,9 +225,20 @@ class RunnerClient:
         msg = await self._call(lambda rid: m.Embed(rid, tuple(inputs), truncate, normalize, dimensions))
         return EmbedResult([list(v) for v in msg.vectors], msg.prompt_eval_count)
 
+    async def rerank(self, query: str, documents: list[str], *, truncate: bool = True) -> RerankResult:
+        msg = await self._call(lambda rid: m.Rerank(rid, query, tuple(documents), truncate))
+        return RerankResult(list(msg.scores), msg.prompt_eval_count)
+
     async def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         msg = await self._call(lambda rid: m.Tokenize(rid, text, add_special, parse_special))
         return list(msg.tokens)
+
+    async def token_pieces(
+        self, text: str, *, add_special: bool = True, parse_special: bool = True
+    ) -> list[tuple[int, str]]:
+        """Each token of `text` with its text as output renders it (invalid UTF-8 replaced)."""
+        msg = await self._call(lambda rid: m.Tokenize(rid, text, add_special, parse_special, True))
+        return list(zip(msg.tokens, msg.pieces or (), strict=True))
 
     async def detokenize(self, tokens: list[int] | tuple[int, ...]) -> str:
         msg = await self._call(lambda rid: m.Detokenize(rid, tuple(int(t) for t in tokens)))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import llama_cpp as L
 import numpy as np
 
+from server.runner import messages as m
 from server.runner.backend import Batch, Context, ContextSpec, Model
 from server.runner.limits import MAX_EMBED_SEQS, embedding_shape
 
@@ -164,6 +165,9 @@ class EmbedJob:
     @property
     def prompt_tokens(self) -> int:
         return sum(len(t) for t in self.tokenized)
+
+    def result(self, rid: int) -> m.Embedded:
+        return m.Embedded(rid, tuple(tuple(v) for v in self.vectors), self.prompt_tokens)
 
     def step(self) -> None:
         """Embed the next group of inputs (EmbedFailure if the model gives no usable vector);

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import llama_cpp as L
+
 from server.runner import messages as m
 from server.runner.backend import (
     POOLING_NAMES,
@@ -42,6 +44,7 @@ from server.runner.detokenize import TextStream
 from server.runner.embedding import Embedder, EmbedError, EmbedFailure, EmbedJob, EmbedSettings
 from server.runner.limits import device_index, generation_shape, gpu_layers, thread_count
 from server.runner.media import IMAGE_MARKER, ImageSpan, is_sentinel, safe_prefix, truncate_with_images
+from server.runner.rerank import NOT_A_RERANKER, RerankJob
 from server.runner.sampling import SamplerChain, SamplerError, TokenText, logprob_entry
 from server.runner.slots import (
     PromptTooLong,
@@ -92,6 +95,7 @@ class Sequence:
     drafted: list[int] = field(default_factory=list)  # this step's draft, decoded after next_token
     draft_rows: list[int] = field(default_factory=list)
     draft_stats: DraftStats = field(default_factory=DraftStats)
+    truncated: int = 0  # prompt tokens cut to fit the context, reported in `Done`
 
     def next_image(self) -> int | None:
         """Start position of the next image still to decode, if any."""
@@ -113,8 +117,8 @@ class Engine:
         self.slots: list[Slot] = []
         self.waiting: list[tuple[int, m.CompletionRequest]] = []
         self.running: dict[int, Sequence] = {}
-        #: Embed requests under way, taken in turn a decode at a time (`_embed_step`).
-        self.embedding: deque[tuple[int, EmbedJob]] = deque()
+        #: Embed and rerank requests under way, taken in turn a decode at a time (`_embed_step`).
+        self.embedding: deque[tuple[int, EmbedJob | RerankJob]] = deque()
         self.n_ctx_slot = 0
         self.n_threads = 1
         self._steps = 0
@@ -282,12 +286,17 @@ class Engine:
             elif isinstance(msg, m.Tokenize):
                 assert self.model is not None
                 tokens = self.model.tokenize(msg.text, add_special=msg.add_special, parse_special=msg.parse_special)
-                self._emit(m.Tokens(msg.id, tuple(tokens)))
+                pieces = None
+                if msg.with_pieces:
+                    pieces = tuple(self.model.piece(t).decode("utf-8", errors="replace") for t in tokens)
+                self._emit(m.Tokens(msg.id, tuple(tokens), pieces))
             elif isinstance(msg, m.Detokenize):
                 assert self.model is not None
                 self._emit(m.Text(msg.id, self.model.detokenize(msg.tokens)))
             elif isinstance(msg, m.Embed):
                 self._embed(msg)
+            elif isinstance(msg, m.Rerank):
+                self._rerank(msg)
             else:
                 self._emit(m.Error(getattr(msg, "id", 0), f"unexpected message {type(msg).__name__}"))
         except Exception as exc:  # a bug in one request must not take the runner down
@@ -319,6 +328,15 @@ class Engine:
 
     def _embed(self, msg: m.Embed) -> None:
         assert self.model is not None and self.options is not None
+        if self.embedder is not None and self.embedder.ctx.pooling == L.LLAMA_POOLING_TYPE_RANK:
+            self._emit(
+                m.Error(
+                    msg.id,
+                    "this model is a reranker: it scores documents (/api/rerank), it does not embed",
+                    "bad_request",
+                )
+            )
+            return
         if self.embedder is None:
             n_ctx = self.n_ctx_slot
             self.embedder = Embedder(
@@ -343,6 +361,19 @@ class Engine:
             return
         self.embedding.append((msg.id, job))
 
+    def _rerank(self, msg: m.Rerank) -> None:
+        """Only a model loaded with its own rank pooling has the head that scores pairs."""
+        embedder = self.embedder
+        if embedder is None or embedder.ctx.pooling != L.LLAMA_POOLING_TYPE_RANK:
+            self._emit(m.Error(msg.id, NOT_A_RERANKER, "bad_request"))
+            return
+        try:
+            job = RerankJob(embedder, msg.query, list(msg.documents), truncate=msg.truncate)
+        except EmbedError as exc:
+            self._emit(m.Error(msg.id, str(exc), "bad_request"))
+            return
+        self.embedding.append((msg.id, job))
+
     def _embed_step(self) -> None:
         """One decode of the next embed request in turn; it answers when its last input is done."""
         rid, job = self.embedding.popleft()
@@ -355,7 +386,7 @@ class Engine:
             self._emit(m.Error(rid, f"{type(exc).__name__}: {exc}"))
             return
         if job.done:
-            self._emit(m.Embedded(rid, tuple(tuple(v) for v in job.vectors), job.prompt_tokens))
+            self._emit(job.result(rid))
         else:
             self.embedding.append((rid, job))
 
@@ -378,6 +409,7 @@ class Engine:
         try:
             n_ctx = self.n_ctx_slot
             num_keep = effective_num_keep(req.num_keep, len(tokens), n_ctx, model.add_bos)
+            whole = len(tokens)
             tokens, spans = truncate_with_images(tokens, spans, n_ctx, num_keep, req.truncate)
             chain = SamplerChain(model.vocab, model.n_vocab, req, n_ctx=n_ctx)
         except BaseException:
@@ -412,7 +444,8 @@ class Engine:
         pending = tokens[keep:]
         _note(
             f"request {rid}: slot {slot.seq_id}, {len(tokens)} prompt tokens ({keep} cached"
-            + (f", {len(spans)} images)" if spans else ")")
+            + (f", {len(spans)} images" if spans else "")
+            + (f", {whole - len(tokens)} cut to fit the context)" if whole > len(tokens) else ")")
         )
         return Sequence(
             id=rid,
@@ -430,6 +463,7 @@ class Engine:
             vision_prompt=vision_prompt,
             draft_max=draft_max,
             lookup=lookup,
+            truncated=whole - len(tokens),
         )
 
     def _tokenize(self, req: m.CompletionRequest) -> tuple[list[int], list[ImageSpan], VisionPrompt | None]:
@@ -685,6 +719,7 @@ class Engine:
                 stop_sequence=seq.text.matched,
                 draft_count=seq.draft_stats.drafted,
                 draft_accepted_count=seq.draft_stats.accepted,
+                truncated_tokens=seq.truncated,
             )
         )
         self.running.pop(seq.id, None)

@@ -140,11 +140,22 @@ class Embed:
 
 
 @dataclass(frozen=True)
+class Rerank:
+    """Score each document against the query (a reranker model: rank pooling)."""
+
+    id: int
+    query: str
+    documents: tuple[str, ...]
+    truncate: bool = True
+
+
+@dataclass(frozen=True)
 class Tokenize:
     id: int
     text: str
     add_special: bool = True
     parse_special: bool = True
+    with_pieces: bool = False  # answer each token's text too (`/api/tokenize`'s `with_pieces`)
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,7 @@ class Done:
     stop_sequence: str | None = None  # which of the request's stop strings ended it
     draft_count: int = 0  # tokens drafted for speculative decoding
     draft_accepted_count: int = 0  # of those, tokens the model accepted
+    truncated_tokens: int = 0  # prompt tokens cut to fit the slot's context (after num_keep)
 
 
 @dataclass(frozen=True)
@@ -208,9 +220,19 @@ class Embedded:
 
 
 @dataclass(frozen=True)
+class Ranked:
+    """The relevance score of each document of a `Rerank`, in the request's order."""
+
+    id: int
+    scores: tuple[float, ...]
+    prompt_eval_count: int
+
+
+@dataclass(frozen=True)
 class Tokens:
     id: int
     tokens: tuple[int, ...]
+    pieces: tuple[str, ...] | None = None  # with `with_pieces`: each token's text, as output renders it
 
 
 @dataclass(frozen=True)
@@ -241,8 +263,8 @@ class Shutdown:
     """Not a wire message: the reader puts it in the engine's inbox when stdin closes."""
 
 
-ToRunner = Load | Completion | Embed | Tokenize | Detokenize | Cancel | Health
-FromRunner = Loaded | Piece | Done | Embedded | Tokens | Text | HealthReply | Error
+ToRunner = Load | Completion | Embed | Rerank | Tokenize | Detokenize | Cancel | Health
+FromRunner = Loaded | Piece | Done | Embedded | Ranked | Tokens | Text | HealthReply | Error
 
 MESSAGE_TYPES: dict[str, type] = {
     cls.__name__.lower(): cls
@@ -250,6 +272,7 @@ MESSAGE_TYPES: dict[str, type] = {
         Load,
         Completion,
         Embed,
+        Rerank,
         Tokenize,
         Detokenize,
         Cancel,
@@ -258,6 +281,7 @@ MESSAGE_TYPES: dict[str, type] = {
         Piece,
         Done,
         Embedded,
+        Ranked,
         Tokens,
         Text,
         HealthReply,

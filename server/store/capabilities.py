@@ -1,4 +1,4 @@
-"""What a model can do: completion, embedding, tools, insert, thinking, vision.
+"""What a model can do: completion, embedding, rerank, tools, insert, thinking, vision.
 
 Derived as Ollama does (`server/images.go` `Model.Capabilities`) from the config, the GGUF metadata, the layers
 and the prompt template. Request handlers check these before loading anything.
@@ -31,7 +31,8 @@ def capabilities(model: Model) -> list[str]:
         log.warning("cannot read %s: %s", model.name.display, exc)
         info = None
     if info is not None:
-        add("embedding" if info.is_embedding else "completion")
+        # a reranker's head gives one score, not a vector: it reranks and does not embed
+        add("rerank" if info.is_reranker else "embedding" if info.is_embedding else "completion")
         if info.arch_value("vision.block_count") is not None or "vision.block_count" in info.kv:
             add("vision")
     if model.manifest.layers_of(mt.PROJECTOR):

@@ -58,6 +58,12 @@ class GGUFInfo:
         return f"{self.architecture}.pooling_type" in self.kv
 
     @property
+    def is_reranker(self) -> bool:
+        """A cross-encoder: llama.cpp's rank pooling (`LLAMA_POOLING_TYPE_RANK`, 4) puts a
+        classification head on the pooled state, one relevance score per sequence."""
+        return self.arch_value("pooling_type") == RANK_POOLING
+
+    @property
     def is_projector(self) -> bool:
         return self.general_type == "projector" or self.architecture == "clip" or "clip.has_vision_encoder" in self.kv
 
@@ -76,6 +82,9 @@ class GGUFInfo:
         key_len = int(self.arch_value("attention.key_length", embd // max(heads, 1)) or 0)
         value_len = int(self.arch_value("attention.value_length", key_len) or 0)
         return int(layers * kv_heads * (key_len + value_len) * num_ctx * bytes_per_value)
+
+
+RANK_POOLING = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK, as GGUF's `<arch>.pooling_type` stores it
 
 
 def file_type_name(value: int | None) -> str:

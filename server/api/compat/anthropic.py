@@ -263,12 +263,17 @@ def _sampling_options(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any
     return options
 
 
-def messages_request(body: Mapping[str, Any]) -> MessagesCall:
-    """A `/v1/messages` body → native ChatRequest; validation messages as Ollama's (`anthropic/anthropic.go` `FromMessagesRequest`)."""
+def messages_request(body: Mapping[str, Any], *, counting: bool = False) -> MessagesCall:
+    """A `/v1/messages` body → native ChatRequest; validation messages as Ollama's (`anthropic/anthropic.go` `FromMessagesRequest`).
+
+    `counting`: the body of `/v1/messages/count_tokens`, which is a messages request
+    without `max_tokens` (Anthropic's `MessageCountTokensParams`): nothing is generated."""
     model = opt_str(body, "model")
     if not model:
         raise BadRequest("model is required")
     max_tokens = opt_int(body, "max_tokens")
+    if counting and max_tokens is None:
+        max_tokens = 1
     if max_tokens is None or max_tokens <= 0:
         raise BadRequest("max_tokens is required and must be positive")
     raw_messages = opt_list(body, "messages")

@@ -171,3 +171,38 @@ def deferred_options(build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any
         return build(), None
     except BadRequest as exc:
         return {}, exc
+
+
+#: Top-level fields that set the context length: Ollama's option name, and LM Studio's
+#: `context_length` (its OpenAI-compatible server reads it on every request).
+CONTEXT_FIELDS = ("num_ctx", "context_length")
+
+
+def with_native_options(body: Mapping[str, Any], translated: dict[str, Any]) -> dict[str, Any]:
+    """A translator's options plus the native ones an OpenAI-style body may carry as extra
+    fields (pollama extension): `options` (any native option, over the translated
+    sampling fields) and `num_ctx` / `context_length` (over both). Their values are checked
+    by the service once the model is found, like any native option."""
+    extra = body.get("options")
+    if extra is not None and not isinstance(extra, Mapping):
+        raise BadRequest(f"invalid type for 'options': expected object, got {json_type(extra)}")
+    options = {**translated, **(extra or {})}
+    for key in CONTEXT_FIELDS:
+        if body.get(key) is not None:
+            options["num_ctx"] = body[key]
+    return options
+
+
+#: What a native final chunk says was cut to fit the context (pollama extension): old
+#: messages dropped whole, then prompt tokens the runner cut.
+TRUNCATION_FIELDS = ("truncated_messages", "truncated_tokens")
+
+
+def truncation(final: Mapping[str, Any]) -> dict[str, int]:
+    """The truncation a native final chunk reports, for the `/v1` answers: as extra fields of
+    a stream's finishing chunk, and as `X-Pollama-Truncated-*` headers of a whole answer."""
+    return {key: int(final[key]) for key in TRUNCATION_FIELDS if final.get(key)}
+
+
+def truncation_headers(final: Mapping[str, Any]) -> dict[str, str]:
+    return {"X-Pollama-" + key.replace("_", "-").title(): str(n) for key, n in truncation(final).items()}

@@ -32,7 +32,9 @@ from server.api.compat.common import (
     parse_arguments,
     parse_stop,
     require_model,
+    truncation,
     usage_counts,
+    with_native_options,
 )
 from server.api.compat.tool_choice import openai_tool_choice
 from server.api.http import dumps
@@ -289,7 +291,7 @@ def chat_request(body: Mapping[str, Any]) -> ChatCall:
     include_usage = bool(opt_bool(stream_options, "include_usage"))
     tools = opt_list(body, "tools")
     logprobs, top = logprob_fields(body)
-    options, option_error = deferred_options(lambda: sampling_options(body))
+    options, option_error = deferred_options(lambda: with_native_options(body, sampling_options(body)))
     request = ChatRequest(
         model=require_model(body),
         messages=messages,
@@ -441,7 +443,8 @@ class ChatStream:
             out.append(self._chunk(delta, logprobs))
         if done:
             self.final = dict(native)
-            out.append(self._chunk({}, finish=finish_reason(native.get("done_reason"), self._tool_calls)))
+            finish = self._chunk({}, finish=finish_reason(native.get("done_reason"), self._tool_calls))
+            out.append({**finish, **truncation(native)})
             if self.include_usage:
                 out.append(
                     {
@@ -481,7 +484,9 @@ def completion_request(body: Mapping[str, Any]) -> CompletionCall:
         raise BadRequest("top_logprobs must be between 0 and 20")
     stream_options = opt_object(body, "stream_options") or {}
     suffix = opt_str(body, "suffix") or ""
-    options, option_error = deferred_options(lambda: sampling_options(body, completions=True))
+    options, option_error = deferred_options(
+        lambda: with_native_options(body, sampling_options(body, completions=True))
+    )
     request = GenerateRequest(
         model=require_model(body),
         prompt=prompt,
@@ -573,9 +578,8 @@ class CompletionStream:
             self.echo_prompt = None
         done = bool(native.get("done"))
         logprobs = self._logprobs.convert(native.get("logprobs"))
-        out.append(
-            self._chunk(native.get("response", ""), (native.get("done_reason") or None) if done else None, logprobs)
-        )
+        chunk = self._chunk(native.get("response", ""), (native.get("done_reason") or None) if done else None, logprobs)
+        out.append({**chunk, **truncation(native)} if done else chunk)
         if done and self.include_usage:
             out.append(
                 {

@@ -36,6 +36,7 @@ from server.api.compat.common import (
     parse_arguments,
     require_model,
     usage_counts,
+    with_native_options,
 )
 from server.api.compat.openai import REASONING_EFFORTS
 from server.api.compat.tool_choice import responses_tool_choice
@@ -223,7 +224,7 @@ def responses_request(body: Mapping[str, Any]) -> ResponsesCall:
             )
     instructions = opt_str(body, "instructions")
     messages = input_messages(body.get("input"), instructions)
-    options, option_error = deferred_options(lambda: _sampling_options(body))
+    options, option_error = deferred_options(lambda: with_native_options(body, _sampling_options(body)))
     reasoning = opt_object(body, "reasoning") or {}
     effort = reasoning.get("effort")
     think: bool | str | None = None

@@ -44,13 +44,19 @@ EXPECTED_ROUTES = {
     ("POST", "/api/chat"),
     ("POST", "/api/embed"),
     ("POST", "/api/embeddings"),
+    ("POST", "/api/rerank"),
+    ("POST", "/api/tokenize"),
+    ("POST", "/api/detokenize"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/rerank"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model}"),
     ("POST", "/v1/responses"),
     ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/api/pollama/count"),
     ("GET", "/api/pollama/version"),
     ("GET", "/api/pollama/devices"),
     ("POST", "/api/pollama/estimate"),
@@ -141,7 +147,7 @@ def test_documents_every_reference_route(spec: OpenAPISpec) -> None:
 
 
 def test_error_shapes_per_api_surface(spec: OpenAPISpec) -> None:
-    """Native routes answer `{"error": "..."}`, /v1 the OpenAI shape, /v1/messages Anthropic's."""
+    """Native routes answer `{"error": "..."}`, /v1 the OpenAI shape, /v1/messages(/count_tokens) Anthropic's."""
     for op in spec.operations():
         for status, response in op.definition["responses"].items():
             if not status.startswith(("4", "5")) or status == "403":
@@ -149,7 +155,7 @@ def test_error_shapes_per_api_surface(spec: OpenAPISpec) -> None:
             response, _ = spec.deref(response, "")
             for media_def in (response.get("content") or {}).values():
                 name = media_def["schema"]["$ref"].rsplit("/", 1)[-1]
-                if op.template == "/v1/messages":
+                if op.template.startswith("/v1/messages"):
                     assert name == "AnthropicError", (op, status)
                 elif op.template.startswith("/v1/"):
                     assert name == "OpenAIError", (op, status)
