@@ -124,6 +124,8 @@ def check(exe: Path) -> None:
             cli("stop", "bundle-check")
         finally:
             server.stop()
+        if "RPC" in (ggml.get("backends") or ()):
+            check_worker(exe, tmp, home)
         # `pollama app` (Qt from the bundle; offscreen where no display is set) starts its embedded server.
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and sys.platform.startswith("linux"):
             home["QT_QPA_PLATFORM"] = "offscreen"
@@ -132,11 +134,50 @@ def check(exe: Path) -> None:
     print("bundle check passed", flush=True)
 
 
+def check_worker(exe: Path, tmp: str, home: dict[str, str]) -> None:
+    """`pollama worker` from the bundle serves its CPU, and a server given it plans with its device."""
+    import socket
+
+    import httpx
+
+    from tests.support.live_server import LiveServer, free_port
+
+    port = free_port()
+    worker = subprocess.Popen([str(exe), "worker", "--port", str(port), "--threads", "1"], env={**os.environ, **home})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("`pollama worker` did not start listening") from None
+                time.sleep(0.2)
+        env = {**home, "POLLAMA_RPC_WORKERS": f"127.0.0.1:{port}"}
+        server = LiveServer(Path(tmp) / "models-rpc", command=[str(exe), "serve"], env=env).start(timeout=60)
+        try:
+            gpus = httpx.get(server.url + "/api/pollama/devices", timeout=120).json().get("devices") or []
+        finally:
+            server.stop()
+        if not any(f"127.0.0.1:{port}" in json.dumps(d) for d in gpus):
+            raise SystemExit(f"the server does not list the worker's device: {gpus}")
+        print(f"$ pollama worker: its device is planned with ({gpus})", flush=True)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     gpu = [b for b in llama_wheel.backends_here() if b in llama_wheel.BACKEND_LIBRARY]
     parser.add_argument(
         "--backend", action="append", choices=gpu, default=[], help="add a GPU backend (repeatable); default: none"
+    )
+    parser.add_argument(
+        "--no-rpc",
+        action="store_true",
+        help="leave out llama.cpp's RPC backend (`pollama worker`, POLLAMA_RPC_WORKERS)",
     )
     parser.add_argument("--check", action="store_true", help="smoke-test the bundle after building it")
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="where the bundle goes (default: dist/)")
@@ -151,7 +192,9 @@ def main() -> None:
     base = llama_wheel.build_wheel(llama_wheel.spec_for(llama_wheel.base_backend()), root, jobs=args.jobs)
     libs = []
     timings = {base.spec.backend: base}
-    for backend in dict.fromkeys(args.backend):
+    # The RPC backend is a small module every bundle carries (macOS builds no modules).
+    extras = [] if args.no_rpc or sys.platform == "darwin" else list(llama_wheel.EXTRA_BACKENDS)
+    for backend in dict.fromkeys([*args.backend, *extras]):
         built = llama_wheel.build_wheel(llama_wheel.spec_for(backend), root, jobs=args.jobs)
         timings[backend] = built
         libs.append(backend_library(built.path, backend, built.path.parent / "lib"))
