@@ -262,18 +262,18 @@ def test_thinking(client: anthropic.Anthropic, server: LiveServer) -> None:
 
 
 def test_an_unknown_messages_route_is_a_404_in_anthropics_shape(client: anthropic.Anthropic) -> None:
-    """`messages.count_tokens` and the batches API are not served: the SDK must still read why."""
-    with pytest.raises(anthropic.NotFoundError, match="POST /v1/messages/count_tokens is not a route") as info:
-        client.messages.count_tokens(model="tiny", messages=MESSAGES)
+    """The batches API is not served: the SDK must still read why (count_tokens is served)."""
+    with pytest.raises(anthropic.NotFoundError, match="GET /v1/messages/batches is not a route") as info:
+        client.messages.batches.list()
     body = info.value.body
     assert isinstance(body, dict) and body["type"] == "error"
     assert body["error"] == {
         "type": "not_found_error",
-        "message": "POST /v1/messages/count_tokens is not a route of the Messages API",
+        "message": "GET /v1/messages/batches is not a route of the Messages API",
     }
     assert info.value.response.headers["request-id"] == body["request_id"]
-    with pytest.raises(anthropic.NotFoundError, match="GET /v1/messages/batches is not a route"):
-        client.messages.batches.list()
+    with pytest.raises(anthropic.NotFoundError, match="POST /v1/messages/batches is not a route"):
+        client.messages.batches.create(requests=[])
 
 
 def test_errors_are_typed(client: anthropic.Anthropic, server: LiveServer) -> None:
