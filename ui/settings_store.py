@@ -30,9 +30,21 @@ MAX_LOADED_MODELS = "OLLAMA_MAX_LOADED_MODELS"
 CONTEXT_LENGTH = "OLLAMA_CONTEXT_LENGTH"
 #: pollama's own: keys a client must send (comma-separated, or the path of a file of keys).
 API_KEYS = "POLLAMA_API_KEYS"
+#: pollama's own: `pollama worker` machines (host:port, comma-separated) a model may be split across.
+RPC_WORKERS = "POLLAMA_RPC_WORKERS"
 
 #: The settings the window edits; each one changes how the server runs.
-WINDOW_KEYS = (MODELS, HOST, ORIGINS, KEEP_ALIVE, NUM_PARALLEL, MAX_LOADED_MODELS, CONTEXT_LENGTH, API_KEYS)
+WINDOW_KEYS = (
+    MODELS,
+    HOST,
+    ORIGINS,
+    KEEP_ALIVE,
+    NUM_PARALLEL,
+    MAX_LOADED_MODELS,
+    CONTEXT_LENGTH,
+    API_KEYS,
+    RPC_WORKERS,
+)
 
 DEFAULT_PORT = 11434
 

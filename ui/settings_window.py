@@ -43,6 +43,11 @@ NETWORK_WARNING = (
 )
 
 
+WORKERS_HINT = (
+    "Machines running `pollama worker` (host:port, comma-separated; the port defaults to 50052) whose "
+    "devices hold part of each model. Their protocol has no authentication: list only machines on a "
+    "network you trust."
+)
 KEYS_HINT = (
     "Apps must then send one of these keys (comma-separated), as OpenAI's and Anthropic's SDKs do "
     "(Authorization: Bearer <key>); pollama's own windows send the first. A path (/…, ~/…) names a file "
@@ -106,6 +111,9 @@ class SettingsWindow(QWidget):
         self.parallel_spin = self._spin(0, 64, "Default (1)")
         self.max_loaded_spin = self._spin(0, 64, "Automatic")
         self.context_spin = self._spin(0, 1 << 20, "Model default", step=1024)
+        self.workers_edit = QLineEdit()
+        self.workers_edit.setPlaceholderText("None: models run on this computer (e.g. 192.168.1.20:50052)")
+        self.workers_edit.setToolTip(WORKERS_HINT)
         self.login_check = QCheckBox("Start pollama when I log in")
         self.update_check = QCheckBox("Tell me when a new pollama release exists (one plain request a day)")
 
@@ -122,6 +130,7 @@ class SettingsWindow(QWidget):
         self._row(form, "Parallel requests per model", self.parallel_spin, keys.NUM_PARALLEL, (self.parallel_spin,))
         self._row(form, "Models loaded at once", self.max_loaded_spin, keys.MAX_LOADED_MODELS, (self.max_loaded_spin,))
         self._row(form, "Context length (tokens)", self.context_spin, keys.CONTEXT_LENGTH, (self.context_spin,))
+        self._row(form, "RPC workers", self.workers_edit, keys.RPC_WORKERS, (self.workers_edit,))
         form.addRow("Launch at login", self.login_check)
         form.addRow("Updates", self.update_check)
 
@@ -209,6 +218,7 @@ class SettingsWindow(QWidget):
         self.parallel_spin.setValue(_to_int(values.get(keys.NUM_PARALLEL)))
         self.max_loaded_spin.setValue(_to_int(values.get(keys.MAX_LOADED_MODELS)))
         self.context_spin.setValue(_to_int(values.get(keys.CONTEXT_LENGTH)))
+        self.workers_edit.setText(values.get(keys.RPC_WORKERS, ""))
         self.login_check.setChecked(self.autostart.is_enabled())
         updates = update_settings(self.store)
         self.update_check.setChecked(updates.enabled)
@@ -249,6 +259,7 @@ class SettingsWindow(QWidget):
             keys.NUM_PARALLEL: number(self.parallel_spin),
             keys.MAX_LOADED_MODELS: number(self.max_loaded_spin),
             keys.CONTEXT_LENGTH: number(self.context_spin),
+            keys.RPC_WORKERS: ",".join(w.strip() for w in self.workers_edit.text().split(",") if w.strip()) or None,
         }
 
     def save(self) -> list[str] | None:
@@ -256,7 +267,7 @@ class SettingsWindow(QWidget):
         if keep_alive and not valid_duration(keep_alive):
             self.status.error(f"“{keep_alive}” is not a duration. Write it like 5m, 1h30m, 300 (seconds) or -1.")
             return None
-        problem = keys_problem(self.keys_edit.text())
+        problem = keys_problem(self.keys_edit.text()) or workers_problem(self.workers_edit.text())
         if problem:
             self.status.error(problem)
             return None
@@ -295,6 +306,25 @@ def _keys_setting(text: str) -> str | None:
     if not text or _is_path(text):
         return text or None
     return ",".join(k.strip() for k in text.split(",") if k.strip()) or None
+
+
+def workers_problem(text: str) -> str | None:
+    """Why the server would refuse this worker list at start-up (`server/runner/rpc_endpoints.py`
+    `parse_workers`: host, host:port or [v6]:port, the port 1-65535), said before saving."""
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        port: str | None = None
+        if part.startswith("["):
+            host, _, rest = part[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else None
+        elif part.count(":") == 1:
+            host, port = part.split(":")
+        else:
+            host = part
+        if not host or (port is not None and not (port.isdigit() and 0 < int(port) < 65536)):
+            return f"“{part}” is not a worker address: write host:port (the port 1-65535), e.g. 192.168.1.20:50052."
+    return None
 
 
 def keys_problem(text: str) -> str | None:

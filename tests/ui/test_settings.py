@@ -47,6 +47,7 @@ def test_defaults_write_nothing_and_round_trip(qtbot, store: SettingsStore, tmp_
     window.parallel_spin.setValue(4)
     window.max_loaded_spin.setValue(2)
     window.context_spin.setValue(8192)
+    window.workers_edit.setText("10.0.0.9:50052")
     window.login_check.setChecked(True)
     with qtbot.waitSignal(window.saved) as saved:
         window.save()
@@ -61,6 +62,7 @@ def test_defaults_write_nothing_and_round_trip(qtbot, store: SettingsStore, tmp_
     assert config.keep_alive == 5400
     assert (config.num_parallel, config.max_loaded_models, config.context_length) == (4, 2, 8192)
     assert config.api_keys == (key,) and key.startswith("pk-") and len(key) > 30
+    assert config.rpc_workers == ("10.0.0.9:50052",)
 
     again = SettingsWindow(store, window.autostart)
     qtbot.addWidget(again)
@@ -189,3 +191,22 @@ def test_keys_from_the_environment_are_shown_fixed(qtbot, tmp_path: Path) -> Non
     assert window.keys_edit.isVisibleTo(window) and not window.keys_edit.isEnabled()
     label = window.env_labels[keys.API_KEYS].text().replace("\u200b", "")
     assert "POLLAMA_API_KEYS" in label and "pk-env" not in label  # a key is never shown
+
+
+def test_rpc_workers_are_saved_for_the_server_and_bad_ones_refused(qtbot, store: SettingsStore) -> None:
+    window = SettingsWindow(store, FakeAutostart())
+    qtbot.addWidget(window)
+    window.load()
+    window.workers_edit.setText("box:0")
+    assert window.save() is None
+    assert window.status.kind == "error" and "“box:0” is not a worker address" in window.status.text()
+    assert not store.path.exists()
+    window.workers_edit.setText(" 10.0.0.2:50052 , gpu-box ,, [fd00::2]:7000")
+    assert window.save() == [keys.RPC_WORKERS]
+    # The server reads the same file and agrees with what the window let through.
+    config = load_config({}, settings=load_settings_file(store.path))
+    assert config.rpc_workers == ("10.0.0.2:50052", "gpu-box:50052", "[fd00::2]:7000")
+    reopened = SettingsWindow(store, FakeAutostart())
+    qtbot.addWidget(reopened)
+    reopened.load()
+    assert reopened.workers_edit.text() == "10.0.0.2:50052,gpu-box,[fd00::2]:7000"
