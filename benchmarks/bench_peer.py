@@ -1,0 +1,310 @@
+"""pollama against llama.cpp's own `llama-server`, in the same run, one command, JSON out.
+
+    python benchmarks/bench_peer.py [--rounds 5] [--tokens 128] [--streams 1,2,4,8,16] [--model PATH]
+
+`llama-server` is the peer users compare against (Ollama itself now runs it as
+its runner). It is built once from the pinned llama-cpp-python sdist's vendored
+llama.cpp — the same C++ pollama calls — with the same `-march=native` the
+installed llama-cpp-python wheel has, and cached in the user's cache folder
+(`peers/llama-server-<version>-<flags digest>/`).
+
+Both servers get the same slots: `--streams` max slots of 4096 tokens each
+(`OLLAMA_NUM_PARALLEL` and per-request `num_ctx` 4096 for pollama, `-np` and
+`-c` slots×4096 for llama-server), the same threads, greedy sampling with no
+repeat penalty, raw prompts (no template), distinct prompts per stream so
+neither can share a prefix. Rounds alternate which server goes first (the
+machine's speed drifts; see shared/reference/benchmarking.md). Per stream
+count: aggregate tok/s (all tokens ÷ wall time of the burst) and the median
+time to first token; then a prompt-heavy mix: 4 streams decoding while two
+1,500-token prompts arrive, reporting the decoders' aggregate and the heavy
+prompts' time to first token. Ratios are pollama ÷ llama-server per round,
+then the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import platformdirs
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "packaging"))
+
+from tests.support.live_server import LiveServer, free_port  # noqa: E402
+
+THREADS = os.cpu_count() or 2
+SLOT_CTX = 4096
+PROMPT = "Once upon a time, in a land far away, there lived"
+FILLER = "The quick brown fox jumps over the lazy dog near the river bank. "
+SERVER_FLAGS = ("-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_CURL=OFF", "-DGGML_NATIVE=ON")
+
+
+# ----------------------------------------------------------------------------- the peer
+
+
+def llama_server_binary() -> Path:
+    """`llama-server` built from the pinned sdist's vendored llama.cpp, cached after the first build."""
+    from llama_wheel import cache_root, pinned_version, sdist
+
+    version = pinned_version()
+    digest = hashlib.sha256(" ".join(SERVER_FLAGS).encode()).hexdigest()[:12]
+    folder = Path(platformdirs.user_cache_dir("pollama")) / "peers" / f"llama-server-{version}-{digest}"
+    binary = folder / "llama-server"
+    if binary.is_file():
+        return binary
+    source = sdist(version, cache_root())
+    print(f"building llama-server {version} once (cached in {folder})", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(source) as tar:
+            tar.extractall(tmp, filter="data")
+        (top,) = Path(tmp).iterdir()
+        llama = top / "vendor" / "llama.cpp"
+        build = Path(tmp) / "build"
+        nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+        subprocess.run(
+            [*nice, "cmake", "-S", str(llama), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", *SERVER_FLAGS],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        jobs = str(os.cpu_count() or 2)
+        subprocess.run([*nice, "cmake", "--build", str(build), "--target", "llama-server", "-j", jobs], check=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent))
+        shutil.copy2(build / "bin" / "llama-server", staging / "llama-server")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+    return binary
+
+
+def start_llama_server(binary: Path, model: Path, slots: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["-np", str(slots), "-c", str(slots * SLOT_CTX), "-t", str(THREADS), "-tb", str(THREADS)]
+    command += ["-ngl", "0", "--no-warmup"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"llama-server exited with {proc.returncode}")
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("llama-server did not become healthy in 180 s")
+
+
+# ----------------------------------------------------------------------------- one stream, either server
+
+
+@dataclass(frozen=True)
+class Stream:
+    tokens: int
+    ttft: float  # request sent → first token
+    seconds: float  # request sent → last byte
+
+
+class Contender:
+    name: str
+    url: str
+
+    def body(self, prompt: str, tokens: int) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def piece(self, line: str) -> tuple[bool, int | None]:
+        """(carries a token, final token count when this line is the last)."""
+        raise NotImplementedError
+
+
+class Pollama(Contender):
+    name = "pollama"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def body(self, prompt: str, tokens: int) -> tuple[str, dict[str, Any]]:
+        options = {"temperature": 0, "num_predict": tokens, "num_ctx": SLOT_CTX, "repeat_penalty": 1.0, "seed": 1}
+        return "/api/generate", {"model": "bench", "prompt": prompt, "raw": True, "options": options}
+
+    def piece(self, line: str) -> tuple[bool, int | None]:
+        chunk = json.loads(line)
+        if chunk.get("done"):
+            return False, int(chunk["eval_count"])
+        return bool(chunk.get("response")), None
+
+
+class LlamaServer(Contender):
+    name = "llama-server"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def body(self, prompt: str, tokens: int) -> tuple[str, dict[str, Any]]:
+        return "/completion", {
+            "prompt": prompt,
+            "n_predict": tokens,
+            "temperature": 0,
+            "repeat_penalty": 1.0,
+            "seed": 1,
+            "stream": True,
+            "cache_prompt": True,
+        }
+
+    def piece(self, line: str) -> tuple[bool, int | None]:
+        if not line.startswith("data: "):
+            return False, None
+        chunk = json.loads(line[6:])
+        if chunk.get("stop"):
+            return bool(chunk.get("content")), int(chunk.get("tokens_predicted", 0))
+        return bool(chunk.get("content")), None
+
+
+async def stream(client: httpx.AsyncClient, who: Contender, prompt: str, tokens: int) -> Stream:
+    path, body = who.body(prompt, tokens)
+    started = time.perf_counter()
+    first: float | None = None
+    count = 0
+    async with client.stream("POST", who.url + path, json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line:
+                continue
+            token, final = who.piece(line)
+            if token and first is None:
+                first = time.perf_counter()
+            if final is not None:
+                count = final
+    end = time.perf_counter()
+    return Stream(count, (first or end) - started, end - started)
+
+
+async def burst(who: Contender, streams: int, tokens: int, salt: int) -> tuple[float, float]:
+    """(aggregate tok/s, median TTFT) of `streams` concurrent generations."""
+    async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=64)) as client:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(stream(client, who, f"[{salt}-{i}] {PROMPT}", tokens) for i in range(streams)))
+        wall = time.perf_counter() - started
+    return sum(r.tokens for r in results) / wall, statistics.median(r.ttft for r in results)
+
+
+async def prompt_heavy(who: Contender, tokens: int, salt: int) -> tuple[float, float]:
+    """4 decoding streams; two ~1,500-token prompts arrive 0.5 s in. (decoders' tok/s, heavy TTFT)."""
+    heavy_prompt = FILLER * 110  # ~1,500 tokens with a llama tokenizer
+    async with httpx.AsyncClient(timeout=900) as client:
+        decoders = [asyncio.create_task(stream(client, who, f"[{salt}-d{i}] {PROMPT}", tokens)) for i in range(4)]
+        await asyncio.sleep(0.5)
+        heavy = await asyncio.gather(*(stream(client, who, f"[{salt}-h{i}] {heavy_prompt}", 16) for i in range(2)))
+        done = await asyncio.gather(*decoders)
+        wall = max(r.seconds for r in done)
+    return sum(r.tokens for r in done) / wall, statistics.median(r.ttft for r in heavy)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def ratio(ours: list[float], theirs: list[float]) -> float:
+    return round(statistics.median(a / b for a, b in zip(ours, theirs, strict=True)), 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--streams", default="1,2,4,8,16", help="comma-separated concurrency levels")
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--no-mix", action="store_true", help="skip the prompt-heavy mix")
+    args = parser.parse_args()
+    levels = [int(s) for s in args.streams.split(",")]
+    slots = max(levels)
+    if args.model is None:
+        from tests.fixtures.gguf_models import cached_model
+
+        args.model = cached_model("bench")
+    binary = llama_server_binary()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"OLLAMA_NUM_PARALLEL": str(slots), "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": str(SLOT_CTX)}
+        server = LiveServer(Path(tmp) / "models", env=env).start()
+        peer, peer_url = start_llama_server(binary, args.model, slots)
+        try:
+            import ollama
+
+            client = ollama.Client(host=server.url)
+            blob = client.create_blob(args.model)
+            client.create(model="bench", files={"bench.gguf": blob}, template="{{ .Prompt }}", stream=False)
+            contenders: list[Contender] = [Pollama(server.url), LlamaServer(peer_url)]
+            for who in contenders:  # load and warm up
+                asyncio.run(burst(who, 1, 8, -1))
+
+            aggregate: dict[str, dict[int, list[float]]] = {c.name: {n: [] for n in levels} for c in contenders}
+            ttft: dict[str, dict[int, list[float]]] = {c.name: {n: [] for n in levels} for c in contenders}
+            mix: dict[str, list[tuple[float, float]]] = {c.name: [] for c in contenders}
+            for round_no in range(args.rounds):
+                order = contenders if round_no % 2 == 0 else contenders[::-1]
+                for n in levels:
+                    for who in order:
+                        tok_s, first = asyncio.run(burst(who, n, args.tokens, round_no * 100 + n))
+                        aggregate[who.name][n].append(tok_s)
+                        ttft[who.name][n].append(first)
+                if not args.no_mix:
+                    for who in order:
+                        mix[who.name].append(asyncio.run(prompt_heavy(who, args.tokens, round_no)))
+                print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        finally:
+            peer.terminate()
+            peer.wait(timeout=30)
+            server.stop()
+
+    ours, theirs = "pollama", "llama-server"
+    results: dict[str, Any] = {
+        "benchmark": "peer",
+        "model": args.model.name,
+        "threads": THREADS,
+        "tokens": args.tokens,
+        "slots": slots,
+        "slot_ctx": SLOT_CTX,
+        "rounds": args.rounds,
+        "streams": {
+            str(n): {
+                "pollama_tok_s": round(statistics.median(aggregate[ours][n]), 1),
+                "llama_server_tok_s": round(statistics.median(aggregate[theirs][n]), 1),
+                "ratio_median_of_rounds": ratio(aggregate[ours][n], aggregate[theirs][n]),
+                "pollama_ttft_s": round(statistics.median(ttft[ours][n]), 3),
+                "llama_server_ttft_s": round(statistics.median(ttft[theirs][n]), 3),
+                "target": ">= 0.97" if n == 1 else ">= 1.0",
+            }
+            for n in levels
+        },
+    }
+    if not args.no_mix:
+        results["prompt_heavy_mix"] = {
+            "pollama_decode_tok_s": round(statistics.median(m[0] for m in mix[ours]), 1),
+            "llama_server_decode_tok_s": round(statistics.median(m[0] for m in mix[theirs]), 1),
+            "ratio_median_of_rounds": ratio([m[0] for m in mix[ours]], [m[0] for m in mix[theirs]]),
+            "pollama_heavy_ttft_s": round(statistics.median(m[1] for m in mix[ours]), 3),
+            "llama_server_heavy_ttft_s": round(statistics.median(m[1] for m in mix[theirs]), 3),
+        }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
