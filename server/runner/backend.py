@@ -80,7 +80,10 @@ class BufferSizes:
 
     @property
     def fully_offloaded(self) -> bool:
-        return self.layers_total > 0 and self.layers_offloaded >= self.layers_total
+        """Every layer offloaded, onto a device that holds some of it. llama.cpp counts layers
+        as offloaded whenever a backend could take them (`llama_supports_gpu_offload` is true as
+        soon as the RPC backend is loaded, workers or not) even when they land in CPU buffers."""
+        return self.layers_total > 0 and self.layers_offloaded >= self.layers_total and any(self.vram.values())
 
     def size_vram(self, size: int) -> int:
         """Bytes of `size` to report as on the GPU. With every layer offloaded that is all of

@@ -79,3 +79,22 @@ def test_cpu_only_reports_no_vram() -> None:
     size = size_of(sizes)
     assert size == int(469.13 * MIB) + int(0.12 * MIB) + 32 * MIB + 140 * MIB
     assert sizes.size_vram(size) == 0 and processor(size, 0) == "100% CPU"
+
+
+# With the RPC backend loaded but no worker, llama.cpp "offloads" every layer into CPU buffers.
+RPC_NO_WORKERS = """\
+load_tensors: offloading output layer to GPU
+load_tensors: offloading 1 repeating layers to GPU
+load_tensors: offloaded 3/3 layers to GPU
+load_tensors:   CPU_Mapped model buffer size =     0.78 MiB
+llama_context:        CPU  output buffer size =     0.00 MiB
+llama_kv_cache:        CPU KV buffer size =     0.50 MiB
+sched_reserve:        CPU compute buffer size =     3.01 MiB
+"""
+
+
+def test_layers_counted_as_offloaded_into_cpu_buffers_are_not_vram() -> None:
+    sizes = read(RPC_NO_WORKERS)
+    assert (sizes.layers_offloaded, sizes.layers_total) == (3, 3) and not sizes.fully_offloaded
+    size = size_of(sizes)
+    assert sizes.size_vram(size) == 0 and processor(size, 0) == "100% CPU"
