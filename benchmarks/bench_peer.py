@@ -52,7 +52,13 @@ THREADS = os.cpu_count() or 2
 SLOT_CTX = 4096
 PROMPT = "Once upon a time, in a land far away, there lived"
 FILLER = "The quick brown fox jumps over the lazy dog near the river bank. "
-SERVER_FLAGS = ("-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_CURL=OFF", "-DGGML_NATIVE=ON")
+SERVER_FLAGS = (
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_CURL=OFF",
+    "-DGGML_NATIVE=ON",
+    "-DBUILD_SHARED_LIBS=OFF",  # one self-contained binary in the cache (it links libllama-server-impl otherwise)
+)
 
 
 # ----------------------------------------------------------------------------- the peer
