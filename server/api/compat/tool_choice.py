@@ -8,7 +8,7 @@ grammar that can never be satisfied.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from server.api.http import dumps
@@ -51,8 +51,10 @@ def _named(value: Any, field: str) -> str:
     return value
 
 
-def openai_tool_choice(value: Any, tools: Sequence[Any] | None) -> ToolChoice:
-    """Chat Completions: "auto" | "none" | "required" | {"type": "function", "function": {"name": …}}."""
+def _openai_family(
+    value: Any, tools: Sequence[Any] | None, named: Callable[[Mapping[str, Any]], str], shape: str
+) -> ToolChoice:
+    """The OpenAI APIs' "auto" | "none" | "required" | a named function (`named` reads its name)."""
     field = "tool_choice"
     if value is None or value == "auto":
         return AUTO
@@ -61,30 +63,28 @@ def openai_tool_choice(value: Any, tools: Sequence[Any] | None) -> ToolChoice:
     if value == "required":
         return _checked(REQUIRED, tools, field)
     if isinstance(value, Mapping) and value.get("type") == "function":
-        function = value.get("function")
-        if not isinstance(function, Mapping):
-            raise BadRequest(f"Invalid value for '{field}': 'function' must be an object with a 'name'.")
-        return _checked(ToolChoice("required", _named(function.get("name"), field)), tools, field)
+        return _checked(ToolChoice("required", named(value)), tools, field)
     raise BadRequest(
-        f"Invalid value for '{field}': {_shown(value)}. "
-        'Supported values: \'none\', \'auto\', \'required\' or {"type": "function", "function": {"name": ...}}.'
+        f"Invalid value for '{field}': {_shown(value)}. Supported values: 'none', 'auto', 'required' or {shape}."
     )
+
+
+def _chat_function_name(value: Mapping[str, Any]) -> str:
+    function = value.get("function")
+    if not isinstance(function, Mapping):
+        raise BadRequest("Invalid value for 'tool_choice': 'function' must be an object with a 'name'.")
+    return _named(function.get("name"), "tool_choice")
+
+
+def openai_tool_choice(value: Any, tools: Sequence[Any] | None) -> ToolChoice:
+    """Chat Completions: "auto" | "none" | "required" | {"type": "function", "function": {"name": …}}."""
+    return _openai_family(value, tools, _chat_function_name, '{"type": "function", "function": {"name": ...}}')
 
 
 def responses_tool_choice(value: Any, tools: Sequence[Any] | None) -> ToolChoice:
     """Responses API: "auto" | "none" | "required" | {"type": "function", "name": …}."""
-    field = "tool_choice"
-    if value is None or value == "auto":
-        return AUTO
-    if value == "none":
-        return NONE
-    if value == "required":
-        return _checked(REQUIRED, tools, field)
-    if isinstance(value, Mapping) and value.get("type") == "function":
-        return _checked(ToolChoice("required", _named(value.get("name"), field)), tools, field)
-    raise BadRequest(
-        f"Invalid value for '{field}': {_shown(value)}. "
-        "Supported values: 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}."
+    return _openai_family(
+        value, tools, lambda v: _named(v.get("name"), "tool_choice"), '{"type": "function", "name": ...}'
     )
 
 
