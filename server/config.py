@@ -10,7 +10,6 @@ discovered a week later as mysterious slowness.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from server.duration import DurationError, parse_env_duration
+from server.netaddr import is_loopback_host
 
 APP_NAME = "pollama"
 DEFAULT_PORT = 11434
@@ -82,12 +82,7 @@ class HostAddress:
 
     @property
     def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ libggml is in server/runner/rpc.py and server/runner/ggml_backends.py.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from dataclasses import dataclass
+
+from server.netaddr import is_loopback_host
 
 #: How the environment names the workers a server's runners use.
 WORKERS_ENV = "POLLAMA_RPC_WORKERS"
@@ -38,12 +39,7 @@ class Endpoint:
 
     @property
     def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     @classmethod
     def parse(cls, text: str, *, default_port: int | None = None) -> Endpoint:
