@@ -147,6 +147,21 @@ def workers(rpc_python: str, tmp_path: Path) -> Iterator[list[Worker]]:
             w.kill()
 
 
+@pytest.fixture
+def split_server(
+    rpc_python: str, workers: list[Worker], tmp_path: Path, bench_model_path: Path
+) -> Iterator[LiveServer]:
+    """A server (on the RPC build) told about both workers, with the bench model created."""
+    env = {"POLLAMA_RPC_WORKERS": ",".join(w.endpoint for w in workers), "OLLAMA_KEEP_ALIVE": "5m"}
+    server = LiveServer(tmp_path / "models", env=env, command=[rpc_python, "-m", "app", "serve"]).start(timeout=60)
+    try:
+        client = ollama.Client(host=server.url)
+        client.create(model="bench", files={"m.gguf": client.create_blob(bench_model_path)}, template="{{ .Prompt }}")
+        yield server
+    finally:
+        server.stop()
+
+
 def _generate(url: str, **options: object) -> str:
     r = httpx.post(
         url + "/api/generate",
@@ -158,63 +173,47 @@ def _generate(url: str, **options: object) -> str:
 
 
 @rpc
-def test_model_split_across_two_workers_matches_local(
-    rpc_python: str, workers: list[Worker], tmp_path: Path, bench_model_path: Path
-) -> None:
-    env = {"POLLAMA_RPC_WORKERS": ",".join(w.endpoint for w in workers), "OLLAMA_KEEP_ALIVE": "5m"}
-    server = LiveServer(tmp_path / "models", env=env, command=[rpc_python, "-m", "app", "serve"]).start(timeout=60)
-    try:
-        client = ollama.Client(host=server.url)
-        client.create(model="bench", files={"m.gguf": client.create_blob(bench_model_path)}, template="{{ .Prompt }}")
-        devices = httpx.get(server.url + "/api/pollama/devices", timeout=120).json()
-        described = json.dumps(devices)
-        assert all(w.endpoint in described for w in workers), devices
+def test_model_split_across_two_workers_matches_local(workers: list[Worker], split_server: LiveServer) -> None:
+    server = split_server
+    devices = httpx.get(server.url + "/api/pollama/devices", timeout=120).json()
+    described = json.dumps(devices)
+    assert all(w.endpoint in described for w in workers), devices
 
-        split = _generate(server.url)
-        entry = httpx.get(server.url + "/api/ps").json()["models"][0]
-        placed = {d["name"]: d["size"] for d in entry["devices"]}
-        for w in workers:
-            held = [size for name, size in placed.items() if name.startswith("RPC") and w.endpoint in name]
-            assert held and held[0] > 0, placed
-        assert entry["size_vram"] > 0
+    split = _generate(server.url)
+    entry = httpx.get(server.url + "/api/ps").json()["models"][0]
+    placed = {d["name"]: d["size"] for d in entry["devices"]}
+    for w in workers:
+        held = [size for name, size in placed.items() if name.startswith("RPC") and w.endpoint in name]
+        assert held and held[0] > 0, placed
+    assert entry["size_vram"] > 0
 
-        local = _generate(server.url, num_gpu=0)  # a reload with every layer on this CPU
-        assert local == split
-        assert "devices" not in httpx.get(server.url + "/api/ps").json()["models"][0]
-    finally:
-        server.stop()
+    local = _generate(server.url, num_gpu=0)  # a reload with every layer on this CPU
+    assert local == split
+    assert "devices" not in httpx.get(server.url + "/api/ps").json()["models"][0]
 
 
 @rpc
-def test_worker_killed_mid_stream(
-    rpc_python: str, workers: list[Worker], tmp_path: Path, bench_model_path: Path
-) -> None:
-    env = {"POLLAMA_RPC_WORKERS": ",".join(w.endpoint for w in workers), "OLLAMA_KEEP_ALIVE": "5m"}
-    server = LiveServer(tmp_path / "models", env=env, command=[rpc_python, "-m", "app", "serve"]).start(timeout=60)
-    try:
-        client = ollama.Client(host=server.url)
-        client.create(model="bench", files={"m.gguf": client.create_blob(bench_model_path)}, template="{{ .Prompt }}")
-        _generate(server.url)  # loaded across both workers
-        body = {"model": "bench", "prompt": PROMPT, "raw": True, "options": {**GREEDY, "num_predict": 2000}}
-        lines: list[dict[str, object]] = []
-        with httpx.stream("POST", server.url + "/api/generate", json=body, timeout=600) as r:
-            for raw in r.iter_lines():
-                if not raw:
-                    continue
-                lines.append(json.loads(raw))
-                if len(lines) == 3:
-                    workers[1].kill()
-        assert not lines[-1].get("done"), "the stream should not end as if it had finished"
-        assert "error" in lines[-1], lines[-1]
+def test_worker_killed_mid_stream(workers: list[Worker], split_server: LiveServer) -> None:
+    server = split_server
+    _generate(server.url)  # loaded across both workers
+    body = {"model": "bench", "prompt": PROMPT, "raw": True, "options": {**GREEDY, "num_predict": 2000}}
+    lines: list[dict[str, object]] = []
+    with httpx.stream("POST", server.url + "/api/generate", json=body, timeout=600) as r:
+        for raw in r.iter_lines():
+            if not raw:
+                continue
+            lines.append(json.loads(raw))
+            if len(lines) == 3:
+                workers[1].kill()
+    assert not lines[-1].get("done"), "the stream should not end as if it had finished"
+    assert "error" in lines[-1], lines[-1]
 
-        after = _generate(server.url)  # a new runner, on what is left
-        assert after
-        entry = httpx.get(server.url + "/api/ps").json()["models"][0]
-        names = " ".join(d["name"] for d in entry.get("devices", []))
-        assert workers[0].endpoint in names and workers[1].endpoint not in names
-        assert f"skipping RPC worker {workers[1].endpoint}" in server.log()
-    finally:
-        server.stop()
+    after = _generate(server.url)  # a new runner, on what is left
+    assert after
+    entry = httpx.get(server.url + "/api/ps").json()["models"][0]
+    names = " ".join(d["name"] for d in entry.get("devices", []))
+    assert workers[0].endpoint in names and workers[1].endpoint not in names
+    assert f"skipping RPC worker {workers[1].endpoint}" in server.log()
 
 
 @rpc
