@@ -245,7 +245,7 @@ def launch(argv: list[str]) -> Launched | int:
         embedded = server
         importer = StoreLinkImporter(
             lambda: embedded.config.models / "blobs",  # type: ignore[attr-defined]
-            HttpBlobImporter(lambda: embedded.url),
+            HttpBlobImporter(lambda: embedded.url, lambda: embedded.api_key),
         )
     desktop = DesktopApp(
         url,

@@ -112,7 +112,9 @@ class DesktopApp(QObject):
         self.chat_store = chat_store or self._open_chat_store()
         self._chat: ChatPage | None = None
         self._chat_home: ChatHome | None = None
-        self.importer: BlobImporter = importer or HttpBlobImporter(lambda: self.client.base_url)
+        self.importer: BlobImporter = importer or HttpBlobImporter(
+            lambda: self.client.base_url, lambda: self.client.api_key
+        )
         self.import_sources = import_sources
         self.import_dialog: ImportDialog | None = None
         self._library: LibraryWindow | None = None

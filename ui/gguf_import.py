@@ -78,14 +78,24 @@ def _http_error(r: httpx.Response) -> str:
 
 
 class HttpBlobImporter:
-    """Hash, ask, upload: the store gets its own copy of the file's bytes."""
+    """Hash, ask, upload: the store gets its own copy of the file's bytes.
 
-    def __init__(self, base_url: str | Callable[[], str]) -> None:
+    `api_key`: sent as `Authorization: Bearer` when the server has API keys
+    (`POLLAMA_API_KEYS`); a callable because a restart with new settings may change it."""
+
+    def __init__(
+        self, base_url: str | Callable[[], str], api_key: str | None | Callable[[], str | None] = None
+    ) -> None:
         self._base_url = base_url
+        self._api_key = api_key
 
     @property
     def base_url(self) -> str:
         return self._base_url() if callable(self._base_url) else self._base_url
+
+    @property
+    def api_key(self) -> str | None:
+        return self._api_key() if callable(self._api_key) else self._api_key
 
     def disk_use(self, path: Path) -> tuple[int, str]:
         return path.stat().st_size, "copy"
@@ -93,7 +103,12 @@ class HttpBlobImporter:
     def import_blob(self, path: Path, progress: Progress, cancelled: Callable[[], bool]) -> Imported:
         digest = hash_file(path, progress, cancelled)
         size = path.stat().st_size
-        with httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(60, read=None), trust_env=False) as c:
+        with httpx.Client(
+            base_url=self.base_url,
+            headers=bearer(self.api_key),
+            timeout=httpx.Timeout(60, read=None),
+            trust_env=False,
+        ) as c:
             try:
                 if c.head(f"/api/blobs/{digest}").status_code == 200:
                     return Imported(digest, 0, "already in the store")
@@ -138,11 +153,18 @@ class ItemResult:
         return not self.error
 
 
-def create_model(base_url: str, item: ImportItem, digest: str) -> None:
+def bearer(api_key: str | None) -> dict[str, str]:
+    """The header a server with API keys (`POLLAMA_API_KEYS`) asks of every request but `/` and `/api/version`."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def create_model(base_url: str, item: ImportItem, digest: str, *, api_key: str | None = None) -> None:
     """`/api/create` from the blob: the server reads the GGUF's template and parameters, as for `FROM file.gguf`."""
     body = {"model": item.name, "files": {item.file_name: digest}, "stream": False}
     try:
-        with httpx.Client(base_url=base_url, timeout=httpx.Timeout(60, read=600), trust_env=False) as c:
+        with httpx.Client(
+            base_url=base_url, headers=bearer(api_key), timeout=httpx.Timeout(60, read=600), trust_env=False
+        ) as c:
             r = c.post("/api/create", json=body)
     except httpx.HTTPError as exc:
         raise ImportFailed(f"the server could not be reached: {exc}") from None
@@ -157,8 +179,11 @@ def import_files(
     progress: Callable[[int, int, int, str], None],
     cancelled: Callable[[], bool],
     done: Callable[[ItemResult], None] = lambda _: None,
+    *,
+    api_key: str | None = None,
 ) -> list[ItemResult]:
-    """Each item in turn: its blob, then its model. `progress(index, bytes done, bytes total, text)`."""
+    """Each item in turn: its blob, then its model. `progress(index, bytes done, bytes total, text)`;
+    `api_key`: what `/api/create` carries when the server has API keys."""
     results: list[ItemResult] = []
     for index, item in enumerate(items):
         if cancelled():
@@ -170,7 +195,7 @@ def import_files(
         try:
             imported = importer.import_blob(item.path, step, cancelled)
             progress(index, 1, 1, f"Creating {item.name}")
-            create_model(base_url, item, imported.digest)
+            create_model(base_url, item, imported.digest, api_key=api_key)
             result = ItemResult(item, "", imported)
         except Cancelled:
             break

@@ -346,14 +346,14 @@ class ImportDialog(QDialog):
     def start_import(self) -> Job | None:
         if (self.job is not None and self.job.running) or not self.import_button.isEnabled():
             return None
-        items, importer, base_url = self.items(), self.importer, self.client.base_url
+        items, importer, base_url, api_key = self.items(), self.importer, self.client.base_url, self.client.api_key
         total = len(items)
 
         def work(report: Any, cancelled: Any) -> list[ItemResult]:
             def progress(index: int, done: int, size: int, text: str) -> None:
                 report((index, done, size, text))
 
-            return import_files(items, importer, base_url, progress, cancelled)
+            return import_files(items, importer, base_url, progress, cancelled, api_key=api_key)
 
         self.results = []
         self.progress.setRange(0, 1000)

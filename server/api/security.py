@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from quart import Quart, Response, request
 
+from server.api.compat.common import TRUNCATION_FIELDS
 from server.config import Config
 
 DEFAULT_ORIGIN_HOSTS = ("localhost", "127.0.0.1", "0.0.0.0")
@@ -53,6 +54,9 @@ ALLOW_HEADERS = ",".join(
         ),
     ]
 )
+# pollama's own response headers a browser app may read (fetch() hides any other but the
+# CORS-safelisted ones): how much of a `/v1` prompt did not fit (`compat/common.py` `truncation_headers`)
+EXPOSE_HEADERS = ", ".join("X-Pollama-" + key.replace("_", "-").title() for key in TRUNCATION_FIELDS)
 PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 
 
@@ -160,6 +164,7 @@ def install(app: Quart, config: Config) -> None:
         host = request.headers.get("Host", "")
         if origin and origin not in (f"http://{host}", f"https://{host}") and policy.allows(origin):
             response.headers["Access-Control-Allow-Origin"] = "*" if policy.allow_all else origin
+            response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
             if not policy.allow_all:
                 response.headers.add("Vary", "Origin")
         return response

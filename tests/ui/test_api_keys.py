@@ -82,3 +82,39 @@ def test_the_embedded_server_offers_its_first_key() -> None:
     server = EmbeddedServer(lambda: load_config({"POLLAMA_API_KEYS": f"{KEY},pk-other"}, {}))
     assert server.api_key == KEY
     assert EmbeddedServer(lambda: load_config({}, {})).api_key is None
+
+
+def test_a_dropped_gguf_is_imported_with_the_key(
+    qtbot, keyed_server: LiveServer, prompter, tmp_path: Path, tiny_model_path: Path
+) -> None:
+    """Upload (HEAD and POST `/api/blobs`) and `/api/create` each carry the key; without it the
+    dialog shows the server's 401 instead of a model."""
+    import shutil
+
+    import httpx
+
+    source = tmp_path / "dropped" / "tiny-drop.gguf"
+    source.parent.mkdir()
+    shutil.copyfile(tiny_model_path, source)
+
+    def import_with(api_key: str | None) -> list:
+        app = make_desktop(keyed_server.url, prompter, tmp_path / (api_key or "none"), api_key=api_key)
+        try:
+            dialog = app.import_files([source])
+            qtbot.waitUntil(lambda: bool(dialog.candidates) and not dialog.job.running, timeout=10_000)
+            with qtbot.waitSignal(dialog.imported, timeout=30_000) as done:
+                dialog.import_button.click()
+            return done.args[0]
+        finally:
+            app.shutdown()
+
+    refused = import_with(None)
+    assert [r.ok for r in refused] == [False] and "API key" in refused[0].error
+    imported = import_with(KEY)
+    assert [(r.ok, r.imported.how) for r in imported] == [(True, "copied")]
+    assert imported[0].item.name.startswith("tiny-drop:")
+    names = {
+        m["name"]
+        for m in httpx.get(keyed_server.url + "/api/tags", headers={"Authorization": f"Bearer {KEY}"}).json()["models"]
+    }
+    assert imported[0].item.name in names

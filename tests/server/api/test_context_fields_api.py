@@ -136,3 +136,22 @@ def test_cut_prompt_tokens_are_reported(server: LiveServer, client: openai.OpenA
         timeout=60,
     ).json()
     assert "truncated_tokens" not in short
+
+
+def test_a_browser_app_may_read_the_truncation_headers(server: LiveServer) -> None:
+    """fetch() hides every response header but the CORS-safelisted ones unless the server lists it
+    in `Access-Control-Expose-Headers`: without that, a web app could never see the truncation."""
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        json={"model": "tiny", "messages": LONG_CHAT, "max_tokens": 1, "num_ctx": 256},
+        headers={"Origin": "http://localhost:5173"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+    exposed = {h.strip().lower() for h in r.headers["Access-Control-Expose-Headers"].split(",")}
+    sent = {h.lower() for h in r.headers if h.lower().startswith("x-pollama-truncated")}
+    assert sent and sent <= exposed
+    assert exposed == {"x-pollama-truncated-messages", "x-pollama-truncated-tokens"}
+    same_origin = httpx.get(server.url + "/api/version", timeout=10)
+    assert "Access-Control-Expose-Headers" not in same_origin.headers

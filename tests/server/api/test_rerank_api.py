@@ -1,10 +1,11 @@
 """Reranking against a live server: /api/rerank, the Jina/Cohere /v1/rerank (through LiteLLM's
-`rerank()` where LiteLLM is installed), a tiny random-weight BERT cross-encoder written by
+`rerank()`, in a cached venv of its own), a tiny random-weight BERT cross-encoder written by
 tests/fixtures (rank pooling, classification head) running in the runner's batching engine."""
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import ollama
 import pytest
 
 from tests.server.api.test_openai_api import CHATML, create
+from tests.support.litellm_venv import litellm_python
 from tests.support.live_server import LiveServer
 
 pytestmark = pytest.mark.openapi_validate
@@ -127,18 +129,26 @@ def test_v1_rerank_shape(server: LiveServer) -> None:
 
 
 def test_litellm_rerank(server: LiveServer) -> None:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch at import
-    litellm = pytest.importorskip("litellm", reason="LiteLLM is optional (pip install '.[litellm]')")
-    response = litellm.rerank(
-        model="rr",
-        custom_llm_provider="jina_ai",  # posts the Jina/Cohere body to <api_base>/v1/rerank
-        api_base=server.url,
-        api_key="pollama",
-        query=QUERY,
-        documents=DOCS,
-        top_n=2,
-        return_documents=True,
+    """LiteLLM's `rerank()` with the Jina provider posts the Jina/Cohere body to `<api_base>/v1/rerank`;
+    it runs in its own cached venv (tests/support/litellm_venv.py), so CI runs it too."""
+    call = {
+        "model": "rr",
+        "custom_llm_provider": "jina_ai",
+        "api_base": server.url,
+        "api_key": "pollama",
+        "query": QUERY,
+        "documents": DOCS,
+        "top_n": 2,
+        "return_documents": True,
+    }
+    done = subprocess.run(
+        [str(litellm_python()), str(Path(__file__).parents[2] / "support" / "litellm_rerank.py")],
+        input=json.dumps(call),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
+    assert done.returncode == 0, done.stderr
+    got = [(r["index"], r["relevance_score"], r["document"]["text"]) for r in json.loads(done.stdout)]
     native = rerank(server, query=QUERY, documents=DOCS, top_n=2).json()["results"]
-    got = [(r["index"], r["relevance_score"], r["document"]["text"]) for r in response.results]
     assert got == [(e["index"], pytest.approx(e["relevance_score"]), e["document"]) for e in native]
