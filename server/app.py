@@ -78,7 +78,7 @@ def build_services(
     store = store or Store(config.models)
     scheduler = scheduler or Scheduler(config, start_runner)
     registry = RegistryService(store, ollama_home=config.ollama_home)
-    metrics = Metrics(lambda: scheduler, registry.context.hub.bytes_transferred)
+    metrics = Metrics(scheduler, registry.context.hub.bytes_transferred)
     return Services(
         config=config,
         store=store,
