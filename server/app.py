@@ -75,15 +75,16 @@ def build_services(
     The inference service, the server's own or one handed in, is counted for `/metrics`.
     Nothing here starts anything: `create_app`'s serving lifetime does.
     """
-    store = store or Store(config.models)
-    scheduler = scheduler or Scheduler(config, start_runner)
+    store = Store(config.models) if store is None else store
+    scheduler = Scheduler(config, start_runner) if scheduler is None else scheduler
+    inference = Inference(store, scheduler) if inference is None else inference
     registry = RegistryService(store, ollama_home=config.ollama_home)
     metrics = Metrics(scheduler, registry.context.hub.bytes_transferred)
     return Services(
         config=config,
         store=store,
         scheduler=scheduler,
-        inference=MeteredInference(inference or Inference(store, scheduler), metrics),
+        inference=MeteredInference(inference, metrics),
         registry=registry,
         metrics=metrics,
         requests=RequestRing(),
@@ -100,7 +101,7 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
         POLLAMA_MAX_JSON_BODY=config.max_json_body,
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
-    svc = services or build_services(config)
+    svc = build_services(config) if services is None else services
     pass_to_children(WORKERS_ENV, ",".join(config.rpc_workers) or None)
     app.extensions[SERVICES] = svc
 
