@@ -178,10 +178,8 @@ def http_layer_cost(chunks: int, rounds: int) -> dict[str, Any]:
     import os
 
     async def run() -> dict[str, list[float]]:
-        from server.app import create_app
+        from server.app import build_services, create_app
         from server.config import load_config
-        from server.services import Services
-        from server.store.store import Store
 
         class Scripted:
             async def _events(self) -> Any:
@@ -206,9 +204,7 @@ def http_layer_cost(chunks: int, rounds: int) -> dict[str, Any]:
                 return self._events()
 
         config = load_config(settings={})
-        services = Services(config=config, store=Store(config.models))
-        services.inference = Scripted()
-        app = create_app(config, services=services)
+        app = create_app(config, services=build_services(config, inference=Scripted()))
         times: dict[str, list[float]] = {"native_ndjson": [], "openai_sse": []}
         routes = [("native_ndjson", "/api/chat", {}), ("openai_sse", "/v1/chat/completions", {"stream": True})]
         async with app.test_app() as test_app:

@@ -1,39 +1,95 @@
 """Build the Quart app (`create_app`) and run it on Hypercorn (`serve`).
 
-The app owns its services for exactly its serving lifetime (`while_serving`):
-the store is prepared before the first request, and runners are stopped
-after the last. Nothing lives at module level, so tests start as many
-servers as they like in one process.
+`build_services` makes the typed `Services` a server holds; `create_app` registers
+every API surface by name (`BLUEPRINTS`) and owns the services for exactly its
+serving lifetime (Quart's `while_serving`): the store is prepared before the
+first request, and runners and the registry are stopped after the last, in one
+function that says in which order. Nothing lives at module level, so tests
+start as many servers as they like in one process.
+
+No API surface is optional: every one depends only on what `pyproject.toml`
+requires. A surface that one day needs an optional package decides by a check
+of that package, with a log line, not by whether its own module imports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
-from quart import Quart, Response, g, request
+from quart import Blueprint, Quart, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from server.api import api_keys, developer, request_logging, security
+from server.activity import RequestRing
+from server.api import (
+    anthropic,
+    api_keys,
+    developer,
+    native,
+    openai,
+    pollama_ext,
+    request_logging,
+    security,
+    transfer,
+)
+from server.api import inference as inference_api
+from server.api import metrics as metrics_api
+from server.api.context import SERVICES
+from server.api.http import error_response
+from server.api.not_found import not_found_response
 from server.child_env import pass_to_children
 from server.config import Config
 from server.errors import PollamaError
-from server.inference.service import REQUEST_ROUTE
+from server.inference.runner_calls import start_runner
+from server.inference.service import REQUEST_ROUTE, Inference
+from server.metrics import MeteredInference, Metrics
+from server.registry.service import RegistryService
 from server.runner.rpc_endpoints import WORKERS_ENV
+from server.scheduler import Scheduler
 from server.services import Services
 from server.store.store import Store
 
 log = logging.getLogger("pollama.server")
 request_log = logging.getLogger("pollama.request")
+
+
+def build_services(
+    config: Config,
+    *,
+    store: Store | None = None,
+    scheduler: Scheduler | None = None,
+    inference: Inference | None = None,
+) -> Services:
+    """Every service a server holds, made from `config`; a test hands in the part it replaces.
+
+    The inference service, the server's own or one handed in, is counted for `/metrics`.
+    Nothing here starts anything: `create_app`'s serving lifetime does.
+    """
+    store = Store(config.models) if store is None else store
+    scheduler = Scheduler(config, start_runner) if scheduler is None else scheduler
+    inference = Inference(store, scheduler) if inference is None else inference
+    registry = RegistryService(store, ollama_home=config.ollama_home)
+    metrics = Metrics(scheduler, registry.context.hub.bytes_transferred)
+    return Services(
+        config=config,
+        store=store,
+        scheduler=scheduler,
+        inference=MeteredInference(inference, metrics),
+        registry=registry,
+        metrics=metrics,
+        requests=RequestRing(),
+        logs=developer.new_log_ring(),
+    )
 
 
 def create_app(config: Config, *, services: Services | None = None) -> Quart:
@@ -45,21 +101,19 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
         POLLAMA_MAX_JSON_BODY=config.max_json_body,
         PROVIDE_AUTOMATIC_OPTIONS=False,
     )
-    svc = services or Services(config=config, store=Store(config.models))
+    svc = build_services(config) if services is None else services
     pass_to_children(WORKERS_ENV, ",".join(config.rpc_workers) or None)
-    wire_inference(svc)
-    from server.registry.service import install as install_registry
-
-    install_registry(svc)
-    app.extensions["pollama"] = svc
+    app.extensions[SERVICES] = svc
 
     @app.before_request
     async def start_timer() -> None:
         g.started = time.perf_counter()
         REQUEST_ROUTE.set(f"{request.method} {request.path}")
 
-    developer.install(app, svc)  # before the security check, so a refused request is listed too
-    install_metrics(app, svc)
+    # Request hooks, in this order: the two that record a request come before the checks
+    # that may refuse it, so a refused request is listed and counted too.
+    developer.record_requests(app, svc.requests)
+    metrics_api.count_requests(app, svc.metrics)
     security.install(app, config)
     api_keys.install(app, config)
     request_logging.install(app, config)
@@ -87,15 +141,11 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
 
     @app.errorhandler(NotFound)
     async def not_found(_: Exception) -> Response:
-        from server.api.not_found import not_found_response
-
         return not_found_response(request.method, request.path)
 
     @app.errorhandler(MethodNotAllowed)
     async def not_allowed(_: Exception) -> Response:
         return Response("405 method not allowed", status=405, content_type="text/plain")
-
-    from server.api.http import error_response
 
     @app.errorhandler(PollamaError)
     async def pollama_error(exc: PollamaError) -> Response:
@@ -112,81 +162,49 @@ def create_app(config: Config, *, services: Services | None = None) -> Quart:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(PollamaError(f"internal error: {exc}"))
 
-    from server.api.native import bp as native_bp
-
-    app.register_blueprint(native_bp)
-    for module in _optional_blueprints():
-        app.register_blueprint(module)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
 
     @app.while_serving
-    async def lifetime() -> Any:
-        await asyncio.to_thread(svc.store.prepare, prune=not config.noprune)
-        for start in svc.extras.get("on_start", []):
-            await start(svc)
-        try:
+    async def lifetime() -> AsyncGenerator[None, None]:
+        """What the server holds while it serves: started in this order, stopped in reverse.
+
+        Every stop runs even when one before it failed (its error is logged), so a
+        registry that fails to close still leaves no runner process behind.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            # first in, so start-up is in the Developer view's log; last out, so is shutdown
+            root = logging.getLogger()
+            root.addHandler(svc.logs)
+            stack.callback(root.removeHandler, svc.logs)
+            await asyncio.to_thread(svc.store.prepare, prune=not config.noprune)
+            stack.push_async_callback(_stop, "runners", svc.scheduler.close)
+            await svc.registry.start()
+            stack.push_async_callback(_stop, "registry", svc.registry.close)
             yield
-        finally:
-            for stop in reversed(svc.extras.get("on_stop", [])):
-                try:
-                    await stop(svc)
-                except Exception:
-                    log.exception("error during shutdown")
 
     return app
 
 
-def install_metrics(app: Quart, svc: Services) -> None:
-    """`/metrics`, the per-request count, and the inference service wrapped to count generations."""
-    from server.api import metrics as metrics_api
-    from server.metrics import MeteredInference, Metrics
-
-    def pulled_bytes() -> int:
-        return svc.registry.context.hub.bytes_transferred() if svc.registry is not None else 0
-
-    metrics = Metrics(lambda: svc.scheduler, pulled_bytes)
-    inner = svc.inference.inner if isinstance(svc.inference, MeteredInference) else svc.inference
-    svc.inference = MeteredInference(inner, metrics)
-    metrics_api.install(app, metrics)
-    app.register_blueprint(metrics_api.bp)
-
-
-def wire_inference(svc: Services) -> None:
-    """Give the services a scheduler (runner processes) and the inference service on top."""
-    from server.inference.runner_calls import start_runner
-    from server.inference.service import Inference
-    from server.scheduler import Scheduler
-
-    if svc.scheduler is None:
-        svc.scheduler = Scheduler(svc.config, start_runner)
-
-        async def stop_runners(s: Services) -> None:
-            await s.scheduler.close()
-
-        svc.extras.setdefault("on_stop", []).append(stop_runners)
-    if svc.inference is None:
-        svc.inference = Inference(svc.store, svc.scheduler)
+#: Every API surface, each its module's `bp`. An explicit list: a module that fails to
+#: import fails the server's start, never drops its routes in silence.
+BLUEPRINTS: tuple[Blueprint, ...] = (
+    native.bp,
+    inference_api.bp,
+    openai.bp,
+    anthropic.bp,
+    pollama_ext.bp,
+    transfer.bp,
+    developer.bp,
+    metrics_api.bp,
+)
 
 
-def _optional_blueprints() -> list[Any]:
-    """Blueprints of the API surfaces beyond model management, as they exist."""
-    import importlib
-
-    found = []
-    for module_name in (
-        "server.api.inference",
-        "server.api.openai",
-        "server.api.anthropic",
-        "server.api.pollama_ext",
-        "server.api.transfer",
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        found.append(module.bp)
-    return found
+async def _stop(what: str, close: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await close()
+    except Exception:
+        log.exception("error stopping the %s during shutdown", what)
 
 
 def listen_backlog() -> int:

@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from server.scheduler import Scheduler
+
 #: Time to first token: a loaded model answers in tens of ms; a cold load takes seconds to minutes.
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 #: Mean seconds per generated token: 1 ms (a tiny model on a GPU) to 1 s (a big one on a CPU).
@@ -66,7 +68,7 @@ class GenerationStats:
 class Metrics:
     """The app's metrics; `observe_request` and `observe_generation` are its only writers."""
 
-    def __init__(self, scheduler: Callable[[], Any], pulled_bytes: Callable[[], int]) -> None:
+    def __init__(self, scheduler: Scheduler, pulled_bytes: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -115,11 +117,11 @@ class Metrics:
 class SchedulerCollector(Collector):
     """Queue depth and loaded models, read from the scheduler at scrape time."""
 
-    def __init__(self, scheduler: Callable[[], Any]) -> None:
+    def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
 
     def collect(self) -> Iterator[Metric]:
-        scheduler = self._scheduler()
+        scheduler = self._scheduler
         queue = GaugeMetricFamily(
             "pollama_queue_depth", "Requests waiting for a model to load or for a free slot of its runner"
         )
@@ -129,12 +131,12 @@ class SchedulerCollector(Collector):
             "Memory of each loaded model (as /api/ps reports it), in system RAM and in VRAM",
             labels=["model", "memory"],
         )
-        entries = scheduler.ps() if scheduler is not None else []
-        queue.add_metric([], scheduler.queue_depth() if scheduler is not None else 0)
+        entries = scheduler.ps()
+        queue.add_metric([], scheduler.queue_depth())
         loaded.add_metric([], len(entries))
         for entry in entries:
-            vram = int(entry.get("size_vram") or 0)
-            memory.add_metric([entry["name"], "ram"], max(0, int(entry.get("size") or 0) - vram))
+            vram = entry["size_vram"]
+            memory.add_metric([entry["name"], "ram"], max(0, entry["size"] - vram))
             memory.add_metric([entry["name"], "vram"], vram)
         yield from (queue, loaded, memory)
 

@@ -4,6 +4,10 @@ The decisions (reload or reuse, whom to evict, will it fit) are plain
 functions over plain data, tested without processes. `Scheduler` is the thin
 asyncio layer around them: it loads one model at a time, hands out leases,
 runs keep-alive timers, and forgets a runner the moment its process dies.
+It knows a runner only as the `server.runner.interface.Runner` protocol, made
+by the `StartRunner` it is given: the server's starts processes
+(`server.inference.runner_calls.start_runner`), the tests' may start runners
+in memory (`server.runner.memory.MemoryRunners`).
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from server.config import Config
 from server.context_length import ContextChoice, explicit_context, fitting_context
 from server.errors import PollamaError, RequestCanceled, ServerBusy
 from server.gpu import Device, SystemMemory, gpu_devices, system_memory
 from server.options import RUNNER_OPTIONS
+from server.runner.interface import Runner
 from server.runner.limits import GGML_MAX_N_THREADS, INT32_MAX
 from server.store.gguf_info import GGUFInfo
 from server.store.store import Model
@@ -63,8 +68,12 @@ class RunnerSpec:
     context_reason: str = field(default="", compare=False)
 
     @property
-    def key(self) -> tuple[str, tuple[str, ...], tuple[str, ...], str | None]:
+    def key(self) -> SpecKey:
         return (self.model_path, self.adapters, self.projectors, self.draft)
+
+
+#: The files a runner loads (weights, adapters, projectors, draft): one runner per key.
+SpecKey = tuple[str, tuple[str, ...], tuple[str, ...], str | None]
 
 
 #: What a runner is loaded with besides the request's runner options (`RUNNER_OPTIONS`):
@@ -211,14 +220,38 @@ def max_loaded(config: Config, devices: list[Device]) -> int:
 # ---- the asyncio layer ----------------------------------------------------------------------
 
 
-StartRunner = Callable[[RunnerSpec, float | None], Awaitable[Any]]
+#: Starts a runner for a spec and returns it loaded; the float is the load timeout (None: no limit).
+StartRunner = Callable[[RunnerSpec, float | None], Awaitable[Runner]]
+
+
+class DeviceShare(TypedDict):
+    name: str  # as llama.cpp named the device: `RPC0[host:port]`, `CPU`
+    size: int
+
+
+class WorkerSplit(TypedDict, total=False):
+    devices: list[DeviceShare]
+
+
+class PsEntry(WorkerSplit):
+    """One loaded model as `/api/ps` lists it (Ollama's `api.ProcessModelResponse`), in its key order."""
+
+    name: str
+    model: str
+    size: int
+    digest: str
+    details: dict[str, Any]
+    expires_at: str
+    size_vram: int
+    context_length: int
+    context_length_reason: str
 
 
 @dataclass
 class Loaded:
     state: RunnerState
     model: Model
-    client: Any
+    client: Runner
     estimate: MemoryEstimate
     size: int
     size_vram: int
@@ -243,7 +276,7 @@ class Lease:
         self._released = False
 
     @property
-    def runner(self) -> Any:
+    def runner(self) -> Runner:
         return self.loaded.client
 
     @property
@@ -275,7 +308,7 @@ class Scheduler:
         self._start_runner = start_runner
         self._memory = memory
         self._devices = devices
-        self._loaded: dict[tuple[Any, ...], Loaded] = {}
+        self._loaded: dict[SpecKey, Loaded] = {}
         self._load_lock = asyncio.Lock()
         self._pending = 0
         self._waiting_for_slot = 0
@@ -415,8 +448,8 @@ class Scheduler:
                     await loaded.idle_event.wait()
                 await self._unload(loaded)
 
-    def ps(self) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
+    def ps(self) -> list[PsEntry]:
+        entries: list[PsEntry] = []
         for loaded in self._loaded.values():
             if loaded.closing:
                 continue
@@ -578,22 +611,19 @@ class Scheduler:
         await self._unload(victim)
 
 
-def _worker_split(client: Any) -> dict[str, list[dict[str, Any]]]:
+def _worker_split(client: Runner) -> WorkerSplit:
     """`devices` for an /api/ps entry whose model is split across RPC workers: what each
     device holds, by the name llama.cpp gave it (`RPC0[host:port]`, `CPU`). Absent otherwise,
     so /api/ps stays Ollama's for everyone not using workers."""
-    placed = getattr(getattr(client, "info", None), "device_bytes", None) or {}
+    placed = client.info.device_bytes
     if not any(name.startswith("RPC") for name in placed):
         return {}
     return {"devices": [{"name": name, "size": size} for name, size in placed.items()]}
 
 
-def _reported_sizes(client: Any, estimate: MemoryEstimate) -> tuple[int, int]:
-    """Sizes as the runner measured them after loading; the estimate if it could not say."""
-    info = getattr(client, "info", None)
-    size = getattr(info, "size", None) or getattr(info, "memory_total", None)
-    vram = getattr(info, "size_vram", None)
-    return int(size or estimate.total), int(vram or 0)
+def _reported_sizes(client: Runner, estimate: MemoryEstimate) -> tuple[int, int]:
+    """Sizes as the runner measured them after loading; the estimate where it measured none."""
+    return client.info.size or estimate.total, client.info.size_vram
 
 
 def _file_sizes(paths: tuple[str, ...]) -> int:

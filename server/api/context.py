@@ -6,6 +6,10 @@ from quart import current_app
 
 from server.services import Services
 
+#: The key of `Services` in `app.extensions`.
+SERVICES = "pollama"
+
 
 def services() -> Services:
-    return current_app.extensions["pollama"]
+    svc: Services = current_app.extensions[SERVICES]
+    return svc

@@ -1,12 +1,12 @@
 """The Developer view's data: `GET /api/pollama/requests` and `GET /api/pollama/logs`.
 
-`install` hooks every request: as it starts it gets a fresh `server.usage.Usage`
-(the inference service notes its model and tokens there), and as it ends it
-goes into the app's `RequestRing`. A streamed answer ends when its last byte is
-sent, not when the handler returns, so its body is wrapped and it is recorded
-then; the wrapper passes every chunk through untouched and costs one
-generator step per chunk, nothing else. A `LogRing` is attached to the root
-logger while the app serves.
+`record_requests` hooks every request: as it starts it gets a fresh
+`server.usage.Usage` (the inference service notes its model and tokens there),
+and as it ends it goes into the app's `RequestRing` (`Services.requests`). A
+streamed answer ends when its last byte is sent, not when the handler returns,
+so its body is wrapped and it is recorded then; the wrapper passes every chunk
+through untouched and costs one generator step per chunk, nothing else. A `LogRing` (`Services.logs`) is
+attached to the root logger while the app serves.
 
 The Developer view's own polling is left out of both (it would fill them with
 itself). Nothing of a request's body or headers is kept.
@@ -19,14 +19,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from quart import Blueprint, Quart, Response, current_app, g, request
+from quart import Blueprint, Quart, Response, g, request
 from quart.wrappers.response import IterableBody
 
 from server import usage
 from server.activity import LEVELS, LogRing, RequestRing
+from server.api.context import services
 from server.api.http import json_response
 from server.errors import BadRequest
-from server.services import Services
 
 bp = Blueprint("developer", __name__)
 
@@ -36,9 +36,6 @@ UNRECORDED = frozenset({REQUESTS_PATH, LOGS_PATH})
 #: `server/app.py` logs every request to this logger as "METHOD PATH STATUS …".
 REQUEST_LOGGER = "pollama.request"
 
-_EXT_REQUESTS = "pollama.requests"
-_EXT_LOGS = "pollama.logs"
-
 
 def is_own_poll(record: logging.LogRecord) -> bool:
     """The request log's line for a poll of these endpoints (its args are method, path, …)."""
@@ -46,21 +43,17 @@ def is_own_poll(record: logging.LogRecord) -> bool:
     return record.name == REQUEST_LOGGER and isinstance(args, tuple) and len(args) > 1 and args[1] in UNRECORDED
 
 
-def install(app: Quart, svc: Services) -> None:
-    """Record every request into a ring on `app`, keep log records while it serves, add the routes."""
-    requests = RequestRing()
-    logs = LogRing(skip=is_own_poll)
-    app.extensions[_EXT_REQUESTS] = requests
-    app.extensions[_EXT_LOGS] = logs
+def new_log_ring() -> LogRing:
+    """The ring the app keeps log records in (`Services.logs`), without this view's own polls."""
+    return LogRing(skip=is_own_poll)
 
-    async def attach_log(_: Services) -> None:
-        logging.getLogger().addHandler(logs)
 
-    async def detach_log(_: Services) -> None:
-        logging.getLogger().removeHandler(logs)
+def record_requests(app: Quart, requests: RequestRing) -> None:
+    """Record every request into `requests` as it ends; to be installed before any hook that may refuse.
 
-    svc.extras.setdefault("on_start", []).insert(0, attach_log)  # first in, so start-up is in it
-    svc.extras.setdefault("on_stop", []).insert(0, detach_log)  # stops run reversed: last out
+    The routes are `bp`, registered by `create_app`; the log ring is attached to the root
+    logger by the app's serving lifetime.
+    """
 
     @app.before_request
     async def begin() -> None:
@@ -94,8 +87,6 @@ def install(app: Quart, svc: Services) -> None:
             done()
         return response
 
-    app.register_blueprint(bp)
-
 
 async def _then(body: IterableBody, done: Callable[[], None]) -> AsyncIterator[Any]:
     """`body`'s chunks as they come, then `done()` once it ended (finished, failed or cancelled)."""
@@ -125,17 +116,15 @@ def _int_arg(name: str, default: int) -> int:
 @bp.route(REQUESTS_PATH, methods=["GET"])
 async def recent_requests() -> Response:
     """The last requests, oldest first; `since` (a `seq`) gives only those after it."""
-    ring: RequestRing = current_app.extensions[_EXT_REQUESTS]
-    entries, last = ring.since(_int_arg("since", 0))
+    entries, last = services().requests.since(_int_arg("since", 0))
     return json_response({"requests": [e.to_json() for e in entries], "last": last})
 
 
 @bp.route(LOGS_PATH, methods=["GET"])
 async def recent_logs() -> Response:
     """The last log records at `level` or above (debug, info, warning, error), oldest first, after `since`."""
-    ring: LogRing = current_app.extensions[_EXT_LOGS]
     level_name = (request.args.get("level") or "debug").lower()
     if level_name not in LEVELS:
         raise BadRequest(f"level must be one of {', '.join(LEVELS)}, got {level_name!r}")
-    entries, last = ring.since(_int_arg("since", 0), LEVELS[level_name])
+    entries, last = services().logs.since(_int_arg("since", 0), LEVELS[level_name])
     return json_response({"logs": [e.to_json() for e in entries], "last": last})

@@ -13,7 +13,7 @@ import ipaddress
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from quart import Blueprint, Quart, Response, current_app, g, request
+from quart import Blueprint, Quart, Response, g, request
 
 from server.api.context import services
 from server.api.http import json_response
@@ -21,7 +21,6 @@ from server.metrics import Metrics, RequestFacts, current_request
 
 bp = Blueprint("metrics", __name__)
 
-EXTENSION = "pollama_metrics"
 NOT_EXPOSED = "metrics are served to loopback clients only; set POLLAMA_METRICS=1 to serve them to the network"
 
 
@@ -38,21 +37,17 @@ def may_scrape(remote_addr: str | None, *, exposed: bool) -> bool:
     return exposed or client_is_loopback(remote_addr)
 
 
-def metrics_of(app: Quart) -> Metrics:
-    return app.extensions[EXTENSION]  # type: ignore[no-any-return]
-
-
 @bp.route("/metrics", methods=["GET"])
 async def scrape() -> Response:
-    if not may_scrape(request.remote_addr, exposed=services().config.metrics):
+    svc = services()
+    if not may_scrape(request.remote_addr, exposed=svc.config.metrics):
         return json_response({"error": NOT_EXPOSED}, 403)
-    body = generate_latest(metrics_of(current_app).registry)
+    body = generate_latest(svc.metrics.registry)
     return Response(body, status=200, content_type=CONTENT_TYPE_LATEST)
 
 
-def install(app: Quart, metrics: Metrics) -> None:
+def count_requests(app: Quart, metrics: Metrics) -> None:
     """Count every request once, when its response is ready; to be installed before any hook that may refuse."""
-    app.extensions[EXTENSION] = metrics
 
     @app.before_request
     async def begin_request_facts() -> None:

@@ -87,9 +87,8 @@ async def create() -> Response:
     body = await read_json()
     req = parse_create_request(body)
     svc = services()
-    pull = svc.registry.pull_progress if svc.registry is not None else None
     stream = field(body, "stream", bool, True)
-    return await stream_or_last(create_model(svc.store, req, pull=pull), stream=stream)
+    return await stream_or_last(create_model(svc.store, req, pull=svc.registry.pull_progress), stream=stream)
 
 
 @bp.route("/api/blobs/<digest>", methods=["HEAD"])
@@ -139,14 +138,11 @@ async def delete() -> Response:
         raise BadRequest(f'name "{raw}" is invalid')
     svc = services()
     model = svc.store.require(name, f"model '{raw}' not found")
-    if svc.scheduler is not None:
-        await svc.scheduler.unload_model(model)
+    await svc.scheduler.unload_model(model)
     await asyncio.to_thread(svc.store.delete, model.name)
     return empty_ok()
 
 
 @bp.route("/api/ps", methods=["GET"])
 async def ps() -> Response:
-    svc = services()
-    models = svc.scheduler.ps() if svc.scheduler is not None else []
-    return json_response({"models": models})
+    return json_response({"models": services().scheduler.ps()})

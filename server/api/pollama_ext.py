@@ -29,7 +29,6 @@ from server.inference.requests import ChatRequest
 from server.options import DEFAULT_OPTIONS, validate_options
 from server.registry.errors import Unreachable
 from server.registry.remote_model import RemoteModel, inspect
-from server.registry.service import install
 from server.runner.ggml_backends import BackendReport
 from server.scheduler import RunnerSpec, Scheduler, estimate_memory, free_memory_for
 from server.store.gguf_info import GGUFInfo
@@ -86,13 +85,11 @@ async def estimate() -> Response:
         raise BadRequest("model is required")
     insecure = bool(field(body, "insecure", bool, False))
     svc = services()
-    if svc.scheduler is None:
-        raise PollamaError("this server runs no models")
     requested = validate_options(body.get("options"))
     name = Name.parse(raw)
     model = svc.store.get(name)
     if model is None:
-        registry = install(svc)
+        registry = svc.registry
         try:
             remote = await registry.context.call(
                 functools.partial(inspect, registry.transport, name, insecure=insecure, endpoints=registry.endpoints)

@@ -1,8 +1,6 @@
 """`/api/pull` and `/api/push`: parse, hand to the registry service, stream its progress.
 
-The blueprint also wires the registry service into the app's services
-before serving if `create_app` has not (idempotent), so registering the
-blueprint is enough for pull and push to work.
+The registry service is `Services.registry`, made and started by `server/app.py`.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from quart import Blueprint, Response
 from server.api.context import services
 from server.api.http import error_response, field, read_json, stream_or_last
 from server.errors import BadRequest, InvalidModelName, PollamaError
-from server.registry.service import install
 from server.store.names import Name
 
 bp = Blueprint("transfer", __name__)
@@ -21,11 +18,6 @@ bp = Blueprint("transfer", __name__)
 @bp.errorhandler(PollamaError)
 async def _pollama_error(exc: PollamaError) -> Response:
     return error_response(exc)
-
-
-@bp.before_app_serving
-async def _wire_registry() -> None:
-    install(services())
 
 
 def _request_name(body: dict[str, object]) -> Name:
@@ -44,7 +36,7 @@ async def pull() -> Response:
     name = _request_name(body)
     insecure = bool(field(body, "insecure", bool, False))
     stream = bool(field(body, "stream", bool, True))
-    return await stream_or_last(install(services()).pull(name, insecure=insecure), stream=stream)
+    return await stream_or_last(services().registry.pull(name, insecure=insecure), stream=stream)
 
 
 @bp.route("/api/push", methods=["POST"])
@@ -53,4 +45,4 @@ async def push() -> Response:
     name = _request_name(body)
     insecure = bool(field(body, "insecure", bool, False))
     stream = bool(field(body, "stream", bool, True))
-    return await stream_or_last(install(services()).push(name, insecure=insecure), stream=stream)
+    return await stream_or_last(services().registry.push(name, insecure=insecure), stream=stream)

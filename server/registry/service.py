@@ -1,10 +1,10 @@
-"""The registry service a running server holds (`Services.registry`), and its wiring.
+"""The registry service a running server holds (`Services.registry`).
 
-`install(services)` builds it from the server's config and environment and
-registers, for start-up, the creation of `~/.ollama/id_ed25519` when missing
-(as `ollama serve` does) and, for shutdown, the release of its connections
-and threads. Everything is per service: two servers in one process share
-nothing.
+Built from the server's config and environment by `server.app.build_services`;
+the app's serving lifetime calls `start` (the creation of `~/.ollama/id_ed25519`
+when missing, as `ollama serve` does) and `close` (the release of its
+connections and threads). Everything is per service: two servers in one
+process share nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from server.registry import keys
 from server.registry.auth import Authenticator
@@ -46,6 +45,9 @@ class RegistryService:
         settings: TransferSettings | None = None,
     ) -> None:
         environ = dict(os.environ if environ is None else environ)
+        # httpx logs every request at INFO: one line per part would drown the server log.
+        httpx_log = logging.getLogger("httpx")
+        httpx_log.setLevel(max(httpx_log.level, logging.WARNING))
         self.ollama_home = ollama_home
         self.settings = settings or TransferSettings.from_env(environ)
         home = Path(environ.get("HOME") or Path.home())
@@ -84,23 +86,3 @@ class RegistryService:
         await self.context.hub.stop_all()
         await asyncio.to_thread(self.transport.close)
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def install(services: Any) -> RegistryService:
-    """Give `services` a registry (once) and hook its start and stop into the server's lifetime."""
-    if services.registry is not None:
-        return services.registry
-    # httpx logs every request at INFO: one line per part would drown the server log.
-    logging.getLogger("httpx").setLevel(max(logging.getLogger("httpx").level, logging.WARNING))
-    registry = RegistryService(services.store, ollama_home=services.config.ollama_home)
-    services.registry = registry
-
-    async def start(_: Any) -> None:
-        await registry.start()
-
-    async def stop(_: Any) -> None:
-        await registry.close()
-
-    services.extras.setdefault("on_start", []).append(start)
-    services.extras.setdefault("on_stop", []).append(stop)
-    return registry

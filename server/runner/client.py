@@ -15,13 +15,13 @@ import logging
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any
 
 from server.child_env import child_env
 from server.errors import BadRequest, PollamaError, RunnerError
 from server.runner import messages as m
+from server.runner.interface import CompletionChunk, EmbedResult, RerankResult, Runner
 from server.runner.messages import CompletionRequest, LoadOptions, RunnerInfo
 from server.runner.protocol import DecodedFrame, FrameDecoder, FrameError, encode
 
@@ -41,36 +41,6 @@ QUOTED_LINES = 6  # how many of them an error message quotes
 CLOSE_GRACE_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class CompletionChunk:
-    content: str
-    logprobs: list[dict[str, Any]] | None = None
-    done: bool = False
-    done_reason: str | None = None
-    prompt_eval_count: int = 0
-    prompt_eval_duration: int = 0
-    eval_count: int = 0
-    eval_duration: int = 0
-    context: list[int] | None = None
-    prompt_count: int = 0  # the whole prompt's positions (images included), cached or not
-    stop_sequence: str | None = None
-    draft_count: int = 0  # speculative decoding: tokens drafted, and of those accepted
-    draft_accepted_count: int = 0
-    truncated_tokens: int = 0  # prompt tokens the runner cut to fit the context
-
-
-@dataclass(frozen=True)
-class EmbedResult:
-    vectors: list[list[float]]
-    prompt_eval_count: int
-
-
-@dataclass(frozen=True)
-class RerankResult:
-    scores: list[float]  # one per document, in the request's order
-    prompt_eval_count: int
-
-
 def runner_command() -> list[str]:
     """How to start a runner: the hidden `runner` subcommand when frozen by PyInstaller."""
     if getattr(sys, "frozen", False):
@@ -79,7 +49,7 @@ def runner_command() -> list[str]:
 
 
 class RunnerClient:
-    """A live runner process. Create with `await RunnerClient.start(options, ...)`."""
+    """A live runner process (a `server.runner.interface.Runner`). Create with `await RunnerClient.start(options, ...)`."""
 
     def __init__(self, proc: asyncio.subprocess.Process, options: LoadOptions, log: logging.Logger) -> None:
         self._proc = proc
@@ -96,7 +66,7 @@ class RunnerClient:
         self._alive = True
         self._closing = False
         self._death: RunnerError | None = None
-        self.info: RunnerInfo | None = None
+        self._info: RunnerInfo | None = None
         self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"runner-{proc.pid}-stderr")
         self._stdout_task = asyncio.create_task(self._read_stdout(), name=f"runner-{proc.pid}-stdout")
 
@@ -128,9 +98,16 @@ class RunnerClient:
         except BaseException:
             await client._kill()
             raise
-        client.info = msg.info
+        client._info = msg.info
         log.info("runner %d loaded %s (%s)", client.pid, options.model_path, msg.info.description)
         return client
+
+    @property
+    def info(self) -> RunnerInfo:
+        """What the runner measured after loading; there once `start` has returned the client."""
+        if self._info is None:
+            raise RunnerError(f"the runner for {self.options.model_path} has not loaded its model yet")
+        return self._info
 
     @property
     def alive(self) -> bool:
@@ -174,7 +151,7 @@ class RunnerClient:
 
     # ---- requests ---------------------------------------------------------------------
 
-    async def completion(self, req: CompletionRequest) -> AsyncIterator[CompletionChunk]:
+    async def completion(self, req: CompletionRequest) -> AsyncGenerator[CompletionChunk, None]:
         """Stream a completion. Leaving the loop early (the client went away) cancels it in
         the runner, which frees the slot within one step."""
         rid = self._new_id()
@@ -408,3 +385,7 @@ class RunnerClient:
 
 def _logprobs(value: Any) -> list[dict[str, Any]] | None:
     return None if value is None else list(value)
+
+
+if TYPE_CHECKING:  # the type checker proves that the process client is a `Runner`
+    _: type[Runner] = RunnerClient

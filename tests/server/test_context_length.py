@@ -16,14 +16,12 @@ from typing import Any
 
 import pytest
 
-from server.app import create_app
+from server.app import build_services, create_app
 from server.config import load_config
 from server.context_length import AUTO_HEADROOM, explicit_context, fitting_context
 from server.gpu import SystemMemory
 from server.inference.runner_calls import start_runner
 from server.scheduler import Scheduler
-from server.services import Services
-from server.store.store import Store
 from tests.fixtures.gguf_models import PRESETS, cached_model
 
 MIB = 1 << 20
@@ -91,8 +89,7 @@ class Machine:
 async def serve(models_dir: Path, machine: Machine, **config_changes: Any) -> tuple[Any, Scheduler]:
     config = dataclasses.replace(load_config(settings={}), **config_changes)
     scheduler = Scheduler(config, start_runner, memory=machine.memory, devices=lambda: [])
-    svc = Services(config=config, store=Store(config.models), scheduler=scheduler)
-    return create_app(config, services=svc), scheduler
+    return create_app(config, services=build_services(config, scheduler=scheduler)), scheduler
 
 
 async def create(client: Any, name: str, path: Path, parameters: dict[str, Any] | None = None) -> None:

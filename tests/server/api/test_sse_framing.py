@@ -768,15 +768,11 @@ class ScriptedInference:
 
 
 async def scripted_client(models_dir: Any, inference: ScriptedInference) -> Any:
-    from server.app import create_app
+    from server.app import build_services, create_app
     from server.config import load_config
-    from server.services import Services
-    from server.store.store import Store
 
     config = load_config(settings={})
-    svc = Services(config=config, store=Store(config.models))
-    svc.inference = inference
-    return create_app(config, services=svc)
+    return create_app(config, services=build_services(config, inference=inference))
 
 
 async def test_http_stream_error_mid_stream_becomes_an_error_frame(models_dir: Any) -> None:
