@@ -62,14 +62,21 @@ def fill(folder: Path, leave: int = 0, name: str = "filler") -> Path:
 
     Allocated for real (`posix_fallocate`, then writes until ENOSPC when
     nothing is to be left), so the server meets a full disk, not a sparse file.
+    The server may still be writing while the disk is filled (a pull whose
+    bytes are in flight): an allocation that finds less room than `statvfs`
+    promised a moment before is retried with what is free now.
     """
     path = folder / name
     block = block_size(folder)
     keep = leave // block * block
     with open(path, "ab", buffering=0) as f:
-        want = free_bytes(folder) - keep
-        if want > 0:
-            os.posix_fallocate(f.fileno(), f.seek(0, os.SEEK_END), want)
+        while (want := free_bytes(folder) - keep) > 0:
+            try:
+                os.posix_fallocate(f.fileno(), f.seek(0, os.SEEK_END), want)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
         if keep == 0:
             piece = b"\0" * block
             while True:
