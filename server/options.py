@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from server.errors import BadRequest, PollamaError
+
+#: Option name → value, each value of the type `OPTION_TYPES` names (`coerce_option` checks it):
+#: a request's `options`, a Modelfile's parameters, and the merge of both the runner is given.
+Options: TypeAlias = dict[str, Any]
 
 #: name → type, as in Ollama's api.Options (runner options included).
 OPTION_TYPES: dict[str, type] = {
