@@ -109,26 +109,35 @@ class TokenPiece:
     piece: str
 
 
-async def collect(events: AsyncIterator[Event]) -> Final | Rendered:
+def output(event: Event) -> tuple[Piece, Final | None]:
+    """What an event shows (a piece, or a final's tail) and the final it is, if it is one:
+    the two questions every translator asks of each event. A `Rendered` has no output; the
+    routes answer a render-only request natively, so one here is a caller's bug."""
+    if isinstance(event, Final):
+        return event.tail, event
+    if isinstance(event, Piece):
+        return event, None
+    raise TypeError("a render-only answer has no output to translate")
+
+
+async def collect(events: AsyncIterator[Event]) -> Final:
     """A whole answer: every piece joined into the final's `tail` (text, thinking, tool calls
-    and logprobs in order), the rest of the final as it came. A render-only answer is
-    returned as it came. `events` is closed however this ends."""
+    and logprobs in order), the rest of the final as it came. `events` is closed however
+    this ends."""
     content: list[str] = []
     thinking: list[str] = []
     calls: list[ToolCall] = []
     logprobs: list[Logprob] = []
     try:
         async for event in events:
-            if isinstance(event, Rendered):
-                return event
-            piece = event.tail if isinstance(event, Final) else event
+            piece, final = output(event)
             content.append(piece.content)
             thinking.append(piece.thinking)
             calls.extend(piece.tool_calls)
             logprobs.extend(piece.logprobs)
-            if isinstance(event, Final):
+            if final is not None:
                 whole = Piece("".join(content), "".join(thinking), tuple(calls), tuple(logprobs))
-                return replace(event, tail=whole)
+                return replace(final, tail=whole)
     finally:
         await events.aclose()  # type: ignore[attr-defined]
     raise RuntimeError("a generation ended without its final event")

@@ -12,6 +12,7 @@ from typing import Any
 from server import strictjson
 from server.api.http import dumps
 from server.errors import BadRequest
+from server.inference.events import Final
 from server.jsontypes import json_type
 
 
@@ -158,11 +159,6 @@ def random_hex(n: int) -> str:
     return secrets.token_hex((n + 1) // 2)[:n]
 
 
-def usage_counts(final: Mapping[str, Any]) -> tuple[int, int]:
-    """(prompt tokens, generated tokens) from a native final chunk."""
-    return int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or 0)
-
-
 def deferred_options(build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], BadRequest | None]:
     """Native options from a translator's own option fields, or the BadRequest that building
     them raised: the caller puts it in `option_error`, and the service raises it after the
@@ -193,16 +189,13 @@ def with_native_options(body: Mapping[str, Any], translated: dict[str, Any]) -> 
     return options
 
 
-#: What a native final chunk says was cut to fit the context (pollama extension): old
-#: messages dropped whole, then prompt tokens the runner cut.
-TRUNCATION_FIELDS = ("truncated_messages", "truncated_tokens")
+def truncation(final: Final) -> dict[str, int]:
+    """What was cut to fit the context (pollama extension: old messages dropped whole, then
+    prompt tokens the runner cut), for the `/v1` answers: as extra fields of a stream's
+    finishing chunk, and as `X-Pollama-Truncated-*` headers of a whole answer."""
+    counts = {"truncated_messages": final.truncated_messages, "truncated_tokens": final.truncated_tokens}
+    return {key: n for key, n in counts.items() if n}
 
 
-def truncation(final: Mapping[str, Any]) -> dict[str, int]:
-    """The truncation a native final chunk reports, for the `/v1` answers: as extra fields of
-    a stream's finishing chunk, and as `X-Pollama-Truncated-*` headers of a whole answer."""
-    return {key: int(final[key]) for key in TRUNCATION_FIELDS if final.get(key)}
-
-
-def truncation_headers(final: Mapping[str, Any]) -> dict[str, str]:
+def truncation_headers(final: Final) -> dict[str, str]:
     return {"X-Pollama-" + key.replace("_", "-").title(): str(n) for key, n in truncation(final).items()}
