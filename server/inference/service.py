@@ -254,7 +254,8 @@ class Inference:
             system = req.system if req.system is not None else model.system
             history = model.messages if req.context is None else []
             if isinstance(template, JinjaTemplate):
-                msgs = ([{"role": "system", "content": system}] if system else []) + list(history)
+                msgs: list[JSONObject] = [{"role": "system", "content": system}] if system else []
+                msgs += history
                 msgs.append({"role": "user", "content": req.prompt, "images": req.images})
                 return render_chat(template, msgs, think=think)
             return render_generate(

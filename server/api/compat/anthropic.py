@@ -35,6 +35,7 @@ from server.errors import BadRequest, PollamaError
 from server.inference.events import Event, Final, output
 from server.inference.requests import ChatRequest, parse_format
 from server.jsontypes import JSONObject
+from server.options import Options
 from server.prompt import ToolCall
 
 log = logging.getLogger(__name__)
@@ -247,9 +248,9 @@ def _format(body: Mapping[str, Any]) -> str | JSONObject | None:
     return parse_format(fmt.get("schema"))
 
 
-def _sampling_options(body: Mapping[str, Any], max_tokens: int) -> JSONObject:
+def _sampling_options(body: Mapping[str, Any], max_tokens: int) -> Options:
     """`max_tokens`, `temperature`, `top_p`, `top_k` (only when sent) and `stop_sequences`."""
-    options: JSONObject = {"num_predict": max_tokens}
+    options: Options = {"num_predict": max_tokens}
     for key in ("temperature", "top_p"):
         value = opt_number(body, key)
         if value is not None:

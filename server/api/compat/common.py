@@ -13,7 +13,8 @@ from server import strictjson
 from server.api.http import dumps
 from server.errors import BadRequest
 from server.inference.events import Final
-from server.jsontypes import json_type
+from server.jsontypes import JSONObject, json_type
+from server.options import Options
 
 
 def go_type(value: Any) -> str:
@@ -49,7 +50,7 @@ def opt_bool(body: Mapping[str, Any], key: str) -> bool | None:
     return _opt(body, key, bool, "boolean")  # type: ignore[no-any-return]
 
 
-def opt_object(body: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+def opt_object(body: Mapping[str, Any], key: str) -> JSONObject | None:
     return _opt(body, key, dict, "object")  # type: ignore[no-any-return]
 
 
@@ -138,7 +139,7 @@ def arguments_json(arguments: Any) -> str:
     return dumps(arguments if arguments is not None else {})
 
 
-def parse_arguments(value: Any) -> dict[str, Any]:
+def parse_arguments(value: Any) -> JSONObject:
     """OpenAI `function.arguments` (a JSON string; an object is tolerated) → native object."""
     if value is None or value == "":
         return {}
@@ -159,7 +160,7 @@ def random_hex(n: int) -> str:
     return secrets.token_hex((n + 1) // 2)[:n]
 
 
-def deferred_options(build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], BadRequest | None]:
+def deferred_options(build: Callable[[], Options]) -> tuple[Options, BadRequest | None]:
     """Native options from a translator's own option fields, or the BadRequest that building
     them raised: the caller puts it in `option_error`, and the service raises it after the
     model lookup, as it does for a bad native option (an unknown model is a 404 first)."""
@@ -174,7 +175,7 @@ def deferred_options(build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any
 CONTEXT_FIELDS = ("num_ctx", "context_length")
 
 
-def with_native_options(body: Mapping[str, Any], translated: dict[str, Any]) -> dict[str, Any]:
+def with_native_options(body: Mapping[str, Any], translated: Options) -> Options:
     """A translator's options plus the native ones an OpenAI-style body may carry as extra
     fields (pollama extension): `options` (any native option, over the translated
     sampling fields) and `num_ctx` / `context_length` (over both). Their values are checked

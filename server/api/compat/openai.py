@@ -42,6 +42,7 @@ from server.errors import BadRequest
 from server.inference.events import Embeddings, Event, Final, Logprob, Stats, output
 from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest, parse_format, parse_options
 from server.jsontypes import JSONObject
+from server.options import Options
 from server.prompt import ToolCall
 
 SYSTEM_FINGERPRINT = "fp_ollama"
@@ -76,9 +77,9 @@ def usage(stats: Stats) -> dict[str, int]:
 # ---------------------------------------------------------------------------- shared request bits
 
 
-def sampling_options(body: Mapping[str, Any], *, completions: bool = False) -> dict[str, Any]:
+def sampling_options(body: Mapping[str, Any], *, completions: bool = False) -> Options:
     """OpenAI sampling fields → native options, with OpenAI's defaults (temperature/top_p 1.0)."""
-    options: dict[str, Any] = {}
+    options: Options = {}
     stop = parse_stop(body.get("stop"), strict=completions)
     if stop is not None:
         options["stop"] = stop
@@ -111,7 +112,7 @@ def sampling_options(body: Mapping[str, Any], *, completions: bool = False) -> d
     return parse_options(options)
 
 
-def response_format(value: Any) -> str | dict[str, Any] | None:
+def response_format(value: Any) -> str | JSONObject | None:
     """`response_format` → native `format`: json_object → "json", json_schema → its schema."""
     if value is None:
         return None
@@ -168,7 +169,7 @@ class ChatCall:
     include_usage: bool = False
 
 
-def tool_calls_from_openai(raw: Any) -> list[dict[str, Any]]:
+def tool_calls_from_openai(raw: Any) -> list[JSONObject]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -183,7 +184,7 @@ def tool_calls_from_openai(raw: Any) -> list[dict[str, Any]]:
         name = function.get("name") or ""
         if not isinstance(name, str):
             raise BadRequest("invalid tool call: function.name must be a string")
-        native: dict[str, Any] = {
+        native: JSONObject = {
             "function": {"index": i, "name": name, "arguments": parse_arguments(function.get("arguments"))}
         }
         if isinstance(call.get("id"), str) and call["id"]:
@@ -205,7 +206,7 @@ def _name_from_tool_call_id(messages: list[Any], call_id: str) -> str:
     return ""
 
 
-def chat_messages(raw: Any) -> list[dict[str, Any]]:
+def chat_messages(raw: Any) -> list[JSONObject]:
     """OpenAI messages → native messages (Ollama's `openai/openai.go` `FromChatRequest`)."""
     if raw is None:
         raw = []
@@ -213,7 +214,7 @@ def chat_messages(raw: Any) -> list[dict[str, Any]]:
         raise BadRequest(f"invalid type for 'messages': expected array, got {json_type(raw)}")
     if not raw:
         raise BadRequest("[] is too short - 'messages'")
-    out: list[dict[str, Any]] = []
+    out: list[JSONObject] = []
     for i, msg in enumerate(raw):
         if not isinstance(msg, dict):
             raise BadRequest("invalid message format")
@@ -223,7 +224,7 @@ def chat_messages(raw: Any) -> list[dict[str, Any]]:
         role = role.lower()
         if role == "developer":  # OpenAI's newer name for system instructions
             role = "system"
-        extras: dict[str, Any] = {}
+        extras: JSONObject = {}
         if role == "tool":
             name = msg.get("name")
             call_id = msg.get("tool_call_id")
@@ -241,7 +242,7 @@ def chat_messages(raw: Any) -> list[dict[str, Any]]:
         has_calls = msg.get("tool_calls") is not None
         calls = tool_calls_from_openai(msg.get("tool_calls"))
         content = msg.get("content")
-        tail: dict[str, Any] = {}
+        tail: JSONObject = {}
         if reasoning:
             tail["thinking"] = reasoning
         if calls:
@@ -262,7 +263,7 @@ def chat_messages(raw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _content_part(role: str, part: Any) -> dict[str, Any]:
+def _content_part(role: str, part: Any) -> JSONObject:
     """One content part → one native message of the same role, as Ollama does."""
     if not isinstance(part, dict):
         raise BadRequest("invalid message format")
@@ -634,10 +635,10 @@ def embedding_list(result: Embeddings, *, model: str, encoding: str) -> JSONObje
 # ---------------------------------------------------------------------------- models
 
 
-def model_entry(id: str, modified: float, namespace: str) -> dict[str, Any]:
+def model_entry(id: str, modified: float, namespace: str) -> JSONObject:
     return {"id": id, "object": "model", "created": int(modified), "owned_by": namespace}
 
 
-def model_list(entries: list[dict[str, Any]]) -> dict[str, Any]:
+def model_list(entries: list[JSONObject]) -> JSONObject:
     """`data` is null for an empty store, as Ollama's Go nil slice (Ollama's `openai/openai.go` `ToListCompletion`, tested upstream)."""
     return {"object": "list", "data": entries or None}

@@ -43,6 +43,7 @@ from server.errors import BadRequest, PollamaError
 from server.inference.events import Event, Final, output
 from server.inference.requests import ChatRequest, parse_format
 from server.jsontypes import JSONObject
+from server.options import Options
 from server.prompt import ToolCall
 
 log = logging.getLogger(__name__)
@@ -203,10 +204,10 @@ def _text_format(text: JSONObject | None) -> str | JSONObject | None:
     raise BadRequest(f"invalid text.format type: {kind!r}")
 
 
-def _sampling_options(body: Mapping[str, Any]) -> JSONObject:
+def _sampling_options(body: Mapping[str, Any]) -> Options:
     """`temperature` (1.0 when absent, as OpenAI), `top_p`, `max_output_tokens` → native options."""
     temperature = opt_number(body, "temperature")
-    options: JSONObject = {"temperature": 1.0 if temperature is None else temperature}
+    options: Options = {"temperature": 1.0 if temperature is None else temperature}
     top_p = opt_number(body, "top_p")
     if top_p is not None:
         options["top_p"] = top_p
