@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from server.errors import BadRequest
 from server.inference.events import Final, Logprob, Stats
+from server.inference.requests import GenerationFields
 from server.jsontypes import JSONObject
 from server.options import Options
+from server.runner.grammar import Gbnf, grammar_for_format, grammar_for_tool_call
 from server.scheduler import RunnerSpec
 
 log = logging.getLogger("pollama.runner")
+
+#: What holds a completion's output to a shape: a request's `format` ("json" or a JSON schema),
+#: a grammar already written (a forced tool call, `forced_tool_call`), or nothing.
+Format = str | JSONObject | Gbnf | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,22 +68,17 @@ def _base64(image: bytes | str) -> str:
     return image if isinstance(image, str) else base64.b64encode(image).decode("ascii")
 
 
-def forced_tool_call(tag: str, tools: list[JSONObject], name: str | None) -> Any:
+def forced_tool_call(tag: str, tools: list[JSONObject], name: str | None) -> Gbnf:
     """The grammar (`Gbnf`) that holds a reply to one call of *tools*; passed where a `format` goes."""
-    from server.runner.grammar import grammar_for_tool_call
-
     try:
         return grammar_for_tool_call(tag, tools, name=name)
     except ValueError as exc:
         raise BadRequest(f"invalid tool_choice: {exc}") from None
 
 
-def _grammar(fmt: Any) -> str | None:
+def _grammar(fmt: Format) -> str | None:
     if fmt is None:
         return None
-    from server.runner import grammar_for_format
-    from server.runner.grammar import Gbnf
-
     if isinstance(fmt, Gbnf):
         return fmt.text
 
@@ -88,7 +89,13 @@ def _grammar(fmt: Any) -> str | None:
 
 
 async def completion(
-    runner: Any, prompt: str, options: Options, fmt: Any, req: Any, *, images: list[Any]
+    runner: Any,
+    prompt: str,
+    options: Options,
+    fmt: Format,
+    req: GenerationFields,
+    *,
+    images: Sequence[bytes | str],
 ) -> AsyncIterator[RunnerText | Final]:
     """The runner's chunks as `RunnerText`, then one `Final` (its `tail` empty: the text of the
     runner's last chunk comes as a `RunnerText` before it) with the runner's counts; the

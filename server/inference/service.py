@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,7 +23,7 @@ from server.errors import BadRequest, NotFound, PollamaError
 from server.inference import runner_calls
 from server.inference.events import Embeddings, Event, Final, Piece, Rendered, Stats, TokenPiece
 from server.inference.output import OutputPipeline
-from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
+from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest, GenerationFields
 from server.inference.rerank import Ranked, RerankRequest, ranking
 from server.inference.token_requests import DetokenizeRequest, TokenizeRequest, out_of_vocabulary
 from server.jsontypes import JSONObject
@@ -65,7 +65,7 @@ class Turn:
     template: Template
     options: Options
     tools: list[JSONObject] | None
-    format: Any
+    format: runner_calls.Format
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ class Inference:
         template = await asyncio.to_thread(
             self._template, model, req.template if isinstance(req, GenerateRequest) else None
         )
-        fmt = req.format
+        fmt: runner_calls.Format = req.format
         if forced and isinstance(req, ChatRequest):
             fmt = runner_calls.forced_tool_call(template.tool_call_tag, tools or [], req.tool_choice.name)
         options = self._options(model, req.options, req.option_error)
@@ -211,7 +211,7 @@ class Inference:
         req: GenerateRequest | ChatRequest,
         started: float,
         *,
-        images: Any = (),
+        images: Sequence[bytes | str] = (),
         thinking: bool = True,
     ) -> AsyncIterator[Piece | Final]:
         """The runner's output through the thinking and tool-call parsers: a `Piece` for each
@@ -351,7 +351,14 @@ class Inference:
     # ---- the runner call ----------------------------------------------------------------------
 
     async def _complete(
-        self, lease: Lease, prompt: str, options: Options, fmt: Any, req: Any, *, images: Any = ()
+        self,
+        lease: Lease,
+        prompt: str,
+        options: Options,
+        fmt: runner_calls.Format,
+        req: GenerationFields,
+        *,
+        images: Sequence[bytes | str] = (),
     ) -> AsyncIterator[runner_calls.RunnerText | Final]:
         """The runner's chunks; a completion closed before its last chunk (the client went away) is
         logged once, here, with the route, the model and the tokens generated until then."""
