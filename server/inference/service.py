@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,6 +31,7 @@ from server.options import DEFAULT_OPTIONS, Options, validate_options
 from server.prompt import (
     IMAGE_TOKENS,
     ChatTemplate,
+    FitResult,
     JinjaTemplate,
     Message,
     ThinkingParser,
@@ -140,11 +141,11 @@ class Inference:
         self,
         lease: Lease,
         messages: list[JSONObject],
-        render: Any,
+        render: Callable[[list[Message]], str],
         num_ctx: int,
         truncate: bool,
         has_projector: bool,
-    ) -> Any:
+    ) -> FitResult:
         """Drop old messages until the prompt fits; tokenizing in the runner from a worker thread."""
         loop = asyncio.get_running_loop()
 
