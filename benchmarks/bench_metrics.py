@@ -144,10 +144,11 @@ def live(model_path: Path, tokens: int, rounds: int, every: float) -> dict[str, 
 
 def wrapper_cost(chunks: int, rounds: int) -> dict[str, Any]:
     """µs per chunk that `MeteredInference` adds to a stream, in process (no sockets, no runner)."""
+    from server.inference.events import Final, Piece, Stats
     from server.metrics import MeteredInference, Metrics
 
-    piece = {"model": "m", "created_at": "2026-01-01T00:00:00.1Z", "response": "abc", "done": False}
-    final = {**piece, "response": "", "done": True, "eval_count": chunks, "eval_duration": 10**9}
+    piece = Piece("abc")
+    final = Final(done_reason="stop", stats=Stats(eval_count=chunks, eval_duration=10**9))
 
     class Scripted:
         async def generate(self, _req: Any) -> Any:

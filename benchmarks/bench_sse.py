@@ -180,25 +180,14 @@ def http_layer_cost(chunks: int, rounds: int) -> dict[str, Any]:
     async def run() -> dict[str, list[float]]:
         from server.app import build_services, create_app
         from server.config import load_config
+        from server.inference.events import Final, Piece, Stats
 
         class Scripted:
             async def _events(self) -> Any:
-                piece = {
-                    "model": "m",
-                    "created_at": "2026-01-01T00:00:00.123456Z",
-                    "message": {"role": "assistant", "content": "abc"},
-                    "done": False,
-                }
+                piece = Piece("abc")
                 for _ in range(chunks):
                     yield piece
-                yield {
-                    **piece,
-                    "message": {"role": "assistant", "content": ""},
-                    "done": True,
-                    "done_reason": "length",
-                    "prompt_eval_count": 5,
-                    "eval_count": chunks,
-                }
+                yield Final(done_reason="length", stats=Stats(prompt_eval_count=5, eval_count=chunks))
 
             def chat(self, req: Any, *, strict_think: bool = True) -> Any:
                 return self._events()

@@ -8,9 +8,14 @@ everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from server.errors import BadRequest
+
+#: A decoded JSON object at the edge: a request body, or a response body being built.
+#: Its values are checked where they are read (`typed_field`, the translators' `opt_*`),
+#: so the alias says "JSON from or for a client", which `dict[str, Any]` does not.
+JSONObject: TypeAlias = dict[str, Any]
 
 _KIND_NAMES = {str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}
 

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from server.inference.events import Embeddings, Event, Final
 from server.scheduler import Scheduler
 
 #: Time to first token: a loaded model answers in tens of ms; a cold load takes seconds to minutes.
@@ -55,14 +56,9 @@ class GenerationStats:
     eval_ns: int
 
     @classmethod
-    def of(cls, final: dict[str, Any]) -> GenerationStats:
-        def n(key: str) -> int:
-            value = final.get(key)
-            return value if isinstance(value, int) else 0
-
-        return cls(
-            n("prompt_eval_count"), n("eval_count"), n("load_duration"), n("prompt_eval_duration"), n("eval_duration")
-        )
+    def of(cls, final: Final) -> GenerationStats:
+        s = final.stats
+        return cls(s.prompt_eval_count, s.eval_count, s.load_duration, s.prompt_eval_duration, s.eval_duration)
 
 
 class Metrics:
@@ -173,32 +169,31 @@ class MeteredInference:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def generate(self, req: Any, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+    def generate(self, req: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Event]:
         return self._counted(req.model, self.inner.generate(req, *args, **kwargs))
 
-    def chat(self, req: Any, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+    def chat(self, req: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Event]:
         return self._counted(req.model, self.inner.chat(req, *args, **kwargs))
 
-    async def embed(self, req: Any) -> dict[str, Any]:
+    async def embed(self, req: Any) -> Embeddings:
         facts = current_request.get()
-        result: dict[str, Any] = await self.inner.embed(req)
+        result: Embeddings = await self.inner.embed(req)
         if facts is not None:
             facts.model = req.model
-        count = result.get("prompt_eval_count")
-        if isinstance(count, int) and count:
-            self.metrics.prompt_tokens.labels(req.model).inc(count)
+        if result.prompt_eval_count:
+            self.metrics.prompt_tokens.labels(req.model).inc(result.prompt_eval_count)
         return result
 
-    async def embeddings(self, model: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def embeddings(self, model: str, *args: Any, **kwargs: Any) -> list[float]:
         facts = current_request.get()
-        result: dict[str, Any] = await self.inner.embeddings(model, *args, **kwargs)
+        result: list[float] = await self.inner.embeddings(model, *args, **kwargs)
         if facts is not None:
             facts.model = model
         return result
 
-    async def _counted(self, model: str, events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    async def _counted(self, model: str, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         facts = current_request.get()
-        last: dict[str, Any] | None = None
+        last: Event | None = None
         try:
             async for event in events:
                 if last is None and facts is not None:
@@ -207,5 +202,5 @@ class MeteredInference:
                 yield event
         finally:
             await events.aclose()  # type: ignore[attr-defined]
-            if last is not None and last.get("done"):
+            if isinstance(last, Final):
                 self.metrics.observe_generation(model, GenerationStats.of(last))

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from server.errors import BadRequest, PollamaError
+
+#: Option name → value, each value of the type `OPTION_TYPES` names (`coerce_option` checks it):
+#: a request's `options`, a Modelfile's parameters, and the merge of both the runner is given.
+Options: TypeAlias = dict[str, Any]
 
 #: name → type, as in Ollama's api.Options (runner options included).
 OPTION_TYPES: dict[str, type] = {
@@ -48,7 +52,7 @@ DEPRECATED_OPTIONS = frozenset(
 #: the runner (`server/sched.go` `runnerRef.needsReload`; pollama's is `scheduler.needs_reload`).
 RUNNER_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
 
-DEFAULT_OPTIONS: dict[str, Any] = {
+DEFAULT_OPTIONS: Options = {
     "num_batch": 512,
     "num_gpu": -1,
     "num_thread": 0,
@@ -99,13 +103,13 @@ def coerce_option(name: str, value: Any, error: type[PollamaError] = BadRequest)
     return list(value)
 
 
-def coerce_options(options: Any, error: type[PollamaError] = BadRequest) -> dict[str, Any]:
+def coerce_options(options: Any, error: type[PollamaError] = BadRequest) -> Options:
     """Validate a whole options object; unknown and deprecated keys are dropped."""
     if options is None:
         return {}
     if not isinstance(options, Mapping):
         raise BadRequest("options must be an object")
-    out: dict[str, Any] = {}
+    out: Options = {}
     for key, value in options.items():
         if key in OPTION_TYPES and value is not None:
             out[key] = coerce_option(key, value, error)
@@ -149,7 +153,7 @@ OPTION_MINIMUMS: dict[str, tuple[int, str]] = {
 }
 
 
-def validate_options(options: Any) -> dict[str, Any]:
+def validate_options(options: Any) -> Options:
     """A request's `options`, typed (`coerce_options`) and refused with a 400 naming the option
     where a value has no meaning. Every other value is accepted: those past what llama.cpp
     takes are clamped where a runner is loaded (`server/scheduler.py`) and in the runner

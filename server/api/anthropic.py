@@ -2,7 +2,7 @@
 
 Translates to a native chat (thinking is dropped silently for models that
 cannot think, as Ollama's Anthropic layer does, hence `strict_think=False`),
-and re-shapes the answer into a `message` or the event stream
+and builds from the service's events a `message` or the event stream
 message_start → content_block_start/delta/stop… → message_delta → message_stop.
 Errors use Anthropic's envelope, so the SDK raises its typed exceptions.
 `count_tokens` (which Anthropic's SDK calls as `messages.count_tokens`; Ollama
@@ -22,6 +22,7 @@ from server.api.http import json_response, read_json
 from server.api.inference import fold
 from server.api.sse import first_event, named_event_stream
 from server.errors import PollamaError
+from server.inference.events import collect
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,9 @@ async def messages() -> Response:
     req = call.request
     events = services().inference.chat(req, strict_think=False, report_stop=True)
     if req.debug_render_only:
-        return json_response(await fold(events, "message"))
+        return json_response(await fold(events, "message", req.model))
     if not req.stream:
-        final = await fold(events, "message")
+        final = await collect(events)
         return json_response(an.message_response(final, id=an.message_id(), model=req.model))
     first = await first_event(events)
     stream = an.MessagesStream(id=an.message_id(), model=req.model, estimated_input_tokens=call.estimated_input_tokens)

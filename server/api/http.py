@@ -17,7 +17,7 @@ from quart import Response, current_app, request
 
 from server import strictjson
 from server.errors import BadRequest, PollamaError
-from server.jsontypes import typed_field
+from server.jsontypes import JSONObject, typed_field
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,13 @@ async def read_body(limit: int) -> bytes:
     return bytes(chunks)
 
 
-async def read_json(*, allow_empty: bool = False) -> dict[str, Any]:
+async def read_json(*, allow_empty: bool = False) -> JSONObject:
     """The request's JSON object. Empty → 400 `missing request body`; bad JSON → 400 with why."""
     limit = current_app.config["POLLAMA_MAX_JSON_BODY"]
     return parse_json_object(await read_body(limit), allow_empty=allow_empty)
 
 
-def parse_json_object(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any]:
+def parse_json_object(raw: bytes, *, allow_empty: bool = False) -> JSONObject:
     """`raw` as a JSON object, or the 400 `read_json` answers (also for decoded bodies).
 
     Every route's JSON comes through here, read by `server.strictjson` as Go reads it
@@ -90,10 +90,10 @@ def parse_json_object(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any
 field = typed_field
 
 
-async def stream_or_last(events: AsyncIterator[dict[str, Any]], *, stream: bool) -> Response:
+async def stream_or_last(events: AsyncIterator[JSONObject], *, stream: bool) -> Response:
     """Progress endpoints (create, pull, push): NDJSON, or only the last object."""
     if not stream:
-        last: dict[str, Any] = {}
+        last: JSONObject = {}
         try:
             async for event in events:
                 last = event
@@ -103,7 +103,7 @@ async def stream_or_last(events: AsyncIterator[dict[str, Any]], *, stream: bool)
     return await ndjson(events)
 
 
-async def ndjson(events: AsyncIterator[dict[str, Any]]) -> Response:
+async def ndjson(events: AsyncIterator[JSONObject]) -> Response:
     """Stream events as NDJSON; an error before the first event is an ordinary error response."""
     try:
         first = await events.__anext__()

@@ -7,7 +7,6 @@ Handlers parse, call a service, format. Generation routes live in
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from quart import Blueprint, Response, request
 
@@ -15,6 +14,7 @@ from server import OLLAMA_API_VERSION
 from server.api.context import services
 from server.api.http import empty_ok, error_response, field, json_response, read_json, stream_or_last
 from server.errors import BadRequest, NotFound, PollamaError
+from server.jsontypes import JSONObject
 from server.options import coerce_options
 from server.store.blobs import parse_digest
 from server.store.create import create_model, parse_create_request
@@ -59,7 +59,7 @@ async def tags() -> Response:
     return json_response({"models": models})
 
 
-def model_field(body: dict[str, Any]) -> str:
+def model_field(body: JSONObject) -> str:
     value = body.get("model") or body.get("name")
     if value is not None and not isinstance(value, str):
         raise BadRequest("invalid value for field 'model': expected string")

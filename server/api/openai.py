@@ -3,9 +3,10 @@
 (not OpenAI's: the Jina/Cohere shape that llama-server serves).
 
 Each handler translates the body into a native request (`server.api.compat`),
-calls the same inference service the native routes call, and re-shapes its
-answer: folded for `stream: false`, converted chunk by chunk into SSE frames
-otherwise. Errors keep the native status and take OpenAI's shape, so the
+calls the same inference service the native routes call, and builds its answer
+from the service's events: collected for `stream: false`, converted event by
+event into SSE frames otherwise (a render-only debug request is answered in
+the native shape, `server.api.inference.fold`). Errors keep the native status and take OpenAI's shape, so the
 official SDKs raise their typed exceptions (NotFoundError, BadRequestError…).
 A prompt cut to fit the context is never silent: a whole answer carries
 `X-Pollama-Truncated-Messages` / `X-Pollama-Truncated-Tokens`, a stream the
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from quart import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
@@ -29,7 +29,9 @@ from server.api.http import json_response, parse_json_object, read_body, read_js
 from server.api.inference import fold
 from server.api.sse import DONE, first_event, frame, named_event_stream, sse_stream
 from server.errors import BadRequest, NotFound, PollamaError
+from server.inference.events import collect
 from server.inference.rerank import RerankRequest
+from server.jsontypes import JSONObject
 from server.store.names import Name
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def error_type(status: int) -> str:
     return {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
 
 
-def error_object(status: int, message: str) -> dict[str, Any]:
+def error_object(status: int, message: str) -> JSONObject:
     return {"error": {"message": message, "type": error_type(status), "param": None, "code": None}}
 
 
@@ -74,9 +76,9 @@ async def chat_completions() -> Response:
     req = call.request
     events = services().inference.chat(req)
     if req.debug_render_only:
-        return json_response(await fold(events, "message"))
+        return json_response(await fold(events, "message", req.model))
     if not req.stream:
-        final = await fold(events, "message")
+        final = await collect(events)
         return json_response(
             oa.chat_completion(final, id=oa.chat_id(), model=req.model), headers=truncation_headers(final)
         )
@@ -95,9 +97,9 @@ async def completions() -> Response:
     events = services().inference.generate(req)
     echo = req.prompt if call.echo else None
     if req.debug_render_only:
-        return json_response(await fold(events, "response"))
+        return json_response(await fold(events, "response", req.model))
     if not req.stream:
-        final = await fold(events, "response")
+        final = await collect(events)
         return json_response(
             oa.text_completion(final, id=oa.completion_id(), model=req.model, echo_prompt=echo),
             headers=truncation_headers(final),
@@ -129,7 +131,7 @@ async def rerank() -> Response:
     ranked, tokens = await services().inference.rerank(req)
     results = []
     for r in ranked:
-        entry: dict[str, Any] = {"index": r.index, "relevance_score": r.relevance_score}
+        entry: JSONObject = {"index": r.index, "relevance_score": r.relevance_score}
         if req.return_documents:
             entry["document"] = {"text": r.document}
         results.append(entry)
@@ -168,7 +170,7 @@ async def retrieve_model(model: str) -> Response:
 # ---------------------------------------------------------------------------- responses
 
 
-async def _responses_body() -> dict[str, Any]:
+async def _responses_body() -> JSONObject:
     """The JSON body, zstd-decompressed when sent so (Codex-style clients compress)."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding in ("", "identity"):
@@ -196,7 +198,7 @@ async def responses() -> Response:
     req = call.request
     events = services().inference.chat(req)
     if not req.stream:
-        final = await fold(events, "message")
+        final = await collect(events)
         return json_response(ResponseBuilder(call, model=req.model).complete(final), headers=truncation_headers(final))
     first = await first_event(events)
     stream = ResponsesStream(call, model=req.model)

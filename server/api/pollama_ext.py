@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from pathlib import Path
-from typing import Any
 
 from quart import Blueprint, Response
 
@@ -26,7 +25,8 @@ from server.config import Config
 from server.errors import BadRequest, PollamaError
 from server.gpu import backend_report, gpu_devices, system_memory
 from server.inference.requests import ChatRequest
-from server.options import DEFAULT_OPTIONS, validate_options
+from server.jsontypes import JSONObject
+from server.options import DEFAULT_OPTIONS, Options, validate_options
 from server.registry.errors import Unreachable
 from server.registry.remote_model import RemoteModel, inspect
 from server.runner.ggml_backends import BackendReport
@@ -107,7 +107,7 @@ async def estimate() -> Response:
     return json_response(await asyncio.to_thread(_estimate, svc.config, svc.scheduler, model, options))
 
 
-def _estimate(config: Config, scheduler: Scheduler, model: Model, options: dict[str, Any]) -> dict[str, Any]:
+def _estimate(config: Config, scheduler: Scheduler, model: Model, options: Options) -> JSONObject:
     info = model.gguf()
     if model.model_path is None:
         raise BadRequest(f"model '{model.name.display}' has no weights")
@@ -116,9 +116,7 @@ def _estimate(config: Config, scheduler: Scheduler, model: Model, options: dict[
     return {"model": model.name.display, **_answer(config, spec, info, sizes), "local": True}
 
 
-def _remote_estimate(
-    config: Config, scheduler: Scheduler, remote: RemoteModel, options: dict[str, Any]
-) -> dict[str, Any]:
+def _remote_estimate(config: Config, scheduler: Scheduler, remote: RemoteModel, options: Options) -> JSONObject:
     """As `_estimate` would answer once the model is pulled: the spec is made the same way, from the
     header read over the network, and the sizes are the manifest's (the files a pull writes)."""
     layer = remote.model_layer
@@ -140,7 +138,7 @@ def _remote_estimate(
     }
 
 
-def _answer(config: Config, spec: RunnerSpec, info: GGUFInfo | None, sizes: int) -> dict[str, Any]:
+def _answer(config: Config, spec: RunnerSpec, info: GGUFInfo | None, sizes: int) -> JSONObject:
     est = estimate_memory(spec, info, sizes)
     devices = gpu_devices()
     # as the scheduler will count it when loading: less OLLAMA_GPU_OVERHEAD and the runner's context

@@ -5,7 +5,7 @@ A frame is `data: <compact json>\\n\\n`, optionally preceded by an
 completion streams end with `data: [DONE]\\n\\n`. No library is used: the
 framing is three lines of code, and the SSE packages on PyPI target Starlette.
 
-The stream helpers here mirror `server.api.http.ndjson`: the first native
+The stream helpers here mirror `server.api.http.ndjson`: the service's first
 event is awaited before any byte is sent, so a failure that happens before
 generation starts (unknown model, bad option, no capability) is answered as
 an ordinary error response with its real status; a failure after that can
@@ -131,8 +131,8 @@ def named_event_stream(
 ) -> Response:
     """An `event: <type>` stream (Anthropic Messages, OpenAI Responses) from a translator.
 
-    The translator says which named events open the stream, which each native
-    chunk becomes, and which event reports a failure; this does the framing.
+    The translator says which named events open the stream, which each of the
+    service's events becomes, and which event reports a failure; this does the framing.
     """
 
     def convert(event: T) -> bytes:

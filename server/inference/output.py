@@ -2,26 +2,15 @@
 
 The runner streams text pieces; this pipeline feeds them through the
 thinking parser, then the tool-call parser, and says what the client should
-see for each piece. Both parsers are lossless (prompt layer tests prove it),
-so nothing the model wrote is lost or repeated.
+see for each piece (an `events.Piece` without logprobs: those are the runner's,
+and the service adds them). Both parsers are lossless (prompt layer tests prove
+it), so nothing the model wrote is lost or repeated.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
+from server.inference.events import Piece
 from server.prompt import ThinkingParser, ToolCallParser
-
-
-@dataclass
-class Piece:
-    thinking: str = ""
-    content: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.thinking or self.content or self.tool_calls)
 
 
 class OutputPipeline:
@@ -36,21 +25,17 @@ class OutputPipeline:
         return self._step("", final=True)
 
     def _step(self, text: str, *, final: bool) -> Piece:
-        piece = Piece()
+        thinking = ""
         content = text
         if self._thinking is not None:
             thinking, content = self._thinking.finish() if final else self._thinking.feed(text)
             if final and text:
                 raise AssertionError("finish takes no text")
-            piece.thinking = thinking
-        if self._tools is not None:
-            out, calls = self._tools.feed(content) if content else ("", [])
-            if final:
-                tail, more = self._tools.finish()
-                out += tail
-                calls = list(calls) + list(more)
-            piece.content = out
-            piece.tool_calls = [c.to_dict() for c in calls]
-        else:
-            piece.content = content
-        return piece
+        if self._tools is None:
+            return Piece(content=content, thinking=thinking)
+        out, calls = self._tools.feed(content) if content else ("", [])
+        if final:
+            tail, more = self._tools.finish()
+            out += tail
+            calls = list(calls) + list(more)
+        return Piece(content=out, thinking=thinking, tool_calls=tuple(calls))

@@ -13,12 +13,13 @@ import binascii
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from server.duration import DurationError, parse_keep_alive
 from server.errors import BadRequest
 from server.inference.tool_choice import AUTO, ToolChoice
-from server.jsontypes import typed_field
+from server.jsontypes import JSONObject, typed_field
+from server.options import Options
 
 THINK_LEVELS = ("low", "medium", "high", "max")
 
@@ -44,7 +45,7 @@ def parse_think(value: Any) -> bool | str | None:
     raise BadRequest(f'invalid think value: {value!r} (expected true, false, "low", "medium", "high" or "max")')
 
 
-def parse_format(value: Any) -> str | dict[str, Any] | None:
+def parse_format(value: Any) -> str | JSONObject | None:
     """`"json"`, a JSON Schema object, or nothing (`null`/`""`)."""
     if value is None or value == "":
         return None
@@ -78,7 +79,7 @@ def parse_images(value: Any, key: str = "images") -> list[bytes]:
     return out
 
 
-def parse_options(value: Any) -> dict[str, Any]:
+def parse_options(value: Any) -> Options:
     """`options` as sent, once it is an object. Its values are checked by the service
     (`server.options.validate_options`) after the model is found, as Ollama checks them
     (`modelOptions` runs after the model lookup): an unknown model is a 404 whatever the
@@ -98,7 +99,22 @@ def parse_logprobs(body: Mapping[str, Any]) -> tuple[bool, int]:
     return logprobs, int(top)
 
 
-def common_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+class CommonFields(TypedDict):
+    """`GenerationFields` as `common_fields` parses them (the request's own fields aside)."""
+
+    stream: bool
+    format: str | JSONObject | None
+    keep_alive: float | None
+    options: Options
+    think: bool | str | None
+    truncate: bool
+    shift: bool
+    logprobs: bool
+    top_logprobs: int
+    debug_render_only: bool
+
+
+def common_fields(body: Mapping[str, Any]) -> CommonFields:
     """The fields generate and chat share, validated the same way."""
     logprobs, top = parse_logprobs(body)
     return {
@@ -120,9 +136,9 @@ class GenerationFields:
     """What generate and chat requests share (parsed by `common_fields`)."""
 
     stream: bool = True
-    format: str | dict[str, Any] | None = None
+    format: str | JSONObject | None = None
     keep_alive: float | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=dict)
     think: bool | str | None = None
     truncate: bool = True
     shift: bool = True
@@ -176,8 +192,8 @@ class GenerateRequest(GenerationFields):
 @dataclass(kw_only=True)
 class ChatRequest(GenerationFields):
     model: str
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    tools: list[dict[str, Any]] | None = None
+    messages: list[JSONObject] = field(default_factory=list)
+    tools: list[JSONObject] | None = None
     tool_choice: ToolChoice = AUTO  # only the compat APIs set it; Ollama's own has no such field
 
     @property
@@ -220,7 +236,7 @@ class EmbedRequest:
     inputs: list[str]
     truncate: bool = True
     dimensions: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=dict)
     keep_alive: float | None = None
     normalize: bool = True
 

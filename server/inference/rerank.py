@@ -16,6 +16,7 @@ from typing import Any
 from server.errors import BadRequest
 from server.inference.requests import parse_keep_alive_field, parse_options
 from server.jsontypes import json_type, typed_field
+from server.options import Options
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class RerankRequest:
     top_n: int | None = None
     return_documents: bool = True
     truncate: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=dict)
     keep_alive: float | None = None
 
     @classmethod

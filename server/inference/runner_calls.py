@@ -1,7 +1,8 @@
 """The one place where the server speaks the runner client's types.
 
 Options in Ollama's vocabulary become a `CompletionRequest`; the runner's
-chunks become plain dicts the service understands; the scheduler's
+chunks become `RunnerText` (raw text, before the output parsers) and one
+`events.Final` (why it ended, the runner's counts); the scheduler's
 `RunnerSpec` becomes the runner's `LoadOptions`. Keeping the translation
 here means the runner protocol can evolve without touching the API layer.
 """
@@ -10,13 +11,34 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from server.errors import BadRequest
+from server.inference.events import Final, Logprob, Stats
+from server.inference.requests import GenerationFields
+from server.jsontypes import JSONObject
+from server.options import Options
+from server.runner.grammar import Gbnf, grammar_for_format, grammar_for_tool_call
 from server.scheduler import RunnerSpec
 
 log = logging.getLogger("pollama.runner")
+
+#: What holds a completion's output to a shape: a request's `format` ("json" or a JSON schema),
+#: a grammar already written (a forced tool call, `forced_tool_call`), or nothing.
+Format = str | JSONObject | Gbnf | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerText:
+    """New raw text of a running completion (thinking and tool calls not yet split off),
+    its logprobs, and how many tokens have been generated so far (`eval_count`), which is
+    what a completion the client gave up on is logged with."""
+
+    text: str
+    logprobs: tuple[Logprob, ...] = ()
+    eval_count: int = 0
 
 
 async def start_runner(spec: RunnerSpec, load_timeout: float | None) -> Any:
@@ -46,22 +68,17 @@ def _base64(image: bytes | str) -> str:
     return image if isinstance(image, str) else base64.b64encode(image).decode("ascii")
 
 
-def forced_tool_call(tag: str, tools: list[dict[str, Any]], name: str | None) -> Any:
+def forced_tool_call(tag: str, tools: list[JSONObject], name: str | None) -> Gbnf:
     """The grammar (`Gbnf`) that holds a reply to one call of *tools*; passed where a `format` goes."""
-    from server.runner.grammar import grammar_for_tool_call
-
     try:
         return grammar_for_tool_call(tag, tools, name=name)
     except ValueError as exc:
         raise BadRequest(f"invalid tool_choice: {exc}") from None
 
 
-def _grammar(fmt: Any) -> str | None:
+def _grammar(fmt: Format) -> str | None:
     if fmt is None:
         return None
-    from server.runner import grammar_for_format
-    from server.runner.grammar import Gbnf
-
     if isinstance(fmt, Gbnf):
         return fmt.text
 
@@ -72,8 +89,17 @@ def _grammar(fmt: Any) -> str | None:
 
 
 async def completion(
-    runner: Any, prompt: str, options: dict[str, Any], fmt: Any, req: Any, *, images: list[Any]
-) -> AsyncIterator[dict[str, Any]]:
+    runner: Any,
+    prompt: str,
+    options: Options,
+    fmt: Format,
+    req: GenerationFields,
+    *,
+    images: Sequence[bytes | str],
+) -> AsyncIterator[RunnerText | Final]:
+    """The runner's chunks as `RunnerText`, then one `Final` (its `tail` empty: the text of the
+    runner's last chunk comes as a `RunnerText` before it) with the runner's counts; the
+    durations of the whole request (total, load) are the service's to add."""
     from server.runner.client import CompletionRequest
 
     request = CompletionRequest(
@@ -105,24 +131,26 @@ async def completion(
         async for chunk in stream:
             if chunk.done:
                 if chunk.content or chunk.logprobs:
-                    yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs}
+                    yield RunnerText(chunk.content, tuple(chunk.logprobs or ()), chunk.eval_count)
                 # Ollama documents prompt_eval_count as the prompt's size; the runner counts
                 # only what it evaluated, which is ~1 when the prefix was cached.
-                yield {
-                    "done": True,
-                    "done_reason": chunk.done_reason,
-                    "prompt_eval_count": max(chunk.prompt_count, chunk.prompt_eval_count),
-                    "prompt_eval_duration": chunk.prompt_eval_duration,
-                    "eval_count": chunk.eval_count,
-                    "eval_duration": chunk.eval_duration,
-                    "context": list(chunk.context) if chunk.context is not None else None,
-                    "stop_sequence": chunk.stop_sequence,
-                    "draft_count": chunk.draft_count,
-                    "draft_accepted_count": chunk.draft_accepted_count,
-                    "truncated_tokens": chunk.truncated_tokens,
-                }
+                stats = Stats(
+                    prompt_eval_count=max(chunk.prompt_count, chunk.prompt_eval_count),
+                    prompt_eval_duration=chunk.prompt_eval_duration,
+                    eval_count=chunk.eval_count,
+                    eval_duration=chunk.eval_duration,
+                    draft_count=chunk.draft_count,
+                    draft_accepted_count=chunk.draft_accepted_count,
+                )
+                yield Final(
+                    done_reason=chunk.done_reason or "stop",
+                    stats=stats,
+                    truncated_tokens=chunk.truncated_tokens,
+                    context=tuple(chunk.context) if chunk.context is not None else None,
+                    stop_sequence=chunk.stop_sequence,
+                )
                 return
-            yield {"done": False, "content": chunk.content, "logprobs": chunk.logprobs, "eval_count": chunk.eval_count}
+            yield RunnerText(chunk.content, tuple(chunk.logprobs or ()), chunk.eval_count)
     finally:
         await stream.aclose()
 

@@ -2,8 +2,10 @@
 
 The native handlers and the OpenAI/Anthropic translators all call this one
 service, so a rule (capability checks, load/unload requests, thinking
-defaults, context fitting, stats) is written once. It yields Ollama's native
-response objects; the API layers only reshape them.
+defaults, context fitting, stats) is written once. It yields typed events
+(`server.inference.events`); the native blueprint turns them into Ollama's
+JSON and each translator into its own API's, so no layer reads another's
+JSON back.
 """
 
 from __future__ import annotations
@@ -11,22 +13,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from server import usage
 from server.errors import BadRequest, NotFound, PollamaError
 from server.inference import runner_calls
+from server.inference.events import Embeddings, Event, Final, Piece, Rendered, Stats, TokenPiece
 from server.inference.output import OutputPipeline
-from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
+from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest, GenerationFields
 from server.inference.rerank import Ranked, RerankRequest, ranking
 from server.inference.token_requests import DetokenizeRequest, TokenizeRequest, out_of_vocabulary
-from server.options import DEFAULT_OPTIONS, validate_options
+from server.jsontypes import JSONObject
+from server.options import DEFAULT_OPTIONS, Options, validate_options
 from server.prompt import (
     IMAGE_TOKENS,
     ChatTemplate,
+    FitResult,
     JinjaTemplate,
     Message,
     ThinkingParser,
@@ -40,7 +45,6 @@ from server.scheduler import Lease, Scheduler
 from server.store.capabilities import capabilities
 from server.store.names import Name
 from server.store.store import Model, Store
-from server.timefmt import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +57,16 @@ REQUEST_ROUTE: ContextVar[str] = ContextVar("pollama_request_route", default="")
 
 
 @dataclass(frozen=True)
-class ChatParts:
-    """What a chat's prompt is rendered from once its request is checked (`_chat_parts`)."""
+class Turn:
+    """What a generate or chat runs with once its request is checked against the model
+    (`_prepare_turn`): the thinking setting, the template, the options, the tools left by
+    `tool_choice` (chat only), and the format (a forced call's grammar)."""
 
     think: bool | str | None
     template: Template
-    options: dict[str, Any]
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None
-    format: Any
+    options: Options
+    tools: list[JSONObject] | None
+    format: runner_calls.Format
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ class Inference:
             raise BadRequest(f'"{model.name.model}" does not support thinking')
         return None if think is None else False
 
-    def _options(self, model: Model, request: dict[str, Any], error: BadRequest | None = None) -> dict[str, Any]:
+    def _options(self, model: Model, request: Options, error: BadRequest | None = None) -> Options:
         """Defaults < the model's parameters < the request's options, those checked now that
         the model is known (a 400 naming a bad option comes after a 404 for the model);
         `error` is a bad option a translator already found (`GenerationFields.option_error`)."""
@@ -127,7 +132,7 @@ class Inference:
         return {**DEFAULT_OPTIONS, **model.parameters, **validate_options(request)}
 
     async def _acquire(
-        self, model: Model, options: dict[str, Any], keep_alive: float | None, *, embedding: bool = False
+        self, model: Model, options: Options, keep_alive: float | None, *, embedding: bool = False
     ) -> Lease:
         spec = await asyncio.to_thread(self.scheduler.spec_for, model, options, embedding=embedding)
         return await self.scheduler.acquire(model, spec, keep_alive)
@@ -135,12 +140,12 @@ class Inference:
     async def _fit(
         self,
         lease: Lease,
-        messages: list[dict[str, Any]],
-        render: Any,
+        messages: list[JSONObject],
+        render: Callable[[list[Message]], str],
         num_ctx: int,
         truncate: bool,
         has_projector: bool,
-    ) -> Any:
+    ) -> FitResult:
         """Drop old messages until the prompt fits; tokenizing in the runner from a worker thread."""
         loop = asyncio.get_running_loop()
 
@@ -157,29 +162,92 @@ class Inference:
             truncate=truncate,
         )
 
-    # ---- generate ----------------------------------------------------------------------------
+    # ---- generate and chat ------------------------------------------------------------------
 
-    async def generate(self, req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
+    async def _prepare_turn(
+        self, model: Model, req: GenerateRequest | ChatRequest, *, strict_think: bool = True
+    ) -> Turn:
+        """What generate and chat both settle before a prompt is rendered, in the order Ollama's
+        handlers refuse a request: the model can complete at all, it has what the request uses
+        (insert and vision for generate; tools and vision for chat), the thinking setting, the
+        template, the format (a forced tool call's grammar) and the options."""
+        caps = await asyncio.to_thread(capabilities, model)
+        what = "generate" if isinstance(req, GenerateRequest) else "chat"
+        if "completion" not in caps:
+            raise BadRequest(f'"{model.name.model}" does not support {what}')
+        tools = None
+        forced = False
+        if isinstance(req, GenerateRequest):
+            if req.suffix and "insert" not in caps and not req.template:
+                raise BadRequest(f"{model.name.full} does not support insert")
+            if req.images and "vision" not in caps:
+                raise BadRequest(f"{model.name.full} does not support vision")
+        else:
+            tools = None if req.tool_choice.hides_tools else req.tools
+            if tools and "tools" not in caps:
+                raise BadRequest(f"{model.name.full} does not support tools")
+            if any(m.get("images") for m in req.messages) and "vision" not in caps:
+                raise BadRequest(f"{model.name.full} does not support vision")
+            forced = bool(tools) and req.tool_choice.forces_call
+        # A forced call is the whole reply: there is no room for thinking before it.
+        think = False if forced else self._think(model, caps, req.think, strict=strict_think)
+        template = await asyncio.to_thread(
+            self._template, model, req.template if isinstance(req, GenerateRequest) else None
+        )
+        fmt: runner_calls.Format = req.format
+        if forced and isinstance(req, ChatRequest):
+            fmt = runner_calls.forced_tool_call(template.tool_call_tag, tools or [], req.tool_choice.name)
+        options = self._options(model, req.options, req.option_error)
+        return Turn(think, template, options, tools, fmt)
+
+    async def _unload(self, model: Model) -> Final:
+        await self.scheduler.expire(model)
+        return Final(done_reason="unload")
+
+    async def _run_turn(
+        self,
+        lease: Lease,
+        turn: Turn,
+        prompt: str,
+        req: GenerateRequest | ChatRequest,
+        started: float,
+        *,
+        images: Sequence[bytes | str] = (),
+        thinking: bool = True,
+    ) -> AsyncIterator[Piece | Final]:
+        """The runner's output through the thinking and tool-call parsers: a `Piece` for each
+        chunk that shows something, then the `Final` with the parsers' tail and the stats."""
+        parser = None
+        tags = getattr(turn.template, "thinking_tags", None)
+        if turn.think and tags and thinking:
+            parser = ThinkingParser.for_prompt(tags[0], tags[1], prompt)
+        tool_parser = None
+        if turn.tools:
+            tag = turn.template if isinstance(turn.template, ChatTemplate) else turn.template.tool_call_tag
+            tool_parser = ToolCallParser(tag, turn.tools)
+        pipeline = OutputPipeline(parser, tool_parser)
+        async for out in self._complete(lease, prompt, turn.options, turn.format, req, images=images):
+            if isinstance(out, Final):
+                yield replace(out, tail=pipeline.finish(), stats=self._stats(out.stats, lease, started))
+                return
+            piece = pipeline.feed(out.text)
+            if out.logprobs:
+                piece = replace(piece, logprobs=out.logprobs)
+            if piece.content or piece.thinking or piece.tool_calls or piece.logprobs:
+                yield piece
+
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[Event]:
         started = time.perf_counter()
         if not req.model:
             raise NotFound(f"model '{req.model}' not found")
         model = self._lookup(req.model, f"model '{req.model}' not found")
         if req.only_loads and req.keep_alive == 0:
-            await self.scheduler.expire(model)
-            yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": "unload"}
+            yield await self._unload(model)
             return
         if req.raw and (req.template or req.system or req.context):
             raise BadRequest("raw mode does not support template, system, or context")
-        caps = await asyncio.to_thread(capabilities, model)
-        if "completion" not in caps:
-            raise BadRequest(f'"{model.name.model}" does not support generate')
-        if req.suffix and "insert" not in caps and not req.template:
-            raise BadRequest(f"{model.name.full} does not support insert")
-        if req.images and "vision" not in caps:
-            raise BadRequest(f"{model.name.full} does not support vision")
-        think = self._think(model, caps, req.think)
-        template = await asyncio.to_thread(self._template, model, req.template)
-        options = self._options(model, req.options, req.option_error)
+        turn = await self._prepare_turn(model, req)
+        template, think = turn.template, turn.think
 
         def render() -> str:
             if req.raw:
@@ -187,7 +255,8 @@ class Inference:
             system = req.system if req.system is not None else model.system
             history = model.messages if req.context is None else []
             if isinstance(template, JinjaTemplate):
-                msgs = ([{"role": "system", "content": system}] if system else []) + list(history)
+                msgs: list[JSONObject] = [{"role": "system", "content": system}] if system else []
+                msgs += history
                 msgs.append({"role": "user", "content": req.prompt, "images": req.images})
                 return render_chat(template, msgs, think=think)
             return render_generate(
@@ -201,116 +270,48 @@ class Inference:
             )
 
         if req.debug_render_only:
-            text = render() if req.prompt or req.suffix else ""
-            yield {
-                "model": req.model,
-                "created_at": utc_now(),
-                "response": "",
-                "done": False,
-                "_debug_info": {"rendered_template": text, "image_count": len(req.images)},
-            }
+            yield Rendered(render() if req.prompt or req.suffix else "", len(req.images))
             return
 
-        lease = await self._acquire(model, options, req.keep_alive)
+        lease = await self._acquire(model, turn.options, req.keep_alive)
         async with lease:
             if req.only_loads:
-                yield {"model": req.model, "created_at": utc_now(), "response": "", "done": True, "done_reason": "load"}
+                yield Final(done_reason="load")
                 return
             prompt = await asyncio.to_thread(render)
             if req.context:
                 prompt = await lease.runner.detokenize(req.context) + prompt
-            thinking = None
-            tags = getattr(template, "thinking_tags", None)
-            if think and tags and not req.raw:
-                thinking = ThinkingParser.for_prompt(tags[0], tags[1], prompt)
-            pipeline = OutputPipeline(thinking, None)
-            async for chunk in self._complete(lease, prompt, options, req.format, req, images=req.images):
-                if chunk.get("done"):
-                    tail = pipeline.finish()
-                    final = {"model": req.model, "created_at": utc_now(), "response": tail.content, "done": True}
-                    if tail.thinking:
-                        final["thinking"] = tail.thinking
-                    final.update(self._stats(chunk, lease, started))
-                    if chunk.get("truncated_tokens"):
-                        final["truncated_tokens"] = chunk["truncated_tokens"]
-                    if not req.raw and chunk.get("context") is not None:
-                        final["context"] = chunk["context"]
-                    yield final
-                    return
-                piece = pipeline.feed(chunk["content"])
-                out: dict[str, Any] = {
-                    "model": req.model,
-                    "created_at": utc_now(),
-                    "response": piece.content,
-                    "done": False,
-                }
-                if piece.thinking:
-                    out["thinking"] = piece.thinking
-                if chunk.get("logprobs"):
-                    out["logprobs"] = chunk["logprobs"]
-                if piece or chunk.get("logprobs"):
-                    yield out
+            events = self._run_turn(lease, turn, prompt, req, started, images=req.images, thinking=not req.raw)
+            async for event in events:
+                if isinstance(event, Final):
+                    # raw mode has no context to give back; generate reports no stop string
+                    event = replace(event, context=None if req.raw else event.context, stop_sequence=None)
+                yield event
 
-    # ---- chat ----------------------------------------------------------------------------------
-
-    async def _chat_parts(self, model: Model, req: ChatRequest, strict_think: bool) -> ChatParts:
-        """What a chat renders its prompt from, checked against the model's capabilities:
-        the thinking setting, the template, the options, the whole conversation (the
-        Modelfile's messages and system prompt first), the tools `tool_choice` leaves and
-        the format (a forced call's grammar). Chat and token counting share it, so a count
-        is of the very prompt the chat would send."""
-        caps = await asyncio.to_thread(capabilities, model)
-        if "completion" not in caps:
-            raise BadRequest(f'"{model.name.model}" does not support chat')
-        tools = None if req.tool_choice.hides_tools else req.tools
-        if tools and "tools" not in caps:
-            raise BadRequest(f"{model.name.full} does not support tools")
-        if any(m.get("images") for m in req.messages) and "vision" not in caps:
-            raise BadRequest(f"{model.name.full} does not support vision")
-        forced = bool(tools) and req.tool_choice.forces_call
-        # A forced call is the whole reply: there is no room for thinking before it.
-        think = False if forced else self._think(model, caps, req.think, strict=strict_think)
-        template = await asyncio.to_thread(self._template, model, None)
-        fmt = (
-            runner_calls.forced_tool_call(template.tool_call_tag, tools or [], req.tool_choice.name)
-            if forced
-            else req.format
-        )
-        options = self._options(model, req.options, req.option_error)
+    async def _chat_parts(self, model: Model, req: ChatRequest, strict_think: bool) -> tuple[Turn, list[JSONObject]]:
+        """The turn (`_prepare_turn`) and the whole conversation a chat renders its prompt from:
+        the Modelfile's messages and system prompt first. Chat and token counting share it, so
+        a count is of the very prompt the chat would send."""
+        turn = await self._prepare_turn(model, req, strict_think=strict_think)
         messages = list(model.messages) + list(req.messages)
         if model.system and (not req.messages or req.messages[0].get("role") != "system"):
             messages.insert(0, {"role": "system", "content": model.system})
-        return ChatParts(think, template, options, messages, tools, fmt)
+        return turn, messages
 
     async def chat(
         self, req: ChatRequest, *, strict_think: bool = True, report_stop: bool = False
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Native chat chunks. `report_stop` adds `stop_sequence` (which of the request's own
-        stop strings ended the reply) to the final chunk: Anthropic's API has the field,
-        Ollama's has not."""
+    ) -> AsyncIterator[Event]:
+        """Chat events. `report_stop` sets the final's `stop_sequence` (which of the request's own
+        stop strings ended the reply): Anthropic's API has the field, Ollama's has not."""
         started = time.perf_counter()
         if not req.model:
             raise BadRequest("model is required")
         model = self._lookup(req.model, f"model '{req.model}' not found", BadRequest("model is required"))
         if req.only_loads and req.keep_alive == 0:
-            await self.scheduler.expire(model)
-            yield {
-                "model": req.model,
-                "created_at": utc_now(),
-                "message": {"role": "assistant", "content": ""},
-                "done": True,
-                "done_reason": "unload",
-            }
+            yield await self._unload(model)
             return
-        parts = await self._chat_parts(model, req, strict_think)
-        think, template, options, messages, tools, fmt = (
-            parts.think,
-            parts.template,
-            parts.options,
-            parts.messages,
-            parts.tools,
-            parts.format,
-        )
+        turn, messages = await self._chat_parts(model, req, strict_think)
+        template, tools, think = turn.template, turn.tools, turn.think
 
         def render(msgs: list[Message]) -> str:
             return render_chat(template, msgs, tools=tools, think=think)
@@ -321,26 +322,13 @@ class Inference:
                 if req.messages
                 else ""
             )
-            images = sum(len(m.get("images") or []) for m in messages)
-            yield {
-                "model": req.model,
-                "created_at": utc_now(),
-                "message": {"role": "", "content": ""},
-                "done": False,
-                "_debug_info": {"rendered_template": text, "image_count": images},
-            }
+            yield Rendered(text, sum(len(m.get("images") or []) for m in messages))
             return
 
-        lease = await self._acquire(model, options, req.keep_alive)
+        lease = await self._acquire(model, turn.options, req.keep_alive)
         async with lease:
             if req.only_loads:
-                yield {
-                    "model": req.model,
-                    "created_at": utc_now(),
-                    "message": {"role": "assistant", "content": ""},
-                    "done": True,
-                    "done_reason": "load",
-                }
+                yield Final(done_reason="load")
                 return
             fit = await self._fit(
                 lease, messages, render, lease.spec.num_ctx, req.truncate, bool(model.projector_paths)
@@ -353,60 +341,36 @@ class Inference:
                 count = len(await lease.runner.tokenize(fit.prompt))
                 if count > lease.spec.num_ctx:
                     raise BadRequest("the input length exceeds the context length")
-            thinking = None
-            tags = getattr(template, "thinking_tags", None)
-            if think and tags:
-                thinking = ThinkingParser.for_prompt(tags[0], tags[1], fit.prompt)
-            tool_parser = (
-                ToolCallParser(template if isinstance(template, ChatTemplate) else template.tool_call_tag, tools)
-                if tools
-                else None
-            )
-            pipeline = OutputPipeline(thinking, tool_parser)
-            async for chunk in self._complete(lease, fit.prompt, options, fmt, req, images=fit.images):
-                if chunk.get("done"):
-                    tail = pipeline.finish()
-                    message: dict[str, Any] = {"role": "assistant", "content": tail.content}
-                    if tail.thinking:
-                        message["thinking"] = tail.thinking
-                    if tail.tool_calls:
-                        message["tool_calls"] = tail.tool_calls
-                    final = {"model": req.model, "created_at": utc_now(), "message": message, "done": True}
-                    final.update(self._stats(chunk, lease, started))
-                    if fit.dropped:
-                        final["truncated_messages"] = fit.dropped
-                    if chunk.get("truncated_tokens"):
-                        final["truncated_tokens"] = chunk["truncated_tokens"]
-                    if report_stop and chunk.get("stop_sequence") in ((req.options or {}).get("stop") or ()):
-                        final["stop_sequence"] = chunk["stop_sequence"]  # the client's, not the Modelfile's
-                    yield final
-                    return
-                piece = pipeline.feed(chunk["content"])
-                if not piece and not chunk.get("logprobs"):
-                    continue
-                message = {"role": "assistant", "content": piece.content}
-                if piece.thinking:
-                    message["thinking"] = piece.thinking
-                if piece.tool_calls:
-                    message["tool_calls"] = piece.tool_calls
-                out = {"model": req.model, "created_at": utc_now(), "message": message, "done": False}
-                if chunk.get("logprobs"):
-                    out["logprobs"] = chunk["logprobs"]
-                yield out
+            stops = (req.options or {}).get("stop") or ()
+            async for event in self._run_turn(lease, turn, fit.prompt, req, started, images=fit.images):
+                if isinstance(event, Final):
+                    # the client's own stop string, not the Modelfile's; chat gives no context back
+                    stop = event.stop_sequence if report_stop and event.stop_sequence in stops else None
+                    event = replace(event, truncated_messages=fit.dropped, context=None, stop_sequence=stop)
+                yield event
 
     # ---- the runner call ----------------------------------------------------------------------
 
     async def _complete(
-        self, lease: Lease, prompt: str, options: dict[str, Any], fmt: Any, req: Any, *, images: Any = ()
-    ) -> AsyncIterator[dict[str, Any]]:
+        self,
+        lease: Lease,
+        prompt: str,
+        options: Options,
+        fmt: runner_calls.Format,
+        req: GenerationFields,
+        *,
+        images: Sequence[bytes | str] = (),
+    ) -> AsyncIterator[runner_calls.RunnerText | Final]:
         """The runner's chunks; a completion closed before its last chunk (the client went away) is
         logged once, here, with the route, the model and the tokens generated until then."""
         generated = 0
         finished = False
         try:
             async for chunk in runner_calls.completion(lease.runner, prompt, options, fmt, req, images=list(images)):
-                finished = bool(chunk.get("done"))
-                generated = max(generated, int(chunk.get("eval_count") or 0))
+                if isinstance(chunk, Final):
+                    finished = True
+                else:
+                    generated = max(generated, chunk.eval_count)
                 yield chunk
         except (GeneratorExit, asyncio.CancelledError):
             if not finished:
@@ -418,21 +382,14 @@ class Inference:
                 )
             raise
 
-    def _stats(self, chunk: dict[str, Any], lease: Lease, started: float) -> dict[str, Any]:
-        stats: dict[str, Any] = {"done_reason": chunk.get("done_reason") or "stop"}
-        values = {
-            "total_duration": int((time.perf_counter() - started) * 1e9),
-            "load_duration": int(lease.load_duration * 1e9),
-            "prompt_eval_count": chunk.get("prompt_eval_count", 0),
-            "prompt_eval_duration": chunk.get("prompt_eval_duration", 0),
-            "eval_count": chunk.get("eval_count", 0),
-            "eval_duration": chunk.get("eval_duration", 0),
-        }
-        stats.update({k: v for k, v in values.items() if v})  # Ollama omits zero metrics
-        usage.note_tokens(values["prompt_eval_count"], values["eval_count"])
-        if chunk.get("draft_count"):  # pollama's: how speculative decoding went (none drafted: absent)
-            stats["draft_count"] = chunk["draft_count"]
-            stats["draft_accepted_count"] = chunk.get("draft_accepted_count", 0)
+    def _stats(self, runner: Stats, lease: Lease, started: float) -> Stats:
+        """The runner's counts with the request's own durations (its whole time, the load wait)."""
+        stats = replace(
+            runner,
+            total_duration=int((time.perf_counter() - started) * 1e9),
+            load_duration=int(lease.load_duration * 1e9),
+        )
+        usage.note_tokens(stats.prompt_eval_count, stats.eval_count)
         return stats
 
     # ---- rerank -----------------------------------------------------------------------------
@@ -462,18 +419,17 @@ class Inference:
         would put in the context before truncation (images at the fixed cost chat's fitting
         counts for a model with a projector), and the context it would run in."""
         model = self._lookup(req.model, f"model '{req.model}' not found", BadRequest("model is required"))
-        parts = await self._chat_parts(model, req, strict_think)
-        prompt = await asyncio.to_thread(
-            render_chat, parts.template, parts.messages, tools=parts.tools, think=parts.think
-        )
-        images = sum(len(m.get("images") or []) for m in parts.messages) if model.projector_paths else 0
-        lease = await self._acquire(model, parts.options, req.keep_alive)
+        turn, messages = await self._chat_parts(model, req, strict_think)
+        prompt = await asyncio.to_thread(render_chat, turn.template, messages, tools=turn.tools, think=turn.think)
+        images = sum(len(m.get("images") or []) for m in messages) if model.projector_paths else 0
+        lease = await self._acquire(model, turn.options, req.keep_alive)
         async with lease:
             tokens = await lease.runner.tokenize(prompt)
             num_ctx = lease.spec.num_ctx
         return TokenCount(len(tokens) + IMAGE_TOKENS * images, num_ctx)
 
-    async def tokenize(self, req: TokenizeRequest) -> dict[str, Any]:
+    async def tokenize(self, req: TokenizeRequest) -> list[int] | list[TokenPiece]:
+        """The content's token ids, or with `with_pieces` each id with its text."""
         model = self._lookup(req.model, f"model '{req.model}' not found")
         lease = await self._acquire(model, self._options(model, req.options), req.keep_alive)
         async with lease:
@@ -481,33 +437,33 @@ class Inference:
                 pairs = await lease.runner.token_pieces(
                     req.content, add_special=req.add_special, parse_special=req.parse_special
                 )
-                tokens: list[Any] = [{"id": t, "piece": piece} for t, piece in pairs]
-            else:
-                tokens = await lease.runner.tokenize(
-                    req.content, add_special=req.add_special, parse_special=req.parse_special
-                )
-        return {"model": req.model, "tokens": tokens}
+                return [TokenPiece(t, piece) for t, piece in pairs]
+            tokens: list[int] = await lease.runner.tokenize(
+                req.content, add_special=req.add_special, parse_special=req.parse_special
+            )
+        return tokens
 
-    async def detokenize(self, req: DetokenizeRequest) -> dict[str, Any]:
+    async def detokenize(self, req: DetokenizeRequest) -> str:
+        """The text of the request's token ids (a 400 for an id outside the vocabulary)."""
         model = self._lookup(req.model, f"model '{req.model}' not found")
         lease = await self._acquire(model, self._options(model, req.options), req.keep_alive)
         async with lease:
             error = out_of_vocabulary(req.tokens, int(lease.runner.info.n_vocab))
             if error is not None:
                 raise error
-            text = await lease.runner.detokenize(req.tokens)
-        return {"model": req.model, "content": text}
+            text: str = await lease.runner.detokenize(req.tokens)
+        return text
 
     # ---- embeddings -------------------------------------------------------------------------
 
-    async def embed(self, req: EmbedRequest) -> dict[str, Any]:
+    async def embed(self, req: EmbedRequest) -> Embeddings:
         started = time.perf_counter()
         model = self._lookup(req.model, f'model "{req.model}" not found, try pulling it first')
         options = self._options(model, req.options)
         lease = await self._acquire(model, options, req.keep_alive)
         async with lease:
             if not req.inputs:
-                return {"model": req.model, "embeddings": []}
+                return Embeddings()
             vectors, count = await runner_calls.embed(
                 lease.runner,
                 req.inputs,
@@ -516,28 +472,29 @@ class Inference:
                 dimensions=req.dimensions,
                 num_ctx=lease.spec.num_ctx,
             )
-        out: dict[str, Any] = {"model": req.model, "embeddings": vectors}
-        out["total_duration"] = int((time.perf_counter() - started) * 1e9)
-        out["load_duration"] = int(lease.load_duration * 1e9)
-        out["prompt_eval_count"] = count
         usage.note_tokens(count)
-        return out
+        return Embeddings(
+            vectors=vectors,
+            prompt_eval_count=count,
+            total_duration=int((time.perf_counter() - started) * 1e9),
+            load_duration=int(lease.load_duration * 1e9),
+            timed=True,
+        )
 
-    async def embeddings(
-        self, model_raw: str, prompt: str, options: dict[str, Any], keep_alive: float | None
-    ) -> dict[str, Any]:
+    async def embeddings(self, model_raw: str, prompt: str, options: Options, keep_alive: float | None) -> list[float]:
+        """The legacy `/api/embeddings`: one prompt's vector, not normalized; empty for no prompt."""
         model = self._lookup(model_raw, f'model "{model_raw}" not found, try pulling it first')
         lease = await self._acquire(model, self._options(model, options), keep_alive)
         async with lease:
             if not prompt:
-                return {"embedding": []}
+                return []
             try:
                 vectors, _ = await runner_calls.embed(
                     lease.runner, [prompt], truncate=True, normalize=False, dimensions=None, num_ctx=lease.spec.num_ctx
                 )
             except BadRequest as exc:
                 raise PollamaError(exc.message) from None
-        return {"embedding": vectors[0]}
+        return vectors[0]
 
 
 def _token_text(tokens: list[Any], token_id: Any) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from server.errors import BadRequest
 from server.inference.requests import parse_keep_alive_field, parse_options
 from server.jsontypes import json_type, typed_field
+from server.options import Options
 
 
 def _model(body: Mapping[str, Any]) -> str:
@@ -35,7 +36,7 @@ class TokenizeRequest:
     #: Control tokens written as text (`<|im_start|>`) become their ids, as in a rendered prompt.
     parse_special: bool = True
     with_pieces: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=dict)
     keep_alive: float | None = None
 
     @classmethod
@@ -55,7 +56,7 @@ class TokenizeRequest:
 class DetokenizeRequest:
     model: str
     tokens: tuple[int, ...]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=dict)
     keep_alive: float | None = None
 
     @classmethod

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
+from server.jsontypes import JSONObject
 from server.prompt.analysis import go_trim_space
 from server.prompt.gotemplate import ChatTemplate
 from server.prompt.types import Tool, ToolCall, ToolCallFunction, to_tools
@@ -52,7 +53,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-def _loads_object(text: str) -> dict[str, Any] | None:
+def _loads_object(text: str) -> JSONObject | None:
     """Go's json.Unmarshal into map[string]any: an object or nothing."""
     try:
         value = json.loads(text, parse_constant=_reject_constant)
@@ -279,7 +280,7 @@ class ToolCallParser:
         return (found, end) if found is not None else (None, 0)
 
 
-def _find_arguments(tool: Tool, buffer: str) -> tuple[dict[str, Any] | None, int]:
+def _find_arguments(tool: Tool, buffer: str) -> tuple[JSONObject | None, int]:
     """The arguments of the first balanced JSON object, and its closing index."""
     first = _first_object(buffer)
     if first is None:
@@ -289,7 +290,7 @@ def _find_arguments(tool: Tool, buffer: str) -> tuple[dict[str, Any] | None, int
     return (args if found else data), close
 
 
-def _first_object(buffer: str) -> tuple[dict[str, Any], int] | None:
+def _first_object(buffer: str) -> tuple[JSONObject, int] | None:
     """The first balanced, valid JSON object in *buffer* and its closing index."""
     start = -1
     braces = 0
@@ -324,7 +325,7 @@ def _first_object(buffer: str) -> tuple[dict[str, Any], int] | None:
     return None
 
 
-def _find_map(name: str, obj: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+def _find_map(name: str, obj: Mapping[str, Any]) -> tuple[bool, JSONObject | None]:
     value = obj.get(name)
     if isinstance(value, dict):
         return True, value
@@ -337,7 +338,7 @@ def _find_map(name: str, obj: Mapping[str, Any]) -> tuple[bool, dict[str, Any] |
     return False, None
 
 
-def _find_object(tool: Tool, obj: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+def _find_object(tool: Tool, obj: Mapping[str, Any]) -> tuple[bool, JSONObject | None]:
     if "name" in obj:
         for key in ("arguments", "parameters"):
             ok, args = _find_map(key, obj)

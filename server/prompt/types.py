@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from server import strictjson
+from server.jsontypes import JSONObject
 from server.prompt.errors import InvalidMessage, InvalidTool
 from server.prompt.gojson import clean_text
 
@@ -38,9 +39,9 @@ class ToolCall:
     # for every character the model wrote.
     raw: str = field(default="", compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         """The wire shape of Ollama's `api/types.go` `ToolCall`: `index` always present, `id` only when set."""
-        out: dict[str, Any] = {}
+        out: JSONObject = {}
         if self.id:
             out["id"] = self.id
         out["function"] = {
@@ -99,8 +100,8 @@ class Message:
     def with_content(self, content: str) -> Message:
         return replace(self, content=content)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
+    def to_dict(self) -> JSONObject:
+        out: JSONObject = {"role": self.role, "content": self.content}
         if self.thinking:
             out["thinking"] = self.thinking
         if self.images:

@@ -21,10 +21,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from server import atomicfile
 from server.errors import NotFound, PollamaError
+from server.jsontypes import JSONObject
+from server.options import Options
 from server.store import manifest as mt
 from server.store.blobs import BlobStore, storage_error
 from server.store.gguf_info import GGUFInfo, read_gguf
@@ -51,7 +52,7 @@ class Model:
         return self.manifest.digest
 
     @cached_property
-    def config(self) -> dict[str, Any]:
+    def config(self) -> JSONObject:
         try:
             data = json.loads(self.blobs.read_small(self.manifest.config.digest))
         except (OSError, ValueError):
@@ -100,7 +101,7 @@ class Model:
         return self._layer_text(mt.SYSTEM)
 
     @cached_property
-    def parameters(self) -> dict[str, Any]:
+    def parameters(self) -> Options:
         text = self._layer_text(mt.PARAMS)
         if not text:
             return {}
@@ -111,7 +112,7 @@ class Model:
         return data if isinstance(data, dict) else {}
 
     @cached_property
-    def messages(self) -> list[dict[str, Any]]:
+    def messages(self) -> list[JSONObject]:
         text = self._layer_text(mt.MESSAGES)
         if not text:
             return []
@@ -137,10 +138,10 @@ class Model:
             return None
         return read_gguf(path, verbose=verbose)
 
-    def details(self) -> dict[str, Any]:
+    def details(self) -> JSONObject:
         cfg = self.config
         layer = self.model_layer
-        details: dict[str, Any] = {
+        details: JSONObject = {
             "parent_model": (layer.from_ if layer and layer.from_ else ""),
             "format": cfg.get("model_format", "gguf") or "gguf",
             "family": cfg.get("model_family", ""),

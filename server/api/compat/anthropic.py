@@ -29,11 +29,14 @@ from server.api.compat.common import (
     opt_object,
     opt_str,
     random_hex,
-    usage_counts,
 )
 from server.api.compat.tool_choice import anthropic_tool_choice
 from server.errors import BadRequest, PollamaError
+from server.inference.events import Event, Final, output
 from server.inference.requests import ChatRequest, parse_format
+from server.jsontypes import JSONObject
+from server.options import Options
+from server.prompt import ToolCall
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ ERROR_TYPES = {
 EFFORTS: dict[str, str] = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "max"}
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
+def error_body(status: int, message: str) -> JSONObject:
     return {
         "type": "error",
         "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message},
@@ -97,7 +100,7 @@ def _image(block: Mapping[str, Any]) -> bytes:
     return decode_base64(source.get("data"), "image data")
 
 
-def _tool_result(block: Mapping[str, Any], names: dict[str, str]) -> dict[str, Any]:
+def _tool_result(block: Mapping[str, Any], names: dict[str, str]) -> JSONObject:
     call_id = block.get("tool_use_id")
     content = block.get("content")
     text: list[str] = []
@@ -114,7 +117,7 @@ def _tool_result(block: Mapping[str, Any], names: dict[str, str]) -> dict[str, A
                 images.append(_image(part))
     elif content is not None:
         raise BadRequest(f"invalid tool_result content: expected string or array, got {json_type(content)}")
-    message: dict[str, Any] = {"role": "tool", "content": "".join(text)}
+    message: JSONObject = {"role": "tool", "content": "".join(text)}
     if images:
         message["images"] = images
     if isinstance(call_id, str) and call_id:
@@ -124,7 +127,7 @@ def _tool_result(block: Mapping[str, Any], names: dict[str, str]) -> dict[str, A
     return message
 
 
-def convert_message(msg: Any, names: dict[str, str]) -> list[dict[str, Any]]:
+def convert_message(msg: Any, names: dict[str, str]) -> list[JSONObject]:
     """One Anthropic message → native messages; tool results come first, as their own `tool` turns."""
     if not isinstance(msg, dict):
         raise BadRequest("invalid message: expected an object")
@@ -139,9 +142,9 @@ def convert_message(msg: Any, names: dict[str, str]) -> list[dict[str, Any]]:
         raise BadRequest(f"invalid message content type: {json_type(content)}")
     text: list[str] = []
     images: list[bytes] = []
-    calls: list[dict[str, Any]] = []
+    calls: list[JSONObject] = []
     thinking = ""
-    results: list[dict[str, Any]] = []
+    results: list[JSONObject] = []
     for block in content:
         if not isinstance(block, dict):
             raise BadRequest("invalid content block format")
@@ -177,7 +180,7 @@ def convert_message(msg: Any, names: dict[str, str]) -> list[dict[str, Any]]:
         # redacted_thinking, documents, server tool blocks…: ignored, as Ollama ignores unknown blocks
     out = list(results)
     if text or images or calls or thinking:
-        message: dict[str, Any] = {"role": role, "content": "".join(text)}
+        message: JSONObject = {"role": role, "content": "".join(text)}
         if images:
             message["images"] = images
         if calls:
@@ -188,10 +191,10 @@ def convert_message(msg: Any, names: dict[str, str]) -> list[dict[str, Any]]:
     return out
 
 
-def _tools(raw: list[Any] | None) -> list[dict[str, Any]] | None:
+def _tools(raw: list[Any] | None) -> list[JSONObject] | None:
     if not raw:
         return None
-    tools: list[dict[str, Any]] = []
+    tools: list[JSONObject] = []
     for tool in raw:
         if not isinstance(tool, dict):
             raise BadRequest("invalid tool: expected an object")
@@ -206,7 +209,7 @@ def _tools(raw: list[Any] | None) -> list[dict[str, Any]] | None:
         name = tool.get("name")
         if not isinstance(name, str) or not name:
             raise BadRequest("tool is missing required 'name' field")
-        function: dict[str, Any] = {
+        function: JSONObject = {
             "name": name,
             "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
         }
@@ -234,7 +237,7 @@ def _think(body: Mapping[str, Any]) -> bool | str | None:
     return EFFORTS[effort]
 
 
-def _format(body: Mapping[str, Any]) -> str | dict[str, Any] | None:
+def _format(body: Mapping[str, Any]) -> str | JSONObject | None:
     fmt = (opt_object(body, "output_config") or {}).get("format")
     if fmt is None:
         fmt = body.get("output_format")  # the beta spelling
@@ -245,9 +248,9 @@ def _format(body: Mapping[str, Any]) -> str | dict[str, Any] | None:
     return parse_format(fmt.get("schema"))
 
 
-def _sampling_options(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any]:
+def _sampling_options(body: Mapping[str, Any], max_tokens: int) -> Options:
     """`max_tokens`, `temperature`, `top_p`, `top_k` (only when sent) and `stop_sequences`."""
-    options: dict[str, Any] = {"num_predict": max_tokens}
+    options: Options = {"num_predict": max_tokens}
     for key in ("temperature", "top_p"):
         value = opt_number(body, key)
         if value is not None:
@@ -279,7 +282,7 @@ def messages_request(body: Mapping[str, Any], *, counting: bool = False) -> Mess
     raw_messages = opt_list(body, "messages")
     if not raw_messages:
         raise BadRequest("messages is required")
-    messages: list[dict[str, Any]] = []
+    messages: list[JSONObject] = []
     system = _system(body.get("system"))
     if system:
         messages.append({"role": "system", "content": system})
@@ -306,7 +309,7 @@ def messages_request(body: Mapping[str, Any], *, counting: bool = False) -> Mess
     return MessagesCall(request, estimate_tokens(messages))
 
 
-def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+def estimate_tokens(messages: list[JSONObject]) -> int:
     """About four characters a token: message_start must carry a count before the prompt is evaluated."""
     chars = sum(len(m.get("content") or "") + len(m.get("thinking") or "") for m in messages)
     return max(1, chars // 4) if messages else 0
@@ -327,41 +330,37 @@ def stop_reason(done_reason: str | None, had_tool_calls: bool, stop_sequence: st
     return "stop_sequence" if done_reason else None
 
 
-def _tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
-    function = call.get("function") or {}
-    return {
-        "type": "tool_use",
-        "id": call.get("id") or "",
-        "name": function.get("name", ""),
-        "input": function.get("arguments") or {},
-    }
+def _tool_use(call: ToolCall) -> JSONObject:
+    return {"type": "tool_use", "id": call.id, "name": call.function.name, "input": dict(call.function.arguments)}
 
 
-def message_response(final: Mapping[str, Any], *, id: str, model: str) -> dict[str, Any]:
-    """A folded native chat answer → an Anthropic `message`."""
-    native = final.get("message") or {}
-    content: list[dict[str, Any]] = []
-    if native.get("thinking"):
-        content.append({"type": "thinking", "thinking": native["thinking"], "signature": ""})
-    if native.get("content"):
-        content.append({"type": "text", "text": native["content"]})
-    calls = native.get("tool_calls") or []
-    content.extend(_tool_use(c) for c in calls)
-    prompt, completion = usage_counts(final)
+def _usage(final: Final) -> dict[str, int]:
+    return {"input_tokens": final.stats.prompt_eval_count, "output_tokens": final.stats.eval_count}
+
+
+def message_response(final: Final, *, id: str, model: str) -> JSONObject:
+    """A collected chat answer → an Anthropic `message`."""
+    whole = final.tail
+    content: list[JSONObject] = []
+    if whole.thinking:
+        content.append({"type": "thinking", "thinking": whole.thinking, "signature": ""})
+    if whole.content:
+        content.append({"type": "text", "text": whole.content})
+    content.extend(_tool_use(c) for c in whole.tool_calls)
     return {
         "id": id,
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(final.get("done_reason"), bool(calls), final.get("stop_sequence")),
-        "stop_sequence": final.get("stop_sequence"),
-        "usage": {"input_tokens": prompt, "output_tokens": completion},
+        "stop_reason": stop_reason(final.done_reason, bool(whole.tool_calls), final.stop_sequence),
+        "stop_sequence": final.stop_sequence,
+        "usage": _usage(final),
     }
 
 
 class MessagesStream:
-    """Native chat chunks → Anthropic stream events `(event, data)` (Ollama's `anthropic/anthropic.go` `StreamConverter.Process`).
+    """Chat events → Anthropic stream events `(event, data)` (Ollama's `anthropic/anthropic.go` `StreamConverter.Process`).
 
     Blocks open lazily in the order the model produces them (thinking, text,
     tool_use…); switching kind closes the open block, so indices are dense
@@ -378,9 +377,9 @@ class MessagesStream:
         self._started = False
         self._finished = False
 
-    def start(self) -> list[tuple[str, dict[str, Any]]]:
+    def start(self) -> list[tuple[str, JSONObject]]:
         self._started = True
-        message: dict[str, Any] = {
+        message: JSONObject = {
             "id": self.id,
             "type": "message",
             "role": "assistant",
@@ -392,13 +391,13 @@ class MessagesStream:
         }
         return [("message_start", {"type": "message_start", "message": message})]
 
-    def _close(self) -> list[tuple[str, dict[str, Any]]]:
+    def _close(self) -> list[tuple[str, JSONObject]]:
         if self._open is None:
             return []
         self._open = None
         return [("content_block_stop", {"type": "content_block_stop", "index": self._index})]
 
-    def _open_block(self, kind: str, block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    def _open_block(self, kind: str, block: JSONObject) -> list[tuple[str, JSONObject]]:
         out = self._close()
         self._index += 1
         self._open = kind
@@ -407,14 +406,13 @@ class MessagesStream:
         )
         return out
 
-    def _delta(self, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _delta(self, delta: JSONObject) -> tuple[str, JSONObject]:
         return "content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta}
 
-    def feed(self, native: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        out: list[tuple[str, dict[str, Any]]] = []
-        message = native.get("message") or {}
-        thinking = message.get("thinking") or ""
-        content = message.get("content") or ""
+    def feed(self, event: Event) -> list[tuple[str, JSONObject]]:
+        out: list[tuple[str, JSONObject]] = []
+        piece, final = output(event)
+        thinking, content = piece.thinking, piece.content
         if thinking:
             if self._open != "thinking":
                 out += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
@@ -423,7 +421,7 @@ class MessagesStream:
             if self._open != "text":
                 out += self._open_block("text", {"type": "text", "text": ""})
             out.append(self._delta({"type": "text_delta", "text": content}))
-        for call in message.get("tool_calls") or []:
+        for call in piece.tool_calls:
             self._tool_calls = True
             use = _tool_use(call)
             out += self._open_block("tool_use", {**use, "input": {}})
@@ -436,9 +434,8 @@ class MessagesStream:
                 )
             )
             out += self._close()
-        if native.get("done"):
+        if final is not None:
             out += self._close()
-            prompt, completion = usage_counts(native)
             self._finished = True
             out.append(
                 (
@@ -446,17 +443,15 @@ class MessagesStream:
                     {
                         "type": "message_delta",
                         "delta": {
-                            "stop_reason": stop_reason(
-                                native.get("done_reason"), self._tool_calls, native.get("stop_sequence")
-                            ),
-                            "stop_sequence": native.get("stop_sequence"),
+                            "stop_reason": stop_reason(final.done_reason, self._tool_calls, final.stop_sequence),
+                            "stop_sequence": final.stop_sequence,
                         },
-                        "usage": {"input_tokens": prompt, "output_tokens": completion},
+                        "usage": _usage(final),
                     },
                 )
             )
             out.append(("message_stop", {"type": "message_stop"}))
         return out
 
-    def error(self, exc: PollamaError) -> tuple[str, dict[str, Any]]:
+    def error(self, exc: PollamaError) -> tuple[str, JSONObject]:
         return "error", error_body(exc.status, exc.message)

@@ -12,7 +12,9 @@ from typing import Any
 from server import strictjson
 from server.api.http import dumps
 from server.errors import BadRequest
-from server.jsontypes import json_type
+from server.inference.events import Final
+from server.jsontypes import JSONObject, json_type
+from server.options import Options
 
 
 def go_type(value: Any) -> str:
@@ -48,7 +50,7 @@ def opt_bool(body: Mapping[str, Any], key: str) -> bool | None:
     return _opt(body, key, bool, "boolean")  # type: ignore[no-any-return]
 
 
-def opt_object(body: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+def opt_object(body: Mapping[str, Any], key: str) -> JSONObject | None:
     return _opt(body, key, dict, "object")  # type: ignore[no-any-return]
 
 
@@ -137,7 +139,7 @@ def arguments_json(arguments: Any) -> str:
     return dumps(arguments if arguments is not None else {})
 
 
-def parse_arguments(value: Any) -> dict[str, Any]:
+def parse_arguments(value: Any) -> JSONObject:
     """OpenAI `function.arguments` (a JSON string; an object is tolerated) → native object."""
     if value is None or value == "":
         return {}
@@ -158,12 +160,7 @@ def random_hex(n: int) -> str:
     return secrets.token_hex((n + 1) // 2)[:n]
 
 
-def usage_counts(final: Mapping[str, Any]) -> tuple[int, int]:
-    """(prompt tokens, generated tokens) from a native final chunk."""
-    return int(final.get("prompt_eval_count") or 0), int(final.get("eval_count") or 0)
-
-
-def deferred_options(build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], BadRequest | None]:
+def deferred_options(build: Callable[[], Options]) -> tuple[Options, BadRequest | None]:
     """Native options from a translator's own option fields, or the BadRequest that building
     them raised: the caller puts it in `option_error`, and the service raises it after the
     model lookup, as it does for a bad native option (an unknown model is a 404 first)."""
@@ -178,7 +175,7 @@ def deferred_options(build: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any
 CONTEXT_FIELDS = ("num_ctx", "context_length")
 
 
-def with_native_options(body: Mapping[str, Any], translated: dict[str, Any]) -> dict[str, Any]:
+def with_native_options(body: Mapping[str, Any], translated: Options) -> Options:
     """A translator's options plus the native ones an OpenAI-style body may carry as extra
     fields (pollama extension): `options` (any native option, over the translated
     sampling fields) and `num_ctx` / `context_length` (over both). Their values are checked
@@ -193,16 +190,17 @@ def with_native_options(body: Mapping[str, Any], translated: dict[str, Any]) -> 
     return options
 
 
-#: What a native final chunk says was cut to fit the context (pollama extension): old
-#: messages dropped whole, then prompt tokens the runner cut.
+#: The pollama extension fields that say what was cut to fit the context (`truncation`).
 TRUNCATION_FIELDS = ("truncated_messages", "truncated_tokens")
 
 
-def truncation(final: Mapping[str, Any]) -> dict[str, int]:
-    """The truncation a native final chunk reports, for the `/v1` answers: as extra fields of
-    a stream's finishing chunk, and as `X-Pollama-Truncated-*` headers of a whole answer."""
-    return {key: int(final[key]) for key in TRUNCATION_FIELDS if final.get(key)}
+def truncation(final: Final) -> dict[str, int]:
+    """What was cut to fit the context (pollama extension: old messages dropped whole, then
+    prompt tokens the runner cut), for the `/v1` answers: as extra fields of a stream's
+    finishing chunk, and as `X-Pollama-Truncated-*` headers of a whole answer."""
+    counts = {key: getattr(final, key) for key in TRUNCATION_FIELDS}
+    return {key: n for key, n in counts.items() if n}
 
 
-def truncation_headers(final: Mapping[str, Any]) -> dict[str, str]:
+def truncation_headers(final: Final) -> dict[str, str]:
     return {"X-Pollama-" + key.replace("_", "-").title(): str(n) for key, n in truncation(final).items()}

@@ -1,9 +1,9 @@
 """OpenAI chat completions, completions, embeddings and models ⇄ Ollama native (Ollama's `openai/openai.go` and `middleware/openai.go`).
 
 Request translators raise `BadRequest` with Ollama's wording, so a client of
-either server reads the same error. Response builders take the native
-service's objects (a folded final object, or one chunk at a time for the
-stream converters) and return OpenAI's JSON shapes as plain dicts.
+either server reads the same error. Response builders take the inference
+service's events (`server.inference.events`: a collected `Final`, or one event
+at a time for the stream converters) and return OpenAI's JSON shapes.
 """
 
 from __future__ import annotations
@@ -33,14 +33,17 @@ from server.api.compat.common import (
     parse_stop,
     require_model,
     truncation,
-    usage_counts,
     with_native_options,
 )
 from server.api.compat.tool_choice import openai_tool_choice
 from server.api.http import dumps
 from server.api.sse import frame
 from server.errors import BadRequest
+from server.inference.events import Embeddings, Event, Final, Logprob, Stats, output
 from server.inference.requests import ChatRequest, EmbedRequest, GenerateRequest, parse_format, parse_options
+from server.jsontypes import JSONObject
+from server.options import Options
+from server.prompt import ToolCall
 
 SYSTEM_FINGERPRINT = "fp_ollama"
 
@@ -66,17 +69,17 @@ def completion_id() -> str:
     return f"cmpl-{random.randrange(999)}"
 
 
-def usage(final: Mapping[str, Any]) -> dict[str, int]:
-    prompt, completion = usage_counts(final)
+def usage(stats: Stats) -> dict[str, int]:
+    prompt, completion = stats.prompt_eval_count, stats.eval_count
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 # ---------------------------------------------------------------------------- shared request bits
 
 
-def sampling_options(body: Mapping[str, Any], *, completions: bool = False) -> dict[str, Any]:
+def sampling_options(body: Mapping[str, Any], *, completions: bool = False) -> Options:
     """OpenAI sampling fields → native options, with OpenAI's defaults (temperature/top_p 1.0)."""
-    options: dict[str, Any] = {}
+    options: Options = {}
     stop = parse_stop(body.get("stop"), strict=completions)
     if stop is not None:
         options["stop"] = stop
@@ -109,7 +112,7 @@ def sampling_options(body: Mapping[str, Any], *, completions: bool = False) -> d
     return parse_options(options)
 
 
-def response_format(value: Any) -> str | dict[str, Any] | None:
+def response_format(value: Any) -> str | JSONObject | None:
     """`response_format` → native `format`: json_object → "json", json_schema → its schema."""
     if value is None:
         return None
@@ -166,7 +169,7 @@ class ChatCall:
     include_usage: bool = False
 
 
-def tool_calls_from_openai(raw: Any) -> list[dict[str, Any]]:
+def tool_calls_from_openai(raw: Any) -> list[JSONObject]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -181,7 +184,7 @@ def tool_calls_from_openai(raw: Any) -> list[dict[str, Any]]:
         name = function.get("name") or ""
         if not isinstance(name, str):
             raise BadRequest("invalid tool call: function.name must be a string")
-        native: dict[str, Any] = {
+        native: JSONObject = {
             "function": {"index": i, "name": name, "arguments": parse_arguments(function.get("arguments"))}
         }
         if isinstance(call.get("id"), str) and call["id"]:
@@ -203,7 +206,7 @@ def _name_from_tool_call_id(messages: list[Any], call_id: str) -> str:
     return ""
 
 
-def chat_messages(raw: Any) -> list[dict[str, Any]]:
+def chat_messages(raw: Any) -> list[JSONObject]:
     """OpenAI messages → native messages (Ollama's `openai/openai.go` `FromChatRequest`)."""
     if raw is None:
         raw = []
@@ -211,7 +214,7 @@ def chat_messages(raw: Any) -> list[dict[str, Any]]:
         raise BadRequest(f"invalid type for 'messages': expected array, got {json_type(raw)}")
     if not raw:
         raise BadRequest("[] is too short - 'messages'")
-    out: list[dict[str, Any]] = []
+    out: list[JSONObject] = []
     for i, msg in enumerate(raw):
         if not isinstance(msg, dict):
             raise BadRequest("invalid message format")
@@ -221,7 +224,7 @@ def chat_messages(raw: Any) -> list[dict[str, Any]]:
         role = role.lower()
         if role == "developer":  # OpenAI's newer name for system instructions
             role = "system"
-        extras: dict[str, Any] = {}
+        extras: JSONObject = {}
         if role == "tool":
             name = msg.get("name")
             call_id = msg.get("tool_call_id")
@@ -239,7 +242,7 @@ def chat_messages(raw: Any) -> list[dict[str, Any]]:
         has_calls = msg.get("tool_calls") is not None
         calls = tool_calls_from_openai(msg.get("tool_calls"))
         content = msg.get("content")
-        tail: dict[str, Any] = {}
+        tail: JSONObject = {}
         if reasoning:
             tail["thinking"] = reasoning
         if calls:
@@ -260,7 +263,7 @@ def chat_messages(raw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _content_part(role: str, part: Any) -> dict[str, Any]:
+def _content_part(role: str, part: Any) -> JSONObject:
     """One content part → one native message of the same role, as Ollama does."""
     if not isinstance(part, dict):
         raise BadRequest("invalid message format")
@@ -312,19 +315,16 @@ def chat_request(body: Mapping[str, Any]) -> ChatCall:
 # ---------------------------------------------------------------------------- chat: response
 
 
-def tool_calls_to_openai(calls: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
-    out = []
-    for call in calls or ():
-        function = call.get("function") or {}
-        out.append(
-            {
-                "id": call.get("id") or "",
-                "index": int(function.get("index") or 0),
-                "type": "function",
-                "function": {"name": function.get("name", ""), "arguments": arguments_json(function.get("arguments"))},
-            }
-        )
-    return out
+def tool_calls_to_openai(calls: Iterable[ToolCall]) -> list[JSONObject]:
+    return [
+        {
+            "id": call.id,
+            "index": call.function.index,
+            "type": "function",
+            "function": {"name": call.function.name, "arguments": arguments_json(dict(call.function.arguments))},
+        }
+        for call in calls
+    ]
 
 
 def finish_reason(done_reason: str | None, had_tool_calls: bool) -> str | None:
@@ -334,22 +334,22 @@ def finish_reason(done_reason: str | None, had_tool_calls: bool) -> str | None:
     return reason
 
 
-def chat_completion(final: Mapping[str, Any], *, id: str, model: str, created: int | None = None) -> dict[str, Any]:
-    """A folded native chat answer → `chat.completion`."""
-    native = final.get("message") or {}
-    calls = tool_calls_to_openai(native.get("tool_calls"))
-    message: dict[str, Any] = {"role": "assistant", "content": native.get("content", "")}
-    if native.get("thinking"):
-        message["reasoning"] = native["thinking"]
+def chat_completion(final: Final, *, id: str, model: str, created: int | None = None) -> JSONObject:
+    """A collected chat answer → `chat.completion`."""
+    whole = final.tail
+    calls = tool_calls_to_openai(whole.tool_calls)
+    message: JSONObject = {"role": "assistant", "content": whole.content}
+    if whole.thinking:
+        message["reasoning"] = whole.thinking
     if calls:
         message["tool_calls"] = calls
-    choice: dict[str, Any] = {
+    choice: JSONObject = {
         "index": 0,
         "message": message,
-        "finish_reason": finish_reason(final.get("done_reason"), bool(calls)),
+        "finish_reason": finish_reason(final.done_reason, bool(calls)),
     }
-    if final.get("logprobs"):
-        choice["logprobs"] = {"content": final["logprobs"]}
+    if whole.logprobs:
+        choice["logprobs"] = {"content": list(whole.logprobs)}
     return {
         "id": id,
         "object": "chat.completion",
@@ -357,16 +357,16 @@ def chat_completion(final: Mapping[str, Any], *, id: str, model: str, created: i
         "model": model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [choice],
-        "usage": usage(final),
+        "usage": usage(final.stats),
     }
 
 
 class ChatStream:
-    """Native chat chunks → `chat.completion.chunk`s (Ollama's `openai/openai.go` `ToStreamChunks` and `FinishChunk`).
+    """Chat events → `chat.completion.chunk`s (Ollama's `openai/openai.go` `ToStreamChunks` and `FinishChunk`).
 
-    `feed` returns the chunks for one native chunk; the native final chunk
-    yields its own content (if any), then the finish chunk, then the usage
-    chunk when asked for. The caller adds `data: [DONE]`.
+    `feed` returns the chunks for one event; the final event yields its own
+    content (if any), then the finish chunk, then the usage chunk when asked
+    for. The caller adds `data: [DONE]`.
     """
 
     def __init__(self, *, id: str, model: str, include_usage: bool = False, created: int | None = None) -> None:
@@ -376,7 +376,7 @@ class ChatStream:
         self.created = created if created is not None else int(time.time())
         self._sent_role = False
         self._tool_calls = False
-        self.final: dict[str, Any] | None = None
+        self.final: Final | None = None
         # The bytes around a plain content delta, serialized once: most chunks of a
         # stream are exactly that, and the server's per-token cost is what the
         # stream's speed is measured against (benchmarks/bench_sse.py).
@@ -387,28 +387,27 @@ class ChatStream:
         ).encode()
         self._content_tail = b'},"finish_reason":null}]}\n\n'
 
-    def frames(self, native: Mapping[str, Any]) -> bytes:
-        """`feed` as SSE bytes; a plain content chunk takes the pre-serialized path."""
-        message = native.get("message")
+    def frames(self, event: Event) -> bytes:
+        """`feed` as SSE bytes; a plain content piece takes the pre-serialized path."""
+        piece, final = output(event)
         if (
             self._sent_role
-            and message is not None
-            and not native.get("done")
-            and not native.get("logprobs")
-            and not message.get("thinking")
-            and not message.get("tool_calls")
-            and message.get("content")
+            and final is None
+            and not piece.logprobs
+            and not piece.thinking
+            and not piece.tool_calls
+            and piece.content
         ):
-            return self._content_head + dumps(message["content"]).encode() + self._content_tail
-        return b"".join(frame(c) for c in self.feed(native))
+            return self._content_head + dumps(piece.content).encode() + self._content_tail
+        return b"".join(frame(c) for c in self.feed(event))
 
-    def _chunk(self, delta: dict[str, Any], logprobs: Any = None, finish: str | None = None) -> dict[str, Any]:
+    def _chunk(self, delta: JSONObject, logprobs: tuple[Logprob, ...] = (), finish: str | None = None) -> JSONObject:
         if not self._sent_role:
             delta = {"role": "assistant", **delta}
             self._sent_role = True
-        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        choice: JSONObject = {"index": 0, "delta": delta, "finish_reason": finish}
         if logprobs:
-            choice["logprobs"] = {"content": logprobs}
+            choice["logprobs"] = {"content": list(logprobs)}
         return {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -418,33 +417,30 @@ class ChatStream:
             "choices": [choice],
         }
 
-    def feed(self, native: Mapping[str, Any]) -> list[dict[str, Any]]:
-        message = native.get("message") or {}
-        content = message.get("content") or ""
-        thinking = message.get("thinking") or ""
-        calls = tool_calls_to_openai(message.get("tool_calls"))
-        logprobs = native.get("logprobs")
-        done = bool(native.get("done"))
-        out: list[dict[str, Any]] = []
+    def feed(self, event: Event) -> list[JSONObject]:
+        piece, final = output(event)
+        content, thinking, logprobs = piece.content, piece.thinking, piece.logprobs
+        calls = tool_calls_to_openai(piece.tool_calls)
+        out: list[JSONObject] = []
         if calls:
             self._tool_calls = True
         if thinking and (content or calls):
             out.append(self._chunk({"reasoning": thinking}, logprobs))
-            delta: dict[str, Any] = {"content": content}
+            delta: JSONObject = {"content": content}
             if calls:
                 delta["tool_calls"] = calls
             out.append(self._chunk(delta))
-        elif content or thinking or calls or logprobs or (done and not self._sent_role):
+        elif content or thinking or calls or logprobs or (final is not None and not self._sent_role):
             delta = {"content": content}
             if thinking:
                 delta["reasoning"] = thinking
             if calls:
                 delta["tool_calls"] = calls
             out.append(self._chunk(delta, logprobs))
-        if done:
-            self.final = dict(native)
-            finish = self._chunk({}, finish=finish_reason(native.get("done_reason"), self._tool_calls))
-            out.append({**finish, **truncation(native)})
+        if final is not None:
+            self.final = final
+            finish = self._chunk({}, finish=finish_reason(final.done_reason, self._tool_calls))
+            out.append({**finish, **truncation(final)})
             if self.include_usage:
                 out.append(
                     {
@@ -454,7 +450,7 @@ class ChatStream:
                         "model": self.model,
                         "system_fingerprint": SYSTEM_FINGERPRINT,
                         "choices": [],
-                        "usage": usage(native),
+                        "usage": usage(final.stats),
                     }
                 )
         return out
@@ -508,10 +504,11 @@ class LegacyLogprobs:
     def __init__(self, offset: int = 0) -> None:
         self.offset = offset
 
-    def convert(self, items: list[Mapping[str, Any]] | None) -> dict[str, Any] | None:
+    def convert(self, items: Iterable[Logprob]) -> JSONObject | None:
+        items = list(items)
         if not items:
             return None
-        out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        out: JSONObject = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
         for item in items:
             token = str(item.get("token", ""))
             out["tokens"].append(token)
@@ -524,31 +521,31 @@ class LegacyLogprobs:
         return out
 
 
-def _completion_choice(text: str, finish: str | None, logprobs: dict[str, Any] | None) -> dict[str, Any]:
-    choice: dict[str, Any] = {"text": text, "index": 0, "finish_reason": finish}
+def _completion_choice(text: str, finish: str | None, logprobs: JSONObject | None) -> JSONObject:
+    choice: JSONObject = {"text": text, "index": 0, "finish_reason": finish}
     if logprobs is not None:
         choice["logprobs"] = logprobs
     return choice
 
 
-def text_completion(final: Mapping[str, Any], *, id: str, model: str, echo_prompt: str | None = None) -> dict[str, Any]:
-    """A folded native generate answer → `text_completion`."""
-    text = final.get("response", "")
+def text_completion(final: Final, *, id: str, model: str, echo_prompt: str | None = None) -> JSONObject:
+    """A collected generate answer → `text_completion`."""
+    text = final.tail.content
     prefix = echo_prompt or ""
-    logprobs = LegacyLogprobs(len(prefix)).convert(final.get("logprobs"))
+    logprobs = LegacyLogprobs(len(prefix)).convert(final.tail.logprobs)
     return {
         "id": id,
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
-        "choices": [_completion_choice(prefix + text, final.get("done_reason") or None, logprobs)],
-        "usage": usage(final),
+        "choices": [_completion_choice(prefix + text, final.done_reason or None, logprobs)],
+        "usage": usage(final.stats),
     }
 
 
 class CompletionStream:
-    """Native generate chunks → `text_completion` chunks, one per native chunk (Ollama's `openai/openai.go` `ToCompleteChunk`)."""
+    """Generate events → `text_completion` chunks, one per event (Ollama's `openai/openai.go` `ToCompleteChunk`)."""
 
     def __init__(self, *, id: str, model: str, include_usage: bool = False, echo_prompt: str | None = None) -> None:
         self.id = id
@@ -557,9 +554,9 @@ class CompletionStream:
         self.echo_prompt = echo_prompt
         self._logprobs = LegacyLogprobs(len(echo_prompt or ""))
 
-    def _chunk(self, text: str, finish: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _chunk(self, text: str, finish: str | None, logprobs: JSONObject | None = None) -> JSONObject:
         """One text chunk; with `include_usage` it carries a zeroed `usage`, as Ollama's do (the real counts follow at the end)."""
-        chunk = {
+        chunk: JSONObject = {
             "id": self.id,
             "object": "text_completion",
             "created": int(time.time()),
@@ -568,19 +565,19 @@ class CompletionStream:
             "choices": [_completion_choice(text, finish, logprobs)],
         }
         if self.include_usage:
-            chunk["usage"] = usage({})
+            chunk["usage"] = usage(Stats())
         return chunk
 
-    def feed(self, native: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, event: Event) -> list[JSONObject]:
+        piece, final = output(event)
         out = []
         if self.echo_prompt is not None:
             out.append(self._chunk(self.echo_prompt, None))
             self.echo_prompt = None
-        done = bool(native.get("done"))
-        logprobs = self._logprobs.convert(native.get("logprobs"))
-        chunk = self._chunk(native.get("response", ""), (native.get("done_reason") or None) if done else None, logprobs)
-        out.append({**chunk, **truncation(native)} if done else chunk)
-        if done and self.include_usage:
+        logprobs = self._logprobs.convert(piece.logprobs)
+        chunk = self._chunk(piece.content, (final.done_reason or None) if final is not None else None, logprobs)
+        out.append({**chunk, **truncation(final)} if final is not None else chunk)
+        if final is not None and self.include_usage:
             out.append(
                 {
                     "id": self.id,
@@ -589,7 +586,7 @@ class CompletionStream:
                     "model": self.model,
                     "system_fingerprint": SYSTEM_FINGERPRINT,
                     "choices": [],
-                    "usage": usage(native),
+                    "usage": usage(final.stats),
                 }
             )
         return out
@@ -625,23 +622,23 @@ def encode_base64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
-def embedding_list(native: Mapping[str, Any], *, model: str, encoding: str) -> dict[str, Any]:
+def embedding_list(result: Embeddings, *, model: str, encoding: str) -> JSONObject:
     data = []
-    for i, vector in enumerate(native.get("embeddings") or []):
+    for i, vector in enumerate(result.vectors):
         data.append(
             {"object": "embedding", "embedding": encode_base64(vector) if encoding == "base64" else vector, "index": i}
         )
-    tokens = int(native.get("prompt_eval_count") or 0)
+    tokens = result.prompt_eval_count
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 # ---------------------------------------------------------------------------- models
 
 
-def model_entry(id: str, modified: float, namespace: str) -> dict[str, Any]:
+def model_entry(id: str, modified: float, namespace: str) -> JSONObject:
     return {"id": id, "object": "model", "created": int(modified), "owned_by": namespace}
 
 
-def model_list(entries: list[dict[str, Any]]) -> dict[str, Any]:
+def model_list(entries: list[JSONObject]) -> JSONObject:
     """`data` is null for an empty store, as Ollama's Go nil slice (Ollama's `openai/openai.go` `ToListCompletion`, tested upstream)."""
     return {"object": "list", "data": entries or None}

@@ -35,13 +35,16 @@ from server.api.compat.common import (
     opt_str,
     parse_arguments,
     require_model,
-    usage_counts,
     with_native_options,
 )
 from server.api.compat.openai import REASONING_EFFORTS
 from server.api.compat.tool_choice import responses_tool_choice
 from server.errors import BadRequest, PollamaError
+from server.inference.events import Event, Final, output
 from server.inference.requests import ChatRequest, parse_format
+from server.jsontypes import JSONObject
+from server.options import Options
+from server.prompt import ToolCall
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ResponsesCall:
     request: ChatRequest
-    echo: dict[str, Any] = field(default_factory=dict)  # request fields the response repeats
+    echo: JSONObject = field(default_factory=dict)  # request fields the response repeats
 
 
 def _text_of(parts: Any, allowed: tuple[str, ...]) -> tuple[str, list[bytes]]:
@@ -86,9 +89,9 @@ def _text_of(parts: Any, allowed: tuple[str, ...]) -> tuple[str, list[bytes]]:
     return "".join(text), images
 
 
-def input_messages(raw: Any, instructions: str | None) -> list[dict[str, Any]]:
+def input_messages(raw: Any, instructions: str | None) -> list[JSONObject]:
     """`instructions` + `input` (a string or a list of items) → native messages."""
-    out: list[dict[str, Any]] = []
+    out: list[JSONObject] = []
     if instructions:
         out.append({"role": "system", "content": instructions})
     if isinstance(raw, str):
@@ -110,7 +113,7 @@ def input_messages(raw: Any, instructions: str | None) -> list[dict[str, Any]]:
             if role not in ("user", "system", "developer", "assistant"):
                 raise BadRequest(f"invalid message role: {role!r}")
             text, images = _text_of(item.get("content"), ("input_image",))
-            message: dict[str, Any] = {"role": "system" if role == "developer" else role, "content": text}
+            message: JSONObject = {"role": "system" if role == "developer" else role, "content": text}
             if images:
                 message["images"] = images
             if role == "assistant" and pending_thinking:
@@ -121,7 +124,7 @@ def input_messages(raw: Any, instructions: str | None) -> list[dict[str, Any]]:
             call_id, name = item.get("call_id"), item.get("name")
             if not isinstance(name, str) or not name:
                 raise BadRequest("function_call items need a name")
-            call: dict[str, Any] = {"function": {"name": name, "arguments": parse_arguments(item.get("arguments"))}}
+            call: JSONObject = {"function": {"name": name, "arguments": parse_arguments(item.get("arguments"))}}
             if isinstance(call_id, str) and call_id:
                 call["id"] = call_id
                 names[call_id] = name
@@ -160,10 +163,10 @@ def input_messages(raw: Any, instructions: str | None) -> list[dict[str, Any]]:
     return out
 
 
-def _tools(raw: list[Any] | None) -> list[dict[str, Any]] | None:
+def _tools(raw: list[Any] | None) -> list[JSONObject] | None:
     if not raw:
         return None
-    tools: list[dict[str, Any]] = []
+    tools: list[JSONObject] = []
     for tool in raw:
         if not isinstance(tool, dict):
             raise BadRequest("invalid tool: expected an object")
@@ -185,7 +188,7 @@ def _tools(raw: list[Any] | None) -> list[dict[str, Any]] | None:
     return tools or None
 
 
-def _text_format(text: dict[str, Any] | None) -> str | dict[str, Any] | None:
+def _text_format(text: JSONObject | None) -> str | JSONObject | None:
     fmt = (text or {}).get("format")
     if fmt is None:
         return None
@@ -201,10 +204,10 @@ def _text_format(text: dict[str, Any] | None) -> str | dict[str, Any] | None:
     raise BadRequest(f"invalid text.format type: {kind!r}")
 
 
-def _sampling_options(body: Mapping[str, Any]) -> dict[str, Any]:
+def _sampling_options(body: Mapping[str, Any]) -> Options:
     """`temperature` (1.0 when absent, as OpenAI), `top_p`, `max_output_tokens` → native options."""
     temperature = opt_number(body, "temperature")
-    options: dict[str, Any] = {"temperature": 1.0 if temperature is None else temperature}
+    options: Options = {"temperature": 1.0 if temperature is None else temperature}
     top_p = opt_number(body, "top_p")
     if top_p is not None:
         options["top_p"] = top_p
@@ -267,10 +270,10 @@ def response_id() -> str:
     return f"resp_{random.randrange(10**9)}"
 
 
-def _usage(final: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _usage(final: Final | None) -> JSONObject | None:
     if final is None:
         return None
-    prompt, completion = usage_counts(final)
+    prompt, completion = final.stats.prompt_eval_count, final.stats.eval_count
     return {
         "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": 0},
@@ -288,12 +291,10 @@ class ResponseBuilder:
         self.model = model
         self.id = id or response_id()
         self.created_at = int(time.time())
-        self.output: list[dict[str, Any]] = []
+        self.output: list[JSONObject] = []
         self._seq = 0
 
-    def response(
-        self, status: str, final: Mapping[str, Any] | None = None, error: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def response(self, status: str, final: Final | None = None, error: JSONObject | None = None) -> JSONObject:
         return {
             "id": self.id,
             "object": "response",
@@ -315,7 +316,7 @@ class ResponseBuilder:
 
     # item factories --------------------------------------------------------
 
-    def reasoning_item(self, text: str) -> dict[str, Any]:
+    def reasoning_item(self, text: str) -> JSONObject:
         return {
             "id": f"rs_{self.id[5:]}_{len(self.output)}",
             "type": "reasoning",
@@ -323,7 +324,7 @@ class ResponseBuilder:
             "encrypted_content": text,
         }
 
-    def message_item(self, text: str, status: str = "completed") -> dict[str, Any]:
+    def message_item(self, text: str, status: str = "completed") -> JSONObject:
         return {
             "id": f"msg_{self.id[5:]}_{len(self.output)}",
             "type": "message",
@@ -332,36 +333,39 @@ class ResponseBuilder:
             "content": [_output_text(text)] if status == "completed" else [],
         }
 
-    def call_item(self, call: Mapping[str, Any], status: str = "completed") -> dict[str, Any]:
-        function = call.get("function") or {}
+    def call_item(self, call: ToolCall, status: str = "completed") -> JSONObject:
         return {
             "id": f"fc_{self.id[5:]}_{len(self.output)}",
             "type": "function_call",
             "status": status,
-            "call_id": call.get("id") or "",
-            "name": function.get("name", ""),
-            "arguments": arguments_json(function.get("arguments")) if status == "completed" else "",
+            "call_id": call.id,
+            "name": call.function.name,
+            "arguments": _arguments(call) if status == "completed" else "",
         }
 
-    def complete(self, final: Mapping[str, Any]) -> dict[str, Any]:
-        """A folded native chat answer → the whole Response (non-stream)."""
-        message = final.get("message") or {}
-        if message.get("thinking"):
-            self.output.append(self.reasoning_item(message["thinking"]))
-        calls = message.get("tool_calls") or []
-        if message.get("content") or not calls:
-            self.output.append(self.message_item(message.get("content", "")))
+    def complete(self, final: Final) -> JSONObject:
+        """A collected chat answer → the whole Response (non-stream)."""
+        whole = final.tail
+        if whole.thinking:
+            self.output.append(self.reasoning_item(whole.thinking))
+        calls = whole.tool_calls
+        if whole.content or not calls:
+            self.output.append(self.message_item(whole.content))
         for call in calls:
             self.output.append(self.call_item(call))
         return self.response("completed", final)
 
 
-def _output_text(text: str) -> dict[str, Any]:
+def _arguments(call: ToolCall) -> str:
+    return arguments_json(dict(call.function.arguments))
+
+
+def _output_text(text: str) -> JSONObject:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 class ResponsesStream(ResponseBuilder):
-    """Native chat chunks → Responses streaming events `(type, data)` (Ollama's `openai/responses.go` `ResponsesStreamConverter.Process`)."""
+    """Chat events → Responses streaming events `(type, data)` (Ollama's `openai/responses.go` `ResponsesStreamConverter.Process`)."""
 
     def __init__(self, call: ResponsesCall, *, model: str, id: str | None = None) -> None:
         super().__init__(call, model=model, id=id)
@@ -370,26 +374,22 @@ class ResponsesStream(ResponseBuilder):
         self._thinking: list[str] = []
         self._text: list[str] = []
 
-    def _event(self, kind: str, **data: Any) -> tuple[str, dict[str, Any]]:
+    def _event(self, kind: str, **data: Any) -> tuple[str, JSONObject]:
         event = {"type": kind, "sequence_number": self._seq, **data}
         self._seq += 1
         return kind, event
 
-    def start(self) -> list[tuple[str, dict[str, Any]]]:
+    def start(self) -> list[tuple[str, JSONObject]]:
         snapshot = self.response("in_progress")
         return [
             self._event("response.created", response=snapshot),
             self._event("response.in_progress", response=snapshot),
         ]
 
-    def feed(self, native: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        out: list[tuple[str, dict[str, Any]]] = []
-        message = native.get("message") or {}
-        thinking, content, calls = (
-            message.get("thinking") or "",
-            message.get("content") or "",
-            message.get("tool_calls") or [],
-        )
+    def feed(self, event: Event) -> list[tuple[str, JSONObject]]:
+        out: list[tuple[str, JSONObject]] = []
+        piece, final = output(event)
+        thinking, content, calls = piece.thinking, piece.content, piece.tool_calls
         if thinking:
             if self._reasoning is None:
                 self._reasoning = len(self.output)
@@ -450,7 +450,7 @@ class ResponsesStream(ResponseBuilder):
             item = self.call_item(call, status="in_progress")
             self.output.append(item)
             out.append(self._event("response.output_item.added", output_index=index, item=dict(item)))
-            arguments = arguments_json((call.get("function") or {}).get("arguments"))
+            arguments = _arguments(call)
             out.append(
                 self._event(
                     "response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=arguments
@@ -463,15 +463,15 @@ class ResponsesStream(ResponseBuilder):
             )
             item.update(status="completed", arguments=arguments)
             out.append(self._event("response.output_item.done", output_index=index, item=dict(item)))
-        if native.get("done"):
+        if final is not None:
             out += self._close_reasoning()
             out += self._close_message()
             if not self.output:  # an empty answer is still one (empty) message
                 self.output.append(self.message_item(""))
-            out.append(self._event("response.completed", response=self.response("completed", native)))
+            out.append(self._event("response.completed", response=self.response("completed", final)))
         return out
 
-    def _close_reasoning(self) -> list[tuple[str, dict[str, Any]]]:
+    def _close_reasoning(self) -> list[tuple[str, JSONObject]]:
         if self._reasoning is None:
             return []
         index, self._reasoning = self._reasoning, None
@@ -496,7 +496,7 @@ class ResponsesStream(ResponseBuilder):
             self._event("response.output_item.done", output_index=index, item=dict(item)),
         ]
 
-    def _close_message(self) -> list[tuple[str, dict[str, Any]]]:
+    def _close_message(self) -> list[tuple[str, JSONObject]]:
         if self._message is None:
             return []
         index, self._message = self._message, None
@@ -522,6 +522,6 @@ class ResponsesStream(ResponseBuilder):
             self._event("response.output_item.done", output_index=index, item=dict(item)),
         ]
 
-    def failed(self, exc: PollamaError) -> tuple[str, dict[str, Any]]:
+    def failed(self, exc: PollamaError) -> tuple[str, JSONObject]:
         error = {"code": "server_error" if exc.status >= 500 else "invalid_request", "message": exc.message}
         return self._event("response.failed", response=self.response("failed", error=error))

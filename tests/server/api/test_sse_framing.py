@@ -3,8 +3,8 @@
 The helpers at the top (`split_frames`, `check_*_stream`) are the line-by-line
 framing checks the live SDK tests (test_openai_api, test_anthropic_api) run
 on every stream they read from a real server. Below them, the converters are
-fed scripted native chunk sequences — the shapes `Inference.chat/generate`
-yield — so every branch of the stream mapping (role on the first chunk only,
+fed scripted event sequences — the typed events `Inference.chat/generate`
+yield (`server.inference.events`) — so every branch of the stream mapping (role on the first chunk only,
 thinking/content split, finish and usage chunks, block indices, stop reasons)
 is pinned down exactly, and the HTTP layer is driven with a scripted
 inference service to cover what a real runner rarely does (fail mid-stream).
@@ -23,6 +23,8 @@ from server.api.compat import openai as oa
 from server.api.compat.responses import ResponsesStream, responses_request
 from server.api.sse import DONE, frame
 from server.errors import NotFound, PollamaError
+from server.inference.events import Embeddings, Event, Final, Piece, Stats
+from server.prompt import ToolCall, ToolCallFunction
 
 # ----------------------------------------------------------------------------- framing checks
 
@@ -146,33 +148,29 @@ def check_responses_stream(raw: bytes) -> list[dict[str, Any]]:
     return events
 
 
-# ----------------------------------------------------------------------------- scripted native chunks
+# ----------------------------------------------------------------------------- scripted events
 
 
 def chunk(
-    content: str = "", thinking: str = "", tool_calls: list[Any] | None = None, logprobs: Any = None
-) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if thinking:
-        message["thinking"] = thinking
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    out = {"model": "m", "created_at": "2026-01-01T00:00:00Z", "message": message, "done": False}
-    if logprobs:
-        out["logprobs"] = logprobs
-    return out
+    content: str = "", thinking: str = "", tool_calls: list[ToolCall] | None = None, logprobs: Any = None
+) -> Piece:
+    return Piece(content, thinking, tuple(tool_calls or ()), tuple(logprobs or ()))
 
 
-def final(reason: str = "stop", content: str = "", **extra: Any) -> dict[str, Any]:
-    out = chunk(content)
-    out.update(done=True, done_reason=reason, prompt_eval_count=7, eval_count=3, **extra)
-    return out
+def final(
+    reason: str = "stop", content: str = "", thinking: str = "", tool_calls: list[ToolCall] | None = None
+) -> Final:
+    return Final(
+        done_reason=reason,
+        tail=chunk(content, thinking, tool_calls),
+        stats=Stats(prompt_eval_count=7, eval_count=3),
+    )
 
 
-CALL = {"id": "call_abc12345", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}}
+CALL = ToolCall(ToolCallFunction("get_weather", {"city": "Paris"}, 0), id="call_abc12345")
 
 
-def openai_bytes(stream: oa.ChatStream, natives: list[dict[str, Any]]) -> bytes:
+def openai_bytes(stream: oa.ChatStream, natives: list[Event]) -> bytes:
     return b"".join(frame(c) for n in natives for c in stream.feed(n)) + DONE
 
 
@@ -255,9 +253,7 @@ def test_chat_stream_empty_answer_still_has_a_role_chunk_and_final_content_is_ke
 
 
 def test_chat_completion_non_stream_shape() -> None:
-    folded = final("stop", content="Hi")
-    folded["message"]["thinking"] = "t"
-    folded["message"]["tool_calls"] = [CALL]
+    folded = final("stop", content="Hi", thinking="t", tool_calls=[CALL])
     body = oa.chat_completion(folded, id="chatcmpl-9", model="m", created=5)
     assert body == {
         "id": "chatcmpl-9",
@@ -291,10 +287,10 @@ def test_chat_completion_non_stream_shape() -> None:
 
 def test_completion_stream() -> None:
     stream = oa.CompletionStream(id="cmpl-1", model="m", include_usage=True, echo_prompt="P:")
-    natives = [
-        {"response": "a", "done": False},
-        {"response": "b", "done": False},
-        {"response": "", "done": True, "done_reason": "length", "prompt_eval_count": 2, "eval_count": 2},
+    natives: list[Event] = [
+        Piece("a"),
+        Piece("b"),
+        Final(done_reason="length", stats=Stats(prompt_eval_count=2, eval_count=2)),
     ]
     raw = b"".join(frame(c) for n in natives for c in stream.feed(n)) + DONE
     chunks = check_openai_stream(raw, object_type="text_completion", include_usage=True)
@@ -305,15 +301,12 @@ def test_completion_stream() -> None:
 
 
 def test_legacy_logprobs_offsets() -> None:
+    logprobs = [
+        {"token": "a", "logprob": -1.0, "top_logprobs": [{"token": "a", "logprob": -1.0}]},
+        {"token": "b", "logprob": -2.0},
+    ]
     body = oa.text_completion(
-        {
-            "response": "ab",
-            "done_reason": "stop",
-            "logprobs": [
-                {"token": "a", "logprob": -1.0, "top_logprobs": [{"token": "a", "logprob": -1.0}]},
-                {"token": "b", "logprob": -2.0},
-            ],
-        },
+        Final(done_reason="stop", tail=Piece("ab", logprobs=tuple(logprobs))),
         id="cmpl-1",
         model="m",
         echo_prompt="xy",
@@ -328,7 +321,7 @@ def test_legacy_logprobs_offsets() -> None:
     }
 
 
-def anthropic_bytes(stream: an.MessagesStream, natives: list[dict[str, Any]]) -> bytes:
+def anthropic_bytes(stream: an.MessagesStream, natives: list[Event]) -> bytes:
     parts = [frame(d, k) for k, d in stream.start()]
     parts += [frame(d, k) for n in natives for k, d in stream.feed(n)]
     return b"".join(parts)
@@ -370,8 +363,7 @@ def test_anthropic_stop_reasons(reason: str, calls: bool, expected: str) -> None
 
 
 def test_anthropic_message_response_shape() -> None:
-    folded = final("stop", content="Hi")
-    folded["message"]["thinking"] = "hmm"
+    folded = final("stop", content="Hi", thinking="hmm")
     body = an.message_response(folded, id="msg_1", model="m")
     assert body["content"] == [{"type": "thinking", "thinking": "hmm", "signature": ""}, {"type": "text", "text": "Hi"}]
     assert body["stop_reason"] == "end_turn" and body["usage"] == {"input_tokens": 7, "output_tokens": 3}
@@ -660,7 +652,7 @@ def test_embeddings_request_and_base64() -> None:
 
     import numpy as np
 
-    body = oa.embedding_list({"embeddings": [[0.5, -0.25]], "prompt_eval_count": 3}, model="m", encoding="base64")
+    body = oa.embedding_list(Embeddings([[0.5, -0.25]], prompt_eval_count=3, timed=True), model="m", encoding="base64")
     assert np.frombuffer(b64.b64decode(body["data"][0]["embedding"]), dtype="<f4").tolist() == [0.5, -0.25]
     assert body["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
 
@@ -736,11 +728,11 @@ def test_responses_input_items() -> None:
 
 
 class ScriptedInference:
-    """Stands in for `Inference` (not for the runner): yields a fixed native sequence, then optionally fails."""
+    """Stands in for `Inference` (not for the runner): yields a fixed event sequence, then optionally fails."""
 
     def __init__(
         self,
-        natives: list[dict[str, Any]],
+        natives: list[Event],
         fail_after: PollamaError | None = None,
         fail_first: PollamaError | None = None,
     ) -> None:
@@ -749,7 +741,7 @@ class ScriptedInference:
         self.fail_first = fail_first
         self.closed = 0
 
-    async def _run(self) -> AsyncIterator[dict[str, Any]]:
+    async def _run(self) -> AsyncIterator[Event]:
         try:
             if self.fail_first is not None:
                 raise self.fail_first
@@ -760,10 +752,10 @@ class ScriptedInference:
         finally:
             self.closed += 1
 
-    def chat(self, req: Any, *, strict_think: bool = True, report_stop: bool = False) -> AsyncIterator[dict[str, Any]]:
+    def chat(self, req: Any, *, strict_think: bool = True, report_stop: bool = False) -> AsyncIterator[Event]:
         return self._run()
 
-    def generate(self, req: Any) -> AsyncIterator[dict[str, Any]]:
+    def generate(self, req: Any) -> AsyncIterator[Event]:
         return self._run()
 
 
