@@ -17,6 +17,7 @@ from quart import Blueprint, Response
 from werkzeug.exceptions import HTTPException
 
 from server.api.compat import anthropic as an
+from server.api.compat.common import truncation_headers
 from server.api.context import services
 from server.api.http import json_response, read_json
 from server.api.inference import fold
@@ -56,7 +57,9 @@ async def messages() -> Response:
         return json_response(await fold(events, "message", req.model))
     if not req.stream:
         final = await collect(events)
-        return json_response(an.message_response(final, id=an.message_id(), model=req.model))
+        return json_response(
+            an.message_response(final, id=an.message_id(), model=req.model), headers=truncation_headers(final)
+        )
     first = await first_event(events)
     stream = an.MessagesStream(id=an.message_id(), model=req.model, estimated_input_tokens=call.estimated_input_tokens)
     return named_event_stream(first, events, start=stream.start, feed=stream.feed, fail=stream.error)

@@ -29,6 +29,7 @@ from server.api.compat.common import (
     opt_object,
     opt_str,
     random_hex,
+    truncation,
 )
 from server.api.compat.tool_choice import anthropic_tool_choice
 from server.errors import BadRequest, PollamaError
@@ -447,6 +448,7 @@ class MessagesStream:
                             "stop_sequence": final.stop_sequence,
                         },
                         "usage": _usage(final),
+                        **truncation(final),  # how much of the prompt did not fit (pollama's)
                     },
                 )
             )

@@ -35,6 +35,7 @@ from server.api.compat.common import (
     opt_str,
     parse_arguments,
     require_model,
+    truncation,
     with_native_options,
 )
 from server.api.compat.openai import REASONING_EFFORTS
@@ -468,7 +469,10 @@ class ResponsesStream(ResponseBuilder):
             out += self._close_message()
             if not self.output:  # an empty answer is still one (empty) message
                 self.output.append(self.message_item(""))
-            out.append(self._event("response.completed", response=self.response("completed", final)))
+            # how much of the prompt did not fit, beside the response (as a chat stream's finishing chunk)
+            out.append(
+                self._event("response.completed", response=self.response("completed", final), **truncation(final))
+            )
         return out
 
     def _close_reasoning(self) -> list[tuple[str, JSONObject]]:

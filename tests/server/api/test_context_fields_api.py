@@ -31,6 +31,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> I
     srv = LiveServer(models, env={"OLLAMA_KEEP_ALIVE": "5m"}).start()
     try:
         create(ollama.Client(host=srv.url), "tiny", tiny_model_path, template=CHATML)
+        # Anthropic's body has no context field: a model whose Modelfile sets it
+        create(ollama.Client(host=srv.url), "tiny-256", tiny_model_path, template=CHATML, parameters={"num_ctx": 256})
         yield srv
     finally:
         srv.stop()
@@ -109,6 +111,41 @@ def test_dropped_messages_are_reported_everywhere(server: LiveServer, client: op
         model="tiny", input=LONG_CHAT, max_output_tokens=1, extra_body={"num_ctx": 256}
     )
     assert responses.headers["X-Pollama-Truncated-Messages"] == str(dropped)
+
+
+def test_responses_and_anthropic_streams_report_it_too(server: LiveServer, client: openai.OpenAI) -> None:
+    """The Responses stream on `response.completed`, Anthropic's on `message_delta`, a whole
+    Anthropic message in the headers: the same count the native answer gives."""
+    import anthropic
+
+    native = httpx.post(
+        server.url + "/api/chat",
+        json={"model": "tiny", "messages": LONG_CHAT, "stream": False, "options": {"num_ctx": 256, "num_predict": 1}},
+        timeout=60,
+    ).json()
+    dropped = native["truncated_messages"]
+    events = list(
+        client.responses.create(
+            model="tiny", input=LONG_CHAT, max_output_tokens=1, stream=True, extra_body={"num_ctx": 256}
+        )
+    )
+    completed = next(e for e in events if e.type == "response.completed")
+    assert (completed.model_extra or {}).get("truncated_messages") == dropped
+    assert all("truncated_messages" not in (e.model_extra or {}) for e in events if e is not completed)
+
+    claude = anthropic.Anthropic(base_url=server.url, api_key="pollama", max_retries=0)
+    messages: Any = LONG_CHAT[:-1] + [{"role": "user", "content": LONG_CHAT[-1]["content"]}]
+    whole = claude.messages.with_raw_response.create(model="tiny-256", max_tokens=1, messages=messages)
+    got = whole.headers["X-Pollama-Truncated-Messages"]
+    assert int(got) > 0  # Anthropic's own message list: the count is that of its messages
+    with claude.messages.stream(model="tiny-256", max_tokens=1, messages=messages) as stream:
+        kinds = [(e.type, (e.model_extra or {}).get("truncated_messages")) for e in stream]
+    assert ("message_delta", int(got)) in kinds
+    assert [k for k in kinds if k[1] is not None] == [("message_delta", int(got))]
+    short = claude.messages.with_raw_response.create(
+        model="tiny-256", max_tokens=1, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert not any(h.lower().startswith("x-pollama-truncated") for h in short.headers)
 
 
 def test_cut_prompt_tokens_are_reported(server: LiveServer, client: openai.OpenAI) -> None:
