@@ -13,7 +13,7 @@ import base64
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from server.errors import BadRequest
 from server.inference.events import Final, Logprob, Stats
@@ -21,7 +21,11 @@ from server.inference.requests import GenerationFields
 from server.jsontypes import JSONObject
 from server.options import Options
 from server.runner.grammar import Gbnf, grammar_for_format, grammar_for_tool_call
+from server.runner.interface import Runner
 from server.scheduler import RunnerSpec
+
+if TYPE_CHECKING:
+    from server.runner.client import RunnerClient
 
 log = logging.getLogger("pollama.runner")
 
@@ -41,7 +45,7 @@ class RunnerText:
     eval_count: int = 0
 
 
-async def start_runner(spec: RunnerSpec, load_timeout: float | None) -> Any:
+async def start_runner(spec: RunnerSpec, load_timeout: float | None) -> RunnerClient:
     from server.runner.client import LoadOptions, RunnerClient
 
     options = LoadOptions(
@@ -89,7 +93,7 @@ def _grammar(fmt: Format) -> str | None:
 
 
 async def completion(
-    runner: Any,
+    runner: Runner,
     prompt: str,
     options: Options,
     fmt: Format,
@@ -156,7 +160,7 @@ async def completion(
 
 
 async def embed(
-    runner: Any, inputs: list[str], *, truncate: bool, normalize: bool, dimensions: int | None, num_ctx: int
+    runner: Runner, inputs: list[str], *, truncate: bool, normalize: bool, dimensions: int | None, num_ctx: int
 ) -> tuple[list[list[float]], int]:
     result = await runner.embed(inputs, truncate=truncate, normalize=normalize, dimensions=dimensions)
     return [list(v) for v in result.vectors], int(result.prompt_eval_count)
