@@ -1,0 +1,95 @@
+"""The aligned-chunk rule (`POLLAMA_ALIGNED_CACHE`) in a real runner on the tiny model.
+
+The tiny model's kernels give the same bits whatever the batch, so it cannot show the text
+changing with the cache history (tests/realmodel does, on Gemma 3 270M); what these tests
+check is the rule itself, through the runner's own count of evaluated prompt tokens
+(`prompt_eval_count`, which counts what was evaluated, not what was cached): a prefix is
+taken over only in whole aligned chunks that were decoded alone, the partial chunk after it
+is evaluated again, and the greedy text is the fresh evaluation's. With 64-token
+micro-batches (`num_batch` 64) the chunk boundaries are the multiples of 64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from server.runner.client import CompletionRequest, LoadOptions, RunnerClient
+from tests.server.runner.helpers import generate
+
+pytestmark = pytest.mark.asyncio
+
+UNIT = 64
+
+
+async def _runner(path: Path, *, aligned: bool, parallel: int = 1) -> RunnerClient:
+    options = LoadOptions(
+        str(path), num_ctx=512, num_parallel=parallel, num_batch=UNIT, num_gpu=0, aligned_cache=aligned
+    )
+    return await RunnerClient.start(options, load_timeout=60)
+
+
+async def _prompts(client: RunnerClient) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """A 150-token prompt, one sharing its first 140 tokens, one sharing its first 100."""
+    words = await client.tokenize(" ".join(f"the cat and the dog number {i} is in the house" for i in range(30)))
+    other = await client.tokenize("a red fox jumps over it and runs to the river", add_special=False)
+    assert len(words) >= 150 and len(other) >= 20
+    base = tuple(words[:150])
+    return base, base[:140] + tuple(other[:20]), base[:100] + tuple(other[:20])
+
+
+async def test_only_whole_aligned_chunks_are_reused(tiny_model_path: Path) -> None:
+    client = await _runner(tiny_model_path, aligned=True)
+    try:
+        a, b, c = await _prompts(client)
+        first = await generate(client, a, num_predict=4)
+        assert first.last.prompt_eval_count == 150
+        # 140 tokens match, but only [0, 128) were computed in whole chunks: 32 evaluated
+        after_a = await generate(client, b, num_predict=8)
+        assert after_a.last.prompt_eval_count == len(b) - 128
+        again = await generate(client, b, num_predict=8)  # itself cached: still from 128
+        assert again.last.prompt_eval_count == len(b) - 128
+        shorter = await generate(client, c, num_predict=8)  # 100 match: back to the boundary at 64
+        assert shorter.last.prompt_eval_count == len(c) - 64
+        await generate(client, "zebra", num_predict=2)  # leaves only BOS shared: nothing reused
+        fresh = await generate(client, b, num_predict=8)
+        assert fresh.last.prompt_eval_count == len(b)
+        assert after_a.text == again.text == fresh.text
+    finally:
+        await client.close()
+
+
+async def test_without_the_option_the_whole_match_is_reused(tiny_model_path: Path) -> None:
+    """The default keeps llama-server's rule: every matching token is taken over."""
+    client = await _runner(tiny_model_path, aligned=False)
+    try:
+        a, b, _ = await _prompts(client)
+        await generate(client, a, num_predict=4)
+        after_a = await generate(client, b, num_predict=8)
+        assert after_a.last.prompt_eval_count == len(b) - 140
+    finally:
+        await client.close()
+
+
+async def test_chunks_decoded_beside_another_sequence_are_not_reused(tiny_model_path: Path) -> None:
+    """Two slots: a prompt evaluated while another request generates shares every decode with
+    that request's rows (llama.cpp cuts micro-batches across both), so none of its entries are
+    exact and a later prompt sharing 140 of its tokens evaluates all of them again."""
+    client = await _runner(tiny_model_path, aligned=True, parallel=2)
+    try:
+        a, b, _ = await _prompts(client)
+        stream = client.completion(CompletionRequest(prompt="hello world", temperature=0.0, num_predict=40))
+        first = await anext(stream)  # the other request is generating from here on
+        assert first.content or first.done
+        beside = asyncio.ensure_future(generate(client, a, num_predict=4))
+        rest = [chunk async for chunk in stream]
+        assert rest and rest[-1].done and rest[-1].eval_count == 40
+        await beside
+        after = await generate(client, b, num_predict=8)
+        assert after.last.prompt_eval_count == len(b)
+        alone = await generate(client, b, num_predict=8)  # b itself was evaluated alone
+        assert alone.last.prompt_eval_count == len(b) - 128
+    finally:
+        await client.close()
