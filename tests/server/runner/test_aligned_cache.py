@@ -12,11 +12,13 @@ micro-batches (`num_batch` 64) the chunk boundaries are the multiples of 64.
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import pytest
 
 from server.runner.client import CompletionRequest, LoadOptions, RunnerClient
+from tests.fixtures.images import gradient
 from tests.server.runner.helpers import generate
 
 pytestmark = pytest.mark.asyncio
@@ -91,5 +93,36 @@ async def test_chunks_decoded_beside_another_sequence_are_not_reused(tiny_model_
         assert after.last.prompt_eval_count == len(b)
         alone = await generate(client, b, num_predict=8)  # b itself was evaluated alone
         assert alone.last.prompt_eval_count == len(b) - 128
+    finally:
+        await client.close()
+
+
+async def test_an_image_is_a_chunk_boundary(tiny_model_path: Path, tiny_projector_path: Path) -> None:
+    """Text up to the image (cut at 64 and at the image's start), the image decoded alone, text
+    after it: the cache holds exact entries up to the image's end, so the same prompt again
+    evaluates only the text after the image, and gives the same text."""
+    options = LoadOptions(
+        str(tiny_model_path),
+        num_ctx=512,
+        num_parallel=1,
+        num_batch=UNIT,
+        num_gpu=0,
+        projector_path=str(tiny_projector_path),
+        aligned_cache=True,
+    )
+    client = await RunnerClient.start(options, load_timeout=60)
+    try:
+        before = " ".join(f"picture {i} of the house" for i in range(14))
+        after = " what is in this picture and where is the cat and the dog"
+        n_before = len(await client.tokenize(before))
+        n_after = len(await client.tokenize(after, add_special=False))
+        assert n_before > UNIT and n_after > 1
+        image = (base64.b64encode(gradient()).decode(),)
+        request = CompletionRequest(prompt=f"{before}[img-0]{after}", images=image, temperature=0.0, num_predict=8)
+        first = [chunk async for chunk in client.completion(request)]
+        again = [chunk async for chunk in client.completion(request)]
+        assert first[-1].prompt_eval_count == first[-1].prompt_count == n_before + 16 + n_after
+        assert again[-1].prompt_eval_count == n_after
+        assert "".join(c.content for c in again) == "".join(c.content for c in first)
     finally:
         await client.close()
