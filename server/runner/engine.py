@@ -216,6 +216,10 @@ class Engine:
             weights += int(os.path.getsize(options.projector_path))  # libmtmd logs no buffer sizes
         flash = flash_attention_in_effect(options.flash_attention, log.flash_attention_resolved, options.kv_cache_type)
         _note(f"flash attention {describe_flash_attention(options.flash_attention, flash)}")
+        if self.aligned:
+            _note(
+                f"prompts in aligned {self.unit}-token chunks, prefixes reused in whole chunks (POLLAMA_ALIGNED_CACHE)"
+            )
         self.info = m.RunnerInfo(
             model_path=options.model_path,
             architecture=model.architecture,

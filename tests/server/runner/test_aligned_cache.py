@@ -1,12 +1,13 @@
 """The aligned-chunk rule (`POLLAMA_ALIGNED_CACHE`) in a real runner on the tiny model.
 
-The tiny model's kernels give the same bits whatever the batch, so it cannot show the text
-changing with the cache history (tests/realmodel does, on Gemma 3 270M); what these tests
-check is the rule itself, through the runner's own count of evaluated prompt tokens
+On the tiny model a reused prefix changes the log-probabilities of the greedy tokens in their
+last digits, not yet the text (tests/realmodel shows text on Gemma 3 270M); the last test
+checks that with the option they are the same bits whatever was cached before. The others
+check the rule itself, through the runner's own count of evaluated prompt tokens
 (`prompt_eval_count`, which counts what was evaluated, not what was cached): a prefix is
-taken over only in whole aligned chunks that were decoded alone, the partial chunk after it
-is evaluated again, and the greedy text is the fresh evaluation's. With 64-token
-micro-batches (`num_batch` 64) the chunk boundaries are the multiples of 64.
+taken over only in whole aligned chunks that were decoded alone, and the partial chunk after
+it is evaluated again. With 64-token micro-batches (`num_batch` 64) the chunk boundaries are
+the multiples of 64.
 """
 
 from __future__ import annotations
@@ -124,5 +125,32 @@ async def test_an_image_is_a_chunk_boundary(tiny_model_path: Path, tiny_projecto
         assert first[-1].prompt_eval_count == first[-1].prompt_count == n_before + 16 + n_after
         assert again[-1].prompt_eval_count == n_after
         assert "".join(c.content for c in again) == "".join(c.content for c in first)
+    finally:
+        await client.close()
+
+
+async def _logprobs(client: RunnerClient, prompt: tuple[int, ...]) -> tuple[str, list[float]]:
+    """Greedy text and the log-probabilities of its tokens: they show a difference in the last
+    bits of the logits that has not flipped a token yet."""
+    request = CompletionRequest(prompt=prompt, temperature=0.0, num_predict=12, logprobs=True, top_logprobs=1)
+    chunks = [chunk async for chunk in client.completion(request)]
+    return "".join(c.content for c in chunks), [float(e["logprob"]) for c in chunks for e in c.logprobs or []]
+
+
+async def test_greedy_output_is_the_same_bits_after_any_cache_history(tiny_model_path: Path) -> None:
+    """Issue 24 item 3 on the tiny model: the same request after a prompt sharing 140 of its
+    tokens, after an unrelated one, and after itself gives the same text and the same
+    log-probabilities to the last bit. (Without the option the log-probabilities after the
+    shared prefix differ on this model, in the sixth or seventh digit.)"""
+    client = await _runner(tiny_model_path, aligned=True)
+    try:
+        a, b, _ = await _prompts(client)
+        await generate(client, a, num_predict=4)
+        after_shared = await _logprobs(client, b)
+        await generate(client, "zebra", num_predict=2)
+        after_unrelated = await _logprobs(client, b)
+        after_itself = await _logprobs(client, b)
+        assert len(after_shared[1]) == 12
+        assert after_shared == after_unrelated == after_itself
     finally:
         await client.close()
