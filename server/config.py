@@ -58,6 +58,8 @@ ENV_VARS = (
     "OLLAMA_EDITOR",
     "OLLAMA_DEBUG_LOG_REQUESTS",
     "POLLAMA_RPC_WORKERS",
+    "POLLAMA_ALIGNED_CACHE",
+    "POLLAMA_NO_REPACK",
 )
 
 
@@ -123,6 +125,11 @@ class Config:
     debug_log_requests: bool = False
     #: pollama's own: llama.cpp RPC workers (`pollama worker`) whose devices runners add.
     rpc_workers: tuple[str, ...] = ()
+    #: pollama's own: prompts in aligned chunks, whole chunks reused, so that greedy output does
+    #: not depend on what was cached before (`server/runner/slots.py`); costs prefix reuse.
+    aligned_cache: bool = False
+    #: pollama's own: llama-server's --no-repack, CPU weights used as stored (see README).
+    no_repack: bool = False
     #: pollama's own: largest JSON request body accepted (blob uploads are streamed, not limited).
     max_json_body: int = 64 * 1024 * 1024
     #: Where logs and resumable state live (platformdirs), not configurable by env.
@@ -327,6 +334,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "OLLAMA_EDITOR": ("editor", clean),
     "OLLAMA_DEBUG_LOG_REQUESTS": ("debug_log_requests", parse_bool),
     "POLLAMA_RPC_WORKERS": ("rpc_workers", _rpc_workers),
+    "POLLAMA_ALIGNED_CACHE": ("aligned_cache", parse_bool),
+    "POLLAMA_NO_REPACK": ("no_repack", parse_bool),
 }
 assert set(_PARSERS) == set(ENV_VARS)
 assert {f for f, _ in _PARSERS.values()} <= {f.name for f in fields(Config)}

@@ -62,6 +62,8 @@ class RunnerSpec:
     embedding: bool = False
     flash_attention: bool | None = None
     kv_cache_type: str = ""
+    aligned_cache: bool = False  # POLLAMA_ALIGNED_CACHE: cache-independent greedy output
+    repack: bool = True  # POLLAMA_NO_REPACK unset: llama.cpp repacks CPU weights
     #: Where num_ctx came from ("request", "model", "env", "memory") and why, for /api/ps;
     #: not part of what a reload compares.
     context_source: str = field(default="", compare=False)
@@ -366,6 +368,8 @@ class Scheduler:
             embedding=is_embedding,
             flash_attention=self.config.flash_attention,
             kv_cache_type=self.config.kv_cache_type,
+            aligned_cache=self.config.aligned_cache,
+            repack=not self.config.no_repack,
         )
         context = explicit_context(options, model_params, self.config.context_length)
         if context is None:

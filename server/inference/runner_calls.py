@@ -63,6 +63,8 @@ async def start_runner(spec: RunnerSpec, load_timeout: float | None) -> RunnerCl
         lora_paths=tuple(spec.adapters),
         projector_path=spec.projectors[0] if spec.projectors else None,
         draft_path=spec.draft,
+        aligned_cache=spec.aligned_cache,
+        repack=spec.repack,
     )
     return await RunnerClient.start(options, load_timeout=load_timeout, log=log)
 

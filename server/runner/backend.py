@@ -153,11 +153,22 @@ class Model:
     """A loaded model and its vocabulary; tokenizing and token pieces live here."""
 
     def __init__(
-        self, path: str, *, n_gpu_layers: int, main_gpu: int, use_mmap: bool | None, lora_paths: tuple[str, ...] = ()
+        self,
+        path: str,
+        *,
+        n_gpu_layers: int,
+        main_gpu: int,
+        use_mmap: bool | None,
+        lora_paths: tuple[str, ...] = (),
+        repack: bool = True,
     ) -> None:
         params = L.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.main_gpu = main_gpu
+        # llama-server's --no-repack: keep CPU weights as stored instead of in the CPU
+        # backend's extra buffer types (AVX2/AMX-interleaved copies); for machines whose CPU
+        # reports AMX that faults (a VM here: `ldtilecfg` raised a general protection fault).
+        params.use_extra_bufts = repack
         # num_gpu 0 means CPU only, as in Ollama: an empty device list keeps llama.cpp off the
         # GPU entirely, where zero layers alone would still put compute buffers (and a CUDA
         # context of several hundred MB) there.

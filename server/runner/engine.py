@@ -49,8 +49,11 @@ from server.runner.sampling import SamplerChain, SamplerError, TokenText, logpro
 from server.runner.slots import (
     PromptTooLong,
     Slot,
+    aligned_reuse,
     cache_covers,
     choose_slot,
+    chunk_boundary,
+    chunk_room,
     effective_num_keep,
     predict_limit,
     reusable_prefix,
@@ -96,6 +99,7 @@ class Sequence:
     draft_rows: list[int] = field(default_factory=list)
     draft_stats: DraftStats = field(default_factory=DraftStats)
     truncated: int = 0  # prompt tokens cut to fit the context, reported in `Done`
+    edges: tuple[int, ...] = ()  # image starts and ends: chunk boundaries besides the aligned ones
 
     def next_image(self) -> int | None:
         """Start position of the next image still to decode, if any."""
@@ -123,6 +127,10 @@ class Engine:
         self.n_threads = 1
         self._steps = 0
         self._text: TokenText | None = None
+        #: Aligned prompt chunks (`LoadOptions.aligned_cache`): chunk boundaries at multiples of
+        #: `unit` (the micro-batch) and prefix reuse only of whole chunks computed that way.
+        self.aligned = False
+        self.unit = 0
 
     # ---- loading -----------------------------------------------------------------------
 
@@ -146,6 +154,7 @@ class Engine:
                 main_gpu=device_index(options.main_gpu),
                 use_mmap=options.use_mmap,
                 lora_paths=tuple(options.lora_paths),
+                repack=options.repack,
             )
             self._text = TokenText(model.piece)
             num_ctx = options.num_ctx if options.num_ctx > 0 else model.n_ctx_train
@@ -182,6 +191,7 @@ class Engine:
                 )
                 self.n_ctx_slot = n_ctx_slot = min(shape.n_ctx_slot, ctx.n_ctx_seq)
                 self.batch = Batch(shape.n_batch)
+                self.aligned, self.unit = options.aligned_cache, shape.n_ubatch
                 self.slots = [Slot(seq_id=i) for i in range(parallel)]
                 if options.draft_path:
                     self.drafter = _load_draft(model, options, shape.n_ctx_total, parallel, shape, self.n_threads)
@@ -206,6 +216,10 @@ class Engine:
             weights += int(os.path.getsize(options.projector_path))  # libmtmd logs no buffer sizes
         flash = flash_attention_in_effect(options.flash_attention, log.flash_attention_resolved, options.kv_cache_type)
         _note(f"flash attention {describe_flash_attention(options.flash_attention, flash)}")
+        if self.aligned:
+            _note(
+                f"prompts in aligned {self.unit}-token chunks, prefixes reused in whole chunks (POLLAMA_ALIGNED_CACHE)"
+            )
         self.info = m.RunnerInfo(
             model_path=options.model_path,
             architecture=model.architecture,
@@ -420,16 +434,21 @@ class Engine:
         assert chosen is not None
         slot, common = chosen
         keep = safe_prefix(reusable_prefix(common, len(tokens)), spans)
+        edges = tuple(sorted({e for span in spans for e in (span.start, span.end)}))
+        if self.aligned:
+            keep = aligned_reuse(keep, min(slot.exact, len(slot.tokens)), self.unit, edges)
         if keep < len(slot.tokens):
             if not ctx.seq_rm(slot.seq_id, keep, -1):  # a recurrent state cannot be cut back
                 ctx.seq_rm(slot.seq_id, -1, -1)
                 keep = 0
             del slot.tokens[keep:]
+        slot.exact = min(slot.exact, keep)
         if keep and not self._cache_covers(slot.seq_id, keep):
             _note(f"request {rid}: slot {slot.seq_id} no longer holds the window its {keep} cached tokens need")
             ctx.seq_rm(slot.seq_id, -1, -1)
             keep = 0
             slot.tokens.clear()
+            slot.exact = 0
         slot.stale_from = None  # whatever a shift left stale lay past `keep` and is gone
         text_tokens = [t for t in tokens if not is_sentinel(t)]
         chain.prime(text_tokens)
@@ -464,6 +483,7 @@ class Engine:
             draft_max=draft_max,
             lookup=lookup,
             truncated=whole - len(tokens),
+            edges=edges,
         )
 
     def _tokenize(self, req: m.CompletionRequest) -> tuple[list[int], list[ImageSpan], VisionPrompt | None]:
@@ -520,6 +540,7 @@ class Engine:
                 seq.slot.tokens.append(token)
             in_batch.append(seq)
         # 2. chunks of prompts, oldest first, in the room that is left
+        chunks: list[tuple[Sequence, int]] = []  # (sequence, chunk start) for `_mark_exact`
         for seq in list(self.running.values()):
             if not seq.pending or batch.free <= 0:
                 continue
@@ -529,6 +550,10 @@ class Engine:
                 room = min(room, image_at - len(seq.slot.tokens))
                 if room <= 0:
                     continue  # its image is decoded in a later step
+            if self.aligned:
+                rest = len(seq.pending) if image_at is None else image_at - len(seq.slot.tokens)
+                room = chunk_room(len(seq.slot.tokens), room, self.unit, rest)
+                chunks.append((seq, len(seq.slot.tokens)))
             take = seq.pending[:room]
             del seq.pending[: len(take)]
             last = len(take) - 1
@@ -545,6 +570,9 @@ class Engine:
         if rc != 0:
             self._fail_batch(in_batch, rc)
             return
+        if len(in_batch) == 1:
+            for seq, start in chunks:
+                self._mark_exact(seq, start)
         # 3. sample every sequence that got logits
         for seq in in_batch:
             if seq.out_row >= 0 and seq.id in self.running:
@@ -552,6 +580,14 @@ class Engine:
                     self._verify(seq)
                 else:
                     self._sample(seq)
+
+    def _mark_exact(self, seq: Sequence, start: int) -> None:
+        """A prompt chunk from `start` was decoded whole and alone (no other sequence's rows in
+        its micro-batches): if it ends on a chunk boundary and all before it is exact, so is
+        it. A chunk that stops short (the batch was full) or shared a decode is not."""
+        slot, end = seq.slot, len(seq.slot.tokens)
+        if slot.exact == start and chunk_boundary(end, self.unit, seq.edges) == end:
+            slot.exact = end
 
     def _draft(self, seq: Sequence, batch_room: int) -> list[int]:
         """Up to `seq.draft_max` tokens to follow its next token, within its slot, the batch and
@@ -588,6 +624,7 @@ class Engine:
         if keep < len(seq.slot.tokens):
             self.ctx.seq_rm(seq.slot.seq_id, keep, -1)
             del seq.slot.tokens[keep:]
+            seq.slot.exact = min(seq.slot.exact, keep)
 
     def _decode_next_image(self) -> None:
         """Decode one image per step (the oldest request's), so text streams keep moving
@@ -606,6 +643,8 @@ class Engine:
             except (BackendError, ImageError) as exc:
                 self._fail(seq, str(exc), "bad_request" if isinstance(exc, ImageError) else None)
                 return
+            if seq.slot.exact == start:  # an image is decoded alone, in its own batches
+                seq.slot.exact = span.end
             seq.slot.tokens.extend(seq.pending[: span.length])
             del seq.pending[: span.length]
             if last:  # the prompt ends with this image: its last embedding gave the logits
@@ -635,6 +674,7 @@ class Engine:
             ctx.seq_rm(slot.seq_id, keep, keep + discard)
             ctx.seq_add(slot.seq_id, keep + discard, n_past, -discard)
             del slot.tokens[keep : keep + discard]
+            slot.exact = min(slot.exact, keep)
             if self._cache_covers(slot.seq_id, len(slot.tokens)):
                 slot.stale_from = keep if slot.stale_from is None else min(slot.stale_from, keep)
                 _note(f"request {seq.id}: context shift in slot {slot.seq_id}, kept {keep}, discarded {discard}")
@@ -648,6 +688,7 @@ class Engine:
         ctx.seq_rm(slot.seq_id, -1, -1)
         slot.tokens.clear()
         slot.stale_from = None
+        slot.exact = 0
         seq.pending = kept + [seq.next_token]
         seq.next_token = None
         _note(
@@ -747,6 +788,7 @@ class Engine:
         self.running.pop(seq.id, None)
         self.ctx.seq_rm(seq.slot.seq_id, -1, -1)
         seq.slot.tokens.clear()
+        seq.slot.exact = 0
         self._release(seq)
         self._emit(m.Error(seq.id, message, kind or "runner"))
 
@@ -765,6 +807,7 @@ def _load_draft(
         n_gpu_layers=gpu_layers(options.num_gpu),
         main_gpu=device_index(options.main_gpu),
         use_mmap=options.use_mmap,
+        repack=options.repack,
     )
     if draft.n_vocab != model.n_vocab:
         draft.close()

@@ -41,6 +41,14 @@ class LoadOptions:
     #: be shifted and keeps old positions for prefix reuse. False keeps only the window (less
     #: memory on long contexts); shifting then re-evaluates the kept tokens.
     swa_full: bool = True
+    #: Evaluate prompts in chunks at fixed absolute positions (multiples of the micro-batch) and
+    #: reuse a cached prefix only in whole chunks computed so (`POLLAMA_ALIGNED_CACHE`): greedy
+    #: output then no longer depends on what was cached before, for up to a micro-batch of
+    #: prompt evaluated again per request (`server/runner/slots.py` `aligned_reuse`).
+    aligned_cache: bool = False
+    #: Repacked CPU weights (llama.cpp's default); False is llama-server's --no-repack
+    #: (`POLLAMA_NO_REPACK`), for a CPU whose AMX or other repacked kernels fail.
+    repack: bool = True
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,14 @@ prefix reuse and context shifting plain list arithmetic. Two things can make a c
 entry unfit for another request although its token matches: a context shift (the entries
 after `num_keep` were computed over tokens that are gone, `Slot.stale_from`) and a
 sliding-window cache that overwrote positions which left its window (`cache_covers`).
+
+A third makes a matching entry differ in its last bits: the batch it was computed in. llama.cpp's
+kernels give a row results that depend on the shape of the batch around it (which rows go
+through a tiled GEMM and which through a GEMV, the query count of the attention), so a prefix
+computed as part of another prompt is not bit for bit what this prompt would compute, and greedy
+text can change. `Slot.exact` and the aligned-chunk rule (`chunk_boundary`, `chunk_room`) keep
+that out where it is asked for: prompts are evaluated in chunks whose boundaries sit at fixed
+absolute positions, and only whole chunks computed that way are taken over.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ class Slot:
     #: with attention to tokens no longer in `tokens`, so they serve the generation that shifted
     #: and no later request (a fresh evaluation of `tokens` would give other values).
     stale_from: int | None = None
+    #: The first `exact` entries were computed in aligned chunks, each decoded whole and alone:
+    #: bit for bit what a fresh evaluation of `tokens[:exact]` as a prompt gives.
+    exact: int = 0
 
     def reusable(self, prompt: Sequence[int]) -> int:
         """How many of this slot's cached entries a request for `prompt` may take over."""
@@ -76,6 +87,47 @@ def cache_covers(pos_min: int, next_pos: int, n_swa: int) -> bool:
     if pos_min < 0:
         return False
     return pos_min <= (max(0, next_pos - n_swa) if n_swa > 0 else 0)
+
+
+def chunk_boundary(pos: int, unit: int, edges: Sequence[int] = ()) -> int:
+    """The last chunk boundary at or before `pos`: a multiple of `unit` (the micro-batch), or
+    an image's start or end (`edges`; an image is decoded on its own, text resumes after it).
+
+    A fresh prompt is cut at every boundary, so the entries before a boundary depend only on
+    the tokens before it; reusing a cache up to a boundary and evaluating on from there gives
+    the batches a fresh evaluation would have had."""
+    if unit <= 0 or pos <= 0:
+        return max(pos, 0) if unit <= 0 else 0
+    best = (pos // unit) * unit
+    for edge in edges:
+        if best < edge <= pos:
+            best = edge
+    return best
+
+
+def chunk_room(pos: int, room: int, unit: int, rest: int) -> int:
+    """How many prompt tokens from `pos` to put in a batch with `room` rows left, when `rest`
+    remain before the prompt's end or its next image. Every micro-batch llama.cpp cuts from a
+    decode must cover `[k*unit, (k+1)*unit)` (or end the prompt, or stop at an image): from an
+    off-grid `pos` (an image's end) only up to the next multiple; from the grid all that is
+    left if it fits (llama.cpp cuts it on the grid), else up to the furthest multiple that
+    fits; only when not even that fits (another sequence took the rows) the room, a partial
+    chunk that `Slot.exact` does not count."""
+    if unit <= 0:
+        return min(rest, room)
+    if pos % unit:
+        return min(rest, room, unit - pos % unit)
+    if rest <= room:
+        return rest
+    end = ((pos + room) // unit) * unit
+    return end - pos if end > pos else room
+
+
+def aligned_reuse(keep: int, exact: int, unit: int, edges: Sequence[int] = ()) -> int:
+    """Of `keep` matching cached tokens, how many may be reused so that the result is the
+    fresh one's: only entries computed in whole aligned chunks (`exact`), cut back to a
+    chunk boundary; the partial chunk after it is evaluated again."""
+    return chunk_boundary(min(keep, exact), unit, edges)
 
 
 def reusable_prefix(common: int, prompt_len: int) -> int:

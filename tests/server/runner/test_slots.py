@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from server.runner.slots import (
     Slot,
+    aligned_reuse,
     cache_covers,
     choose_slot,
+    chunk_boundary,
+    chunk_room,
     common_prefix,
     effective_num_keep,
     reusable_prefix,
@@ -85,3 +88,77 @@ def test_entries_kept_through_a_shift_are_not_offered_to_other_requests() -> Non
     fresh = Slot(seq_id=1, tokens=[1, 2, 3, 4, 9], last_used=1)
     assert shifted.reusable([1, 2, 3, 4, 9, 9, 9, 7]) == 4
     assert choose_slot([shifted, fresh], [1, 2, 3, 4, 9, 9, 9, 7]) == (fresh, 5)
+
+
+def plan(prompt_len: int, start: int, unit: int, capacity: int, edges: tuple[int, ...] = ()) -> list[tuple[int, int]]:
+    """The chunks the engine's aligned mode cuts a prompt into, from `start`, in an empty batch
+    of `capacity` rows each step (images cut the room at their start, as the engine does)."""
+    chunks, pos = [], start
+    while pos < prompt_len:
+        image = next((e for e in edges if e > pos), None)
+        take = chunk_room(pos, capacity, unit, (prompt_len if image is None else image) - pos)
+        chunks.append((pos, pos + take))
+        pos += take
+    return chunks
+
+
+def ubatches(chunks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The 512-token micro-batches llama.cpp cuts each decode into (`split_simple`)."""
+    return [(a, min(a + 512, b)) for s, b in chunks for a in range(s, b, 512)]
+
+
+def test_chunk_boundaries_are_multiples_of_the_unit_and_image_edges() -> None:
+    assert chunk_boundary(0, 512) == 0
+    assert chunk_boundary(511, 512) == 0
+    assert chunk_boundary(512, 512) == 512
+    assert chunk_boundary(1300, 512) == 1024
+    assert chunk_boundary(1300, 512, (1100, 1200)) == 1200
+    assert chunk_boundary(1300, 512, (1100, 1400)) == 1100
+    assert chunk_boundary(1300, 512, (900, 1000)) == 1024  # the later boundary wins
+
+
+def test_a_fresh_prompt_is_cut_at_absolute_multiples() -> None:
+    assert plan(1300, 0, 512, 512) == [(0, 512), (512, 1024), (1024, 1300)]
+    # a batch of several micro-batches: each decode ends on a multiple of the micro-batch
+    assert plan(3000, 0, 512, 2048) == [(0, 2048), (2048, 3000)]
+    assert plan(3000, 512, 512, 2048) == [(512, 2560), (2560, 3000)]
+    assert plan(3000, 1000, 512, 2048) == [(1000, 1024), (1024, 3000)]  # off the grid: onto it first
+
+
+def test_evaluation_from_a_boundary_cuts_the_chunks_a_fresh_prompt_has() -> None:
+    """The property the rule exists for: from any reused boundary on, the chunks are the fresh
+    prompt's own (for a batch of several micro-batches, the micro-batches are)."""
+    for prompt_len in (1, 37, 511, 512, 513, 1300, 2049):
+        fresh = plan(prompt_len, 0, 512, 512)
+        for keep in range(0, prompt_len, 512):
+            assert plan(prompt_len, keep, 512, 512) == [c for c in fresh if c[0] >= keep]
+        for keep in range(0, prompt_len, 512):  # micro-batch boundaries with n_batch 2048
+            fresh4 = ubatches(plan(prompt_len, 0, 512, 2048))
+            assert ubatches(plan(prompt_len, keep, 512, 2048)) == [u for u in fresh4 if u[0] >= keep]
+    # text after an image (ends at 900) reaches the grid before a long decode
+    after_image = ubatches(plan(3000, 900, 512, 2048))
+    assert after_image[:2] == [(900, 1024), (1024, 1536)]
+    assert ubatches(plan(3000, 1024, 512, 2048)) == after_image[1:]
+
+
+def test_images_are_boundaries_and_text_resumes_aligned() -> None:
+    # an image at [700, 900): text up to it, the image alone (not planned here), then text
+    assert plan(700, 0, 512, 512, (700, 900)) == [(0, 512), (512, 700)]
+    assert chunk_room(900, 512, 512, 1000) == 124  # from the image's end to the next multiple
+    assert chunk_room(900, 512, 512, 50) == 50  # or to the end of the prompt
+
+
+def test_a_short_room_takes_what_fits_and_realigns_after() -> None:
+    assert chunk_room(0, 300, 512, 1300) == 300  # another sequence filled the batch: a partial chunk
+    assert chunk_room(300, 512, 512, 1000) == 212  # then back onto the boundary
+    assert chunk_room(300, 512, 512, 100) == 100
+    assert chunk_room(512, 512, 512, 1000) == 512
+
+
+def test_only_whole_exact_chunks_are_reused() -> None:
+    # a 1300-token prompt evaluated aligned leaves 1024 exact entries (the partial last chunk is not)
+    assert aligned_reuse(1299, 1024, 512) == 1024
+    assert aligned_reuse(1000, 1024, 512) == 512  # the match ends inside a chunk: back to its start
+    assert aligned_reuse(40, 1024, 512) == 0  # a short shared prefix is evaluated again
+    assert aligned_reuse(1299, 0, 512) == 0  # nothing exact (e.g. computed beside another sequence)
+    assert aligned_reuse(1299, 1200, 512, (1100, 1200)) == 1200  # up to an image's end
