@@ -60,6 +60,7 @@ from server.runner.speculative import (
     DEFAULT_DRAFT_MODEL_TOKENS,
     DEFAULT_NGRAM_TOKENS,
     DraftModel,
+    DraftPace,
     DraftStats,
     NgramLookup,
     draft_budget,
@@ -95,6 +96,7 @@ class Sequence:
     drafted: list[int] = field(default_factory=list)  # this step's draft, decoded after next_token
     draft_rows: list[int] = field(default_factory=list)
     draft_stats: DraftStats = field(default_factory=DraftStats)
+    draft_pace: DraftPace | None = None  # how long the next draft is, from the last ones' fate
     truncated: int = 0  # prompt tokens cut to fit the context, reported in `Done`
 
     def next_image(self) -> int | None:
@@ -463,6 +465,7 @@ class Engine:
             vision_prompt=vision_prompt,
             draft_max=draft_max,
             lookup=lookup,
+            draft_pace=DraftPace(draft_max) if draft_max > 0 else None,
             truncated=whole - len(tokens),
         )
 
@@ -554,11 +557,13 @@ class Engine:
                     self._sample(seq)
 
     def _draft(self, seq: Sequence, batch_room: int) -> list[int]:
-        """Up to `seq.draft_max` tokens to follow its next token, within its slot, the batch and
-        its limit (`draft_budget`); from prompt lookup, or else from the draft model."""
+        """Up to the length its pace allows (`DraftPace`, at most `seq.draft_max`) of tokens to
+        follow its next token, within its slot, the batch and its limit (`draft_budget`); from
+        prompt lookup, or else from the draft model."""
         assert seq.next_token is not None
+        wanted = seq.draft_pace.wanted() if seq.draft_pace is not None else seq.draft_max
         k = draft_budget(
-            seq.draft_max,
+            wanted,
             context_room=self.n_ctx_slot - len(seq.slot.tokens),
             batch_room=batch_room,
             remaining=seq.limit - len(seq.generated),
@@ -577,6 +582,7 @@ class Engine:
         drafted, rows = seq.drafted, [seq.out_row, *seq.draft_rows]
         seq.drafted, seq.draft_rows = [], []
         seq.draft_stats.drafted += len(drafted)
+        accepted_before = seq.draft_stats.accepted
         keep = len(seq.slot.tokens) - len(drafted)  # the cache up to the next token is the model's own
         for i, row in enumerate(rows):
             expected = drafted[i] if i < len(drafted) else None
@@ -585,6 +591,8 @@ class Engine:
                 break
             keep += 1  # the draft token is what the model would have decoded next: already in the cache
             seq.next_token = None
+        if seq.draft_pace is not None:
+            seq.draft_pace.record(len(drafted), seq.draft_stats.accepted - accepted_before)
         if keep < len(seq.slot.tokens):
             self.ctx.seq_rm(seq.slot.seq_id, keep, -1)
             del seq.slot.tokens[keep:]

@@ -56,6 +56,58 @@ class DraftStats:
     accepted: int = 0
 
 
+#: Consecutive drafts with nothing accepted before a sequence stops drafting for a while.
+MISSES_BEFORE_PAUSE = 2
+#: The longest pause, in decodes; each pause after the first is twice the one before.
+LONGEST_PAUSE = 32
+
+
+@dataclass
+class DraftPace:
+    """How many tokens a sequence drafts next, from how its last drafts fared.
+
+    A draft is not free on a CPU: verifying 8 drafted tokens made one decode of the bench
+    model cost 2.1-3.2 one-row decodes (benchmarks/bench_speculative.py `step_costs`), and
+    each token a draft model drafts costs a decode of its own (0.4-0.7 of the model's with
+    the bench pair). A long draft pays when it is accepted and is that much lost when not,
+    so the length follows the acceptance: after a draft accepted whole the next may be twice
+    as long (up to `limit`, the request's `draft_num_predict`); after one accepted in part,
+    one longer than the part accepted; after `MISSES_BEFORE_PAUSE` drafts in a row with
+    nothing accepted the sequence decodes plainly for a while (1, 2, 4 ... `LONGEST_PAUSE`
+    decodes) and then tries one token again. llama-server's `--draft-p-min` does the like
+    for a draft model from its probabilities; this works for prompt lookup too, which has
+    none. It only decides how much is drafted, never what is emitted."""
+
+    limit: int
+    length: int = 0  # the next draft's length; 0 until the first draft (then `limit`)
+    misses: int = 0  # drafts in a row with nothing accepted
+    pause: int = 0  # decodes still to go without drafting
+    next_pause: int = 1
+
+    def wanted(self) -> int:
+        """The length to draft at this decode (0: none), counting a decode of a pause."""
+        if self.pause > 0:
+            self.pause -= 1
+            return 0
+        return self.length or self.limit
+
+    def record(self, drafted: int, accepted: int) -> None:
+        """What became of a draft of `drafted` tokens: `accepted` of them were kept."""
+        if drafted <= 0:
+            return
+        if accepted >= drafted:
+            self.length = min(self.limit, 2 * drafted)
+        else:
+            self.length = min(self.limit, accepted + 1)
+        if accepted > 0:
+            self.misses, self.next_pause = 0, 1
+            return
+        self.misses += 1
+        if self.misses >= MISSES_BEFORE_PAUSE:
+            self.pause, self.misses = self.next_pause, 0
+            self.next_pause = min(LONGEST_PAUSE, 2 * self.next_pause)
+
+
 @dataclass
 class NgramLookup:
     """Prompt lookup over one request's tokens (prompt, then output), kept incrementally.

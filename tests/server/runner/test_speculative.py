@@ -62,6 +62,16 @@ async def test_draft_model_output_equals_plain_greedy(drafted: RunnerClient) -> 
             assert spec.last.draft_count > 0
 
 
+async def test_a_draft_model_that_keeps_missing_drafts_less_and_changes_nothing(drafted: RunnerClient) -> None:
+    """The one-layer tiny draft never guesses the tiny model's next token: drafting backs off
+    (`DraftPace`) instead of paying for 4 rejected rows at each of the 39 decodes."""
+    plain = await generate(drafted, PROMPTS[2], num_predict=40, draft_num_predict=0)
+    spec = await generate(drafted, PROMPTS[2], num_predict=40, draft_num_predict=4)
+    assert tokens(spec) == tokens(plain)
+    assert spec.last.draft_accepted_count == 0  # the fixture's premise: its drafts always miss
+    assert 0 < spec.last.draft_count < 4 * 39 // 4
+
+
 async def test_a_self_draft_is_accepted_and_changes_nothing(self_drafted: RunnerClient) -> None:
     plain = await generate(self_drafted, EDIT, num_predict=37, draft_num_predict=0)
     spec = await generate(self_drafted, EDIT, num_predict=37)  # the default: 4 per step
