@@ -21,7 +21,9 @@ explained. The suspects, and what each round records to tell them apart:
   bench_inference.py), so its weights stream through the same caches; 0 keeps it idle.
 Phases per mode: `alone`, `beside` (holder loaded; its load time is not in any round),
 `after` (holder gone). Same-run comparisons only: `beside_over_alone` is the median of the
-beside rounds over the median of the alone rounds.
+beside rounds over the median of the alone rounds. On a shared machine the wall-clock rate
+follows the other processes; `tok_per_cpu_s_median` (tokens over the runner's on-CPU time)
+is what the work itself costs, and `runqueue_wait_s_median` what the others cost it.
 """
 
 from __future__ import annotations
@@ -229,6 +231,15 @@ async def measure_mode(mode: str, args: argparse.Namespace, model: Path, threads
         "aggregate_tok_s_median": medians,
         "beside_over_alone": round(medians["beside"] / medians["alone"], 3) if medians["alone"] else None,
         "after_over_alone": round(medians["after"] / medians["alone"], 3) if medians["alone"] else None,
+        # On-CPU time is what the work costs; run-queue wait is what other processes cost it.
+        # Tokens per on-CPU second is the rate the runner would have with the CPUs to itself.
+        "tok_per_cpu_s_median": {
+            name: _median([r["tokens"] / r["on_cpu_s"] for r in rounds if r["on_cpu_s"]])
+            for name, rounds in phases.items()
+        },
+        "runqueue_wait_s_median": {
+            name: _median([r["runqueue_wait_s"] for r in rounds]) for name, rounds in phases.items()
+        },
         "faults_per_round_median": {
             name: {
                 "minflt": statistics.median(r["minflt"] for r in rounds),

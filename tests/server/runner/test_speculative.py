@@ -5,6 +5,7 @@ token for token, and the final chunk says how many drafts were made and accepted
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from server.runner.client import LoadOptions, RunnerClient
+from server.runner.engine import DRAFT_TOKEN_COST_ENV
 from tests.server.runner.helpers import Result, generate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -44,8 +46,14 @@ async def drafted(tiny_model_path: Path, tiny_draft_model_path: Path) -> AsyncIt
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def self_drafted(tiny_model_path: Path) -> AsyncIterator[RunnerClient]:
-    """The model as its own draft: every draft is accepted, so the accept path runs long."""
-    client = await _runner(tiny_model_path, tiny_model_path)
+    """The model as its own draft: every draft is accepted, so the accept path runs long.
+    A self-draft costs more than it saves, so the runner would soon stop drafting
+    (`DraftPace`); it is told that drafts are free instead."""
+    os.environ[DRAFT_TOKEN_COST_ENV] = "0"
+    try:
+        client = await _runner(tiny_model_path, tiny_model_path)
+    finally:
+        del os.environ[DRAFT_TOKEN_COST_ENV]
     yield client
     await client.close()
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from server.runner.speculative import LONGEST_PAUSE, MISSES_BEFORE_PAUSE, DraftPace, NgramLookup, draft_budget
+from server.runner.speculative import (
+    LONGEST_PAUSE,
+    MISSES_BEFORE_PAUSE,
+    DraftPace,
+    NgramLookup,
+    draft_budget,
+    draft_length,
+)
 
 
 def test_ngram_lookup_continues_the_latest_earlier_occurrence() -> None:
@@ -67,3 +74,33 @@ def test_a_long_pause_is_capped() -> None:
         pace.record(max(pace.wanted(), 1), 0)
     assert pace.next_pause == LONGEST_PAUSE and pace.pause <= LONGEST_PAUSE
     assert MISSES_BEFORE_PAUSE >= 1
+
+
+def test_a_drafted_token_is_worth_it_while_its_chance_of_being_kept_beats_its_cost() -> None:
+    assert draft_length(0.9, 0.0, 8) == 8  # free drafts: as long as allowed
+    assert draft_length(0.9, 0.5, 8) == 6  # 0.9**6 = 0.53 > 0.5 >= 0.9**7
+    assert draft_length(0.88, 0.89, 4) == 0  # the bench pair: not even one token pays
+    assert draft_length(1.0, 1.0, 4) == 0  # a draft that costs a decode saves nothing
+
+
+def test_a_draft_model_that_cannot_pay_drafts_little() -> None:
+    """Right 7 tokens in 8 (0.875) where a drafted token costs 0.89 of a decode: after the
+    first hopeful drafts it drafts about a token a decode or none, where a fixed length
+    would draft 4 every decode."""
+    pace = DraftPace(4, token_cost=0.89)
+    plan, n = [], 0
+    for _ in range(60):
+        k = pace.wanted()
+        plan.append(k)
+        accepted = 0
+        for _ in range(k):
+            n += 1
+            if n % 8 == 0:
+                break
+            accepted += 1
+        pace.record(k, accepted)
+    assert plan[:2] == [4, 4]  # hopeful until the misses bring the estimate down
+    assert sum(plan[10:]) <= len(plan[10:])
+    assert 0 in plan[10:]  # decodes without a draft
+    free = DraftPace(4)
+    assert [free.wanted() for _ in range(3)] == [4, 4, 4]
