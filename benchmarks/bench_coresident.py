@@ -3,6 +3,7 @@ runner alone, beside a holder process, and alone again, with what the kernel say
 
     python benchmarks/bench_coresident.py [--rounds 4] [--tokens 96] [--streams 4] [--model PATH]
                                           [--modes auto,no-mmap] [--holder-mmap 1] [--holder-tokens 32]
+                                          [--omp-wait-policy default,passive]
 
 Prints one JSON object. The clue (issue 22): pollama's 4-stream aggregate fell 98 → 74 → 53
 tok/s over three rounds while `llama_cpp.server` held a copy of the same model, and was not
@@ -16,7 +17,9 @@ explained. The suspects, and what each round records to tell them apart:
   llm/server.go `NewLlamaServer` chooses for CPU loads);
 - CPU contention and thread placement: the runner's threads' time on a CPU and waiting for
   one (`/proc/<pid>/task/*/schedstat`), involuntary context switches, the CPUs its threads
-  last ran on, the VM's steal time (/proc/stat) and the load average;
+  last ran on, the VM's steal time (/proc/stat) and the load average; `--omp-wait-policy`
+  runs everything again per OpenMP wait policy or spin count (`spin=300000` is libgomp's
+  own default, which runners no longer get: server/child_env.py);
 - memory bandwidth: the holder decodes `--holder-tokens` between rounds (as the peer did in
   bench_inference.py), so its weights stream through the same caches; 0 keeps it idle.
 Phases per mode: `alone`, `beside` (holder loaded; its load time is not in any round),
@@ -273,8 +276,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
         "modes": {},
     }
-    for mode in args.modes.split(","):
-        result["modes"][mode] = await measure_mode(mode, args, model, threads)
+    policies = args.omp_wait_policy.split(",")
+    for policy in policies:
+        # runners and the holder inherit this process's environment (server/child_env.py)
+        os.environ.pop("OMP_WAIT_POLICY", None)
+        os.environ.pop("GOMP_SPINCOUNT", None)
+        if policy.startswith("spin="):  # libgomp's spin count; "default" leaves child_env's
+            os.environ["GOMP_SPINCOUNT"] = policy.removeprefix("spin=")
+        elif policy != "default":
+            os.environ["OMP_WAIT_POLICY"] = policy
+        for mode in args.modes.split(","):
+            key = mode if len(policies) == 1 else f"{mode} omp={policy}"
+            result["modes"][key] = await measure_mode(mode, args, model, threads)
     result["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     return result
 
@@ -290,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="auto,no-mmap", help=f"runner load modes, of {', '.join(MODES)}")
     parser.add_argument("--holder-mmap", type=int, default=1, help="1: the holder maps the model, 0: reads it")
     parser.add_argument("--holder-tokens", type=int, default=32, help="tokens the holder decodes between rounds")
+    parser.add_argument(
+        "--omp-wait-policy",
+        default=os.environ.get("OMP_WAIT_POLICY", "default"),
+        help="how OpenMP threads of the runner and the holder wait, comma-separated to compare: default "
+        "(the runner: server/child_env.py's spin count), passive, active, spin=N (GOMP_SPINCOUNT)",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.modes.split(",")) - set(MODES)
     if unknown:
