@@ -32,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import timed_completion  # noqa: E402
 from server.runner.client import CompletionRequest, LoadOptions, RunnerClient  # noqa: E402
 from server.runner.cpu import physical_cores  # noqa: E402
 
@@ -49,28 +50,9 @@ def _median(values: list[float]) -> float:
 
 
 async def runner_stream(client: RunnerClient, prompt: str, tokens: int, grammar: str | None = None) -> dict[str, float]:
-    """One request; decode rate measured on arrival of chunks (what a client sees)."""
+    """One request; decode rate measured on arrival of chunks (what a client sees, `timed_completion`)."""
     req = CompletionRequest(prompt=prompt, temperature=0.0, num_predict=tokens, top_k=40, top_p=0.9, grammar=grammar)
-    start = time.perf_counter()
-    first = last = 0.0
-    count = 0
-    final = None
-    async for chunk in client.completion(req):
-        now = time.perf_counter()
-        if chunk.content and not first:
-            first = now
-        last = now
-        if chunk.done:
-            final = chunk
-    assert final is not None
-    count = final.eval_count
-    return {
-        "tokens": count,
-        "ttft_s": first - start,
-        "decode_tok_s": (count - 1) / (last - first) if last > first else 0.0,
-        "engine_decode_tok_s": count / (final.eval_duration / 1e9) if final.eval_duration else 0.0,
-        "wall_s": last - start,
-    }
+    return (await timed_completion(client, req)).figures()
 
 
 async def runner_concurrent(client: RunnerClient, tokens: int) -> dict[str, float]:

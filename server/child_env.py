@@ -11,6 +11,17 @@ from pathlib import Path
 #: whether it came from the environment or from the settings file.
 _for_children: dict[str, str] = {}
 
+#: How long (in PAUSE loops, about 50 µs here) a waiting OpenMP thread of a runner spins
+#: before it sleeps, where the environment sets neither `GOMP_SPINCOUNT` nor
+#: `OMP_WAIT_POLICY`. Every graph node of a decode ends in an OpenMP barrier; libgomp's own
+#: default spins 300,000 loops (milliseconds), so when the CPUs are shared with other busy
+#: processes (another model's runner, a peer server) a thread whose partner lost its CPU
+#: burns its own slice waiting. On the 2-vCPU VM at load 8 a one-row decode of the bench
+#: model took 740-1,344 ms with 2 threads that way, 150 ms at 1,000 loops, 105-180 ms with
+#: `OMP_WAIT_POLICY=passive`, 97-130 ms with one thread (benchmarks/README.md). 1,000 is
+#: also what libgomp falls back to by itself when it has more threads than CPUs.
+OPENMP_SPIN_COUNT = "1000"
+
 
 def pass_to_children(name: str, value: str | None) -> None:
     """Set (or, with None, stop setting) `name` in every later child's environment."""
@@ -33,6 +44,8 @@ def child_env() -> dict[str, str]:
     # ggml's abort handler otherwise attaches gdb and prints a 30-frame backtrace, which
     # buries the GGML_ASSERT line that a crash message should quote (and takes seconds)
     env.setdefault("GGML_NO_BACKTRACE", "1")
+    if "GOMP_SPINCOUNT" not in env and "OMP_WAIT_POLICY" not in env:
+        env["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
     if not getattr(sys, "frozen", False):
         root = str(Path(__file__).resolve().parents[1])
         parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]

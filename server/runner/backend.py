@@ -149,6 +149,22 @@ def meta_str(model: Any, key: str) -> str | None:
     return buf.value.decode("utf-8", errors="replace")
 
 
+#: CPU weight layouts that must not be used: ggml's AMX one (Intel Sapphire Rapids and
+#: later) crashes in `ggml_backend_amx_mul_mat` on the first decode of a Q8_0 model here,
+#: on a 3-token prompt as on a 393-token one (llama.cpp issue #20824, closed as stale
+#: without a fix; Ollama's users and DSPy's CI hit it with Q4_K_M on the same CPUs).
+UNSAFE_EXTRA_BUFFER_TYPES = frozenset({"AMX"})
+
+
+def use_extra_buffer_types(names: tuple[str, ...]) -> bool:
+    """Whether llama.cpp may repack weights into the CPU's extra layouts (`use_extra_bufts`).
+
+    llama.cpp has one switch for them all, so where the AMX layout is on offer the others
+    (`CPU_REPACK`) go too: those weights then run through the CPU backend's own AVX-512
+    kernels, slower for some quantized types on big prompts, never wrong."""
+    return not UNSAFE_EXTRA_BUFFER_TYPES.intersection(names)
+
+
 class Model:
     """A loaded model and its vocabulary; tokenizing and token pieces live here."""
 
@@ -189,6 +205,7 @@ class Model:
                 sys.stderr.write(f"pollama runner: not offloading to {dropped}: the same GPU is a {vendors} device\n")
         if use_mmap is not None:
             params.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE
+        params.use_extra_bufts = use_extra_buffer_types(ggml_backends.cpu_extra_buffer_types())
         ptr = L.llama_model_load_from_file(path.encode(), params)
         if not ptr:
             raise BackendError(f"llama.cpp could not load {path}")

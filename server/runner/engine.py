@@ -63,6 +63,7 @@ from server.runner.speculative import (
     DEFAULT_DRAFT_MODEL_TOKENS,
     DEFAULT_NGRAM_TOKENS,
     DraftModel,
+    DraftPace,
     DraftStats,
     NgramLookup,
     draft_budget,
@@ -70,6 +71,9 @@ from server.runner.speculative import (
 from server.runner.vision import ImageError, Vision, VisionPrompt
 
 Emit = Callable[[Any], None]
+
+#: Sets what a drafted token costs in decodes of the model instead of timing it at load.
+DRAFT_TOKEN_COST_ENV = "POLLAMA_DRAFT_TOKEN_COST"
 
 
 @dataclass
@@ -98,6 +102,7 @@ class Sequence:
     drafted: list[int] = field(default_factory=list)  # this step's draft, decoded after next_token
     draft_rows: list[int] = field(default_factory=list)
     draft_stats: DraftStats = field(default_factory=DraftStats)
+    draft_pace: DraftPace | None = None  # a draft model's next draft length, from the last ones' fate
     truncated: int = 0  # prompt tokens cut to fit the context, reported in `Done`
     edges: tuple[int, ...] = ()  # image starts and ends: chunk boundaries besides the aligned ones
 
@@ -195,6 +200,7 @@ class Engine:
                 self.slots = [Slot(seq_id=i) for i in range(parallel)]
                 if options.draft_path:
                     self.drafter = _load_draft(model, options, shape.n_ctx_total, parallel, shape, self.n_threads)
+                    self._price_drafts(self.drafter, ctx, self.batch, model)
                 if options.projector_path:
                     self.vision = Vision(
                         options.projector_path,
@@ -252,6 +258,20 @@ class Engine:
             n_swa=model.n_swa,
         )
         return self.info
+
+    @staticmethod
+    def _price_drafts(drafter: DraftModel, ctx: Context, batch: Batch, model: Model) -> None:
+        """What a drafted token costs (`DraftPace`): timed at load, or as `POLLAMA_DRAFT_TOKEN_COST`
+        says (0 drafts whatever it costs; the tests use it to make a self-draft run long)."""
+        given = os.environ.get(DRAFT_TOKEN_COST_ENV, "").strip()
+        try:
+            drafter.token_cost = max(0.0, float(given)) if given else -1.0
+        except ValueError:
+            _note(f"{DRAFT_TOKEN_COST_ENV}={given!r} is not a number: timing the draft model instead")
+            drafter.token_cost = -1.0
+        if drafter.token_cost < 0:
+            drafter.measure_token_cost(ctx, batch, model.bos if model.bos is not None else 0)
+        _note(f"draft model: a drafted token costs {drafter.token_cost:.2f} of a decode of the model")
 
     def close(self) -> None:
         for seq in list(self.running.values()):
@@ -482,6 +502,11 @@ class Engine:
             vision_prompt=vision_prompt,
             draft_max=draft_max,
             lookup=lookup,
+            draft_pace=(
+                DraftPace(draft_max, token_cost=self.drafter.token_cost)
+                if draft_max > 0 and lookup is None and self.drafter is not None
+                else None
+            ),
             truncated=whole - len(tokens),
             edges=edges,
         )
@@ -590,11 +615,13 @@ class Engine:
             slot.exact = end
 
     def _draft(self, seq: Sequence, batch_room: int) -> list[int]:
-        """Up to `seq.draft_max` tokens to follow its next token, within its slot, the batch and
-        its limit (`draft_budget`); from prompt lookup, or else from the draft model."""
+        """Up to `seq.draft_max` tokens (with a draft model, what its pace allows: `DraftPace`)
+        to follow its next token, within its slot, the batch and its limit (`draft_budget`);
+        from prompt lookup, or else from the draft model."""
         assert seq.next_token is not None
+        wanted = seq.draft_pace.wanted() if seq.draft_pace is not None else seq.draft_max
         k = draft_budget(
-            seq.draft_max,
+            wanted,
             context_room=self.n_ctx_slot - len(seq.slot.tokens),
             batch_room=batch_room,
             remaining=seq.limit - len(seq.generated),
@@ -613,6 +640,7 @@ class Engine:
         drafted, rows = seq.drafted, [seq.out_row, *seq.draft_rows]
         seq.drafted, seq.draft_rows = [], []
         seq.draft_stats.drafted += len(drafted)
+        accepted_before = seq.draft_stats.accepted
         keep = len(seq.slot.tokens) - len(drafted)  # the cache up to the next token is the model's own
         for i, row in enumerate(rows):
             expected = drafted[i] if i < len(drafted) else None
@@ -621,6 +649,8 @@ class Engine:
                 break
             keep += 1  # the draft token is what the model would have decoded next: already in the cache
             seq.next_token = None
+        if seq.draft_pace is not None:
+            seq.draft_pace.record(len(drafted), seq.draft_stats.accepted - accepted_before)
         if keep < len(seq.slot.tokens):
             self.ctx.seq_rm(seq.slot.seq_id, keep, -1)
             del seq.slot.tokens[keep:]

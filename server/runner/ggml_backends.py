@@ -455,3 +455,32 @@ def device_handles(names: Iterable[str]) -> list[int]:
         if _text(props.name) in wanted:
             handles.append(int(dev))
     return handles
+
+
+def cpu_extra_buffer_types() -> tuple[str, ...]:
+    """Names of the CPU backend's extra weight buffer types ("AMX", "CPU_REPACK", ...): the
+    layouts llama.cpp repacks weights into when `use_extra_bufts` is on (its default),
+    through the CPU registry's `ggml_backend_dev_get_extra_bufts` (ggml-cpu.cpp)."""
+    import llama_cpp.llama_cpp as bindings
+
+    ggml = _ggml(Path(bindings.__file__).resolve().parent)
+    ggml._bind("ggml_backend_buft_name", [ctypes.c_void_p], ctypes.c_char_p)
+    for i in range(ggml.ggml_backend_dev_count()):
+        dev = ggml.ggml_backend_dev_get(i)
+        props = _DevProps()
+        ggml.ggml_backend_dev_get_props(dev, ctypes.byref(props))
+        if props.type != DEVICE_TYPES.index("cpu"):
+            continue
+        reg = ggml.ggml_backend_dev_backend_reg(dev)
+        address = ggml.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_dev_get_extra_bufts") if reg else None
+        if not address:
+            return ()
+        get = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p)(address)
+        bufts = get(dev)
+        names = []
+        j = 0
+        while bufts and bufts[j]:
+            names.append(_text(ggml.ggml_backend_buft_name(bufts[j])))
+            j += 1
+        return tuple(names)
+    return ()

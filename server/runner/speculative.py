@@ -25,6 +25,7 @@ Two drafters, as llama-server has:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -54,6 +55,95 @@ class DraftStats:
 
     drafted: int = 0
     accepted: int = 0
+
+
+#: Consecutive drafts with nothing accepted before a sequence stops drafting for a while.
+MISSES_BEFORE_PAUSE = 2
+#: The longest pause, in decodes; each pause after the first is twice the one before.
+LONGEST_PAUSE = 32
+
+
+def draft_length(acceptance: float, token_cost: float, limit: int) -> int:
+    """The longest draft whose last token is still worth drafting: the i-th drafted token
+    is kept only if the i - 1 before it were (about `acceptance` ** i), and it saves a
+    decode of the model while costing `token_cost` of one (drafting and verifying it), so
+    it pays while `acceptance` ** i > `token_cost`. 0: no draft pays."""
+    k, kept = 0, 1.0
+    while k < limit:
+        kept *= acceptance
+        if kept <= token_cost:
+            break
+        k += 1
+    return k
+
+
+#: How much of the acceptance estimate one draft's outcome replaces (an exponential average).
+ACCEPTANCE_WEIGHT = 0.2
+
+
+@dataclass
+class DraftPace:
+    """How many tokens a sequence's draft model drafts next, from how its last drafts fared.
+
+    A draft is not free on a CPU: each token a draft model drafts costs a decode of its own
+    (0.65 of the model's with the bench pair, one thread), and verifying it adds about a
+    quarter of a one-row decode to the model's (9 rows cost 2.9 one-row decodes:
+    benchmarks/bench_speculative.py `step_costs`). A long draft pays when it is accepted
+    and is that much lost when not, so the length follows the acceptance: after a draft
+    accepted whole the next may be twice as long (up to `limit`, the request's
+    `draft_num_predict`); after one accepted in part, one longer than the part accepted;
+    after `MISSES_BEFORE_PAUSE` drafts in a row with nothing accepted the sequence decodes
+    plainly for a while (1, 2, 4 ... `LONGEST_PAUSE` decodes) and then tries one token
+    again. llama-server's `--draft-p-min` does the like from the draft's probabilities.
+
+    The length is also held to what can pay at all (`draft_length`): `token_cost` is what a
+    drafted token costs as a fraction of a decode of the model (the draft model's decode
+    plus a verified row, timed at load: `DraftModel.token_cost`), `acceptance` the share of
+    drafted tokens the model kept lately. Where not even one token pays (the bench pair: 0.88
+    kept, 0.89 of a decode each), the sequence decodes plainly and drafts one token after a
+    pause (growing as above while those miss) to see whether that has changed.
+
+    Prompt lookup is left at its fixed length: a lookup costs nothing to make and a
+    rejected row a quarter of a decode, and pacing it lost more copied runs than it saved
+    rows (editing a text: 1.38x plain paced, 1.42-1.53x fixed, same runs' plain). The pace
+    only decides how much is drafted, never what is emitted."""
+
+    limit: int
+    token_cost: float = 0.0  # a drafted token's cost in decodes of the model (0: free)
+    length: int = 0  # the next draft's length; 0 until the first draft (then `limit`)
+    misses: int = 0  # drafts in a row with nothing accepted
+    pause: int = 0  # decodes still to go without drafting
+    next_pause: int = 1
+    acceptance: float = 1.0  # drafted tokens the model kept, lately (hopeful until measured)
+
+    def wanted(self) -> int:
+        """The length to draft at this decode (0: none), counting a decode of a pause."""
+        if self.pause > 0:
+            self.pause -= 1
+            return 0
+        worth = draft_length(self.acceptance, self.token_cost, self.limit)
+        if worth == 0:  # drafting does not pay now: one token to keep the estimate fresh
+            self.pause, self.next_pause = self.next_pause, min(LONGEST_PAUSE, 2 * self.next_pause)
+            return 1
+        return min(self.length or self.limit, worth)
+
+    def record(self, drafted: int, accepted: int) -> None:
+        """What became of a draft of `drafted` tokens: `accepted` of them were kept."""
+        if drafted <= 0:
+            return
+        judged = accepted + (1 if accepted < drafted else 0)  # the tokens after a miss were not judged
+        self.acceptance += ACCEPTANCE_WEIGHT * (accepted / judged - self.acceptance)
+        if accepted >= drafted:
+            self.length = min(self.limit, 2 * drafted)
+        else:
+            self.length = min(self.limit, accepted + 1)
+        if accepted > 0:
+            self.misses, self.next_pause = 0, 1
+            return
+        self.misses += 1
+        if self.misses >= MISSES_BEFORE_PAUSE:
+            self.pause, self.misses = self.next_pause, 0
+            self.next_pause = min(LONGEST_PAUSE, 2 * self.next_pause)
 
 
 @dataclass
@@ -93,6 +183,33 @@ class DraftModel:
         self.ctx = Context(model, spec)
         self.batch = Batch(spec.n_batch)
         self.cached: dict[int, list[int]] = {}
+        #: What a drafted token costs in decodes of the model (`measure_token_cost`).
+        self.token_cost = 0.0
+
+    def measure_token_cost(self, target: Context, batch: Batch, token: int, repeats: int = 3) -> float:
+        """Time, at load, what drafting and verifying one token costs as a fraction of a
+        one-row decode of the model: a one-row decode of the draft, plus what a fifth of the
+        four extra rows of a 5-row decode of the model adds. The least of `repeats` tries
+        each (a try another process preempted is the slow one), after one to warm up.
+        Sequence 0 of both contexts is used and emptied again."""
+
+        def timed(ctx: Context, b: Batch, rows: int) -> float:
+            b.clear()
+            for pos in range(rows):
+                b.add(token, pos, 0, True)
+            start = time.perf_counter()
+            rc = ctx.decode(b)
+            took = time.perf_counter() - start
+            ctx.seq_rm(0, -1, -1)
+            return took if rc == 0 else float("nan")
+
+        timed(target, batch, 1), timed(self.ctx, self.batch, 1)
+        one = min(timed(target, batch, 1) for _ in range(repeats))
+        five = min(timed(target, batch, 5) for _ in range(repeats))
+        draft = min(timed(self.ctx, self.batch, 1) for _ in range(repeats))
+        cost = draft / one + max(0.0, five - one) / 4 / one
+        self.token_cost = cost if cost == cost else 0.0  # NaN (a failed decode): assume free
+        return self.token_cost
 
     @property
     def n_ctx_seq(self) -> int:

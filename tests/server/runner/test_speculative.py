@@ -5,6 +5,7 @@ token for token, and the final chunk says how many drafts were made and accepted
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from server.runner.client import LoadOptions, RunnerClient
+from server.runner.engine import DRAFT_TOKEN_COST_ENV
 from tests.server.runner.helpers import Result, generate
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -44,8 +46,14 @@ async def drafted(tiny_model_path: Path, tiny_draft_model_path: Path) -> AsyncIt
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def self_drafted(tiny_model_path: Path) -> AsyncIterator[RunnerClient]:
-    """The model as its own draft: every draft is accepted, so the accept path runs long."""
-    client = await _runner(tiny_model_path, tiny_model_path)
+    """The model as its own draft: every draft is accepted, so the accept path runs long.
+    A self-draft costs more than it saves, so the runner would soon stop drafting
+    (`DraftPace`); it is told that drafts are free instead."""
+    os.environ[DRAFT_TOKEN_COST_ENV] = "0"
+    try:
+        client = await _runner(tiny_model_path, tiny_model_path)
+    finally:
+        del os.environ[DRAFT_TOKEN_COST_ENV]
     yield client
     await client.close()
 
@@ -60,6 +68,16 @@ async def test_draft_model_output_equals_plain_greedy(drafted: RunnerClient) -> 
             assert spec.text == plain.text and spec.last.eval_count == plain.last.eval_count == 40
             assert 0 <= spec.last.draft_accepted_count <= spec.last.draft_count
             assert spec.last.draft_count > 0
+
+
+async def test_a_draft_model_that_keeps_missing_drafts_less_and_changes_nothing(drafted: RunnerClient) -> None:
+    """The one-layer tiny draft never guesses the tiny model's next token: drafting backs off
+    (`DraftPace`) instead of paying for 4 rejected rows at each of the 39 decodes."""
+    plain = await generate(drafted, PROMPTS[2], num_predict=40, draft_num_predict=0)
+    spec = await generate(drafted, PROMPTS[2], num_predict=40, draft_num_predict=4)
+    assert tokens(spec) == tokens(plain)
+    assert spec.last.draft_accepted_count == 0  # the fixture's premise: its drafts always miss
+    assert 0 < spec.last.draft_count < 4 * 39 // 4
 
 
 async def test_a_self_draft_is_accepted_and_changes_nothing(self_drafted: RunnerClient) -> None:
