@@ -181,10 +181,6 @@ class Model:
         params = L.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.main_gpu = main_gpu
-        # llama-server's --no-repack: keep CPU weights as stored instead of in the CPU
-        # backend's extra buffer types (AVX2/AMX-interleaved copies); for machines whose CPU
-        # reports AMX that faults (a VM here: `ldtilecfg` raised a general protection fault).
-        params.use_extra_bufts = repack
         # num_gpu 0 means CPU only, as in Ollama: an empty device list keeps llama.cpp off the
         # GPU entirely, where zero layers alone would still put compute buffers (and a CUDA
         # context of several hundred MB) there.
@@ -205,7 +201,11 @@ class Model:
                 sys.stderr.write(f"pollama runner: not offloading to {dropped}: the same GPU is a {vendors} device\n")
         if use_mmap is not None:
             params.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE
-        params.use_extra_bufts = use_extra_buffer_types(ggml_backends.cpu_extra_buffer_types())
+        # llama-server's --no-repack (`repack` false, POLLAMA_NO_REPACK) keeps CPU weights as
+        # stored instead of in the CPU backend's extra buffer types (AVX2/AMX-interleaved
+        # copies); where the AMX layout is on offer they are left out whatever it says, since
+        # its kernel faults (`use_extra_buffer_types`).
+        params.use_extra_bufts = repack and use_extra_buffer_types(ggml_backends.cpu_extra_buffer_types())
         ptr = L.llama_model_load_from_file(path.encode(), params)
         if not ptr:
             raise BackendError(f"llama.cpp could not load {path}")
