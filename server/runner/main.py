@@ -50,7 +50,8 @@ def probe(out: BinaryIO) -> int:
 
 
 class Writer(threading.Thread):
-    """Drains the outbox into the protocol pipe, several messages per write when they queue up."""
+    """Drains the outbox into the protocol pipe, several messages per write when they queue up;
+    a completion's pieces that queued up behind a full pipe go out as one (`coalesce`)."""
 
     def __init__(self, out: BinaryIO, outbox: queue.SimpleQueue[Any]) -> None:
         super().__init__(name="runner-writer", daemon=True)
@@ -62,7 +63,7 @@ class Writer(threading.Thread):
             msg = self._outbox.get()
             if msg is None:
                 return
-            chunks = [encode(msg)]
+            pending = [msg]
             stop = False
             while True:
                 try:
@@ -72,9 +73,9 @@ class Writer(threading.Thread):
                 if more is None:
                     stop = True
                     break
-                chunks.append(encode(more))
+                pending.append(more)
             try:
-                self._out.write(b"".join(chunks))
+                self._out.write(b"".join(encode(one) for one in m.coalesce(pending)))
                 self._out.flush()
             except (BrokenPipeError, OSError):
                 os._exit(0)  # the parent is gone; nothing left to serve
