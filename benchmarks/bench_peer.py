@@ -19,6 +19,15 @@ time to first token; then a prompt-heavy mix: 4 streams decoding while two
 1,500-token prompts arrive, reporting the decoders' aggregate and the heavy
 prompts' time to first token. Ratios are pollama ÷ llama-server per round,
 then the median.
+
+Where the time goes: around every burst the CPU time (utime + stime from
+`/proc/<pid>/stat`) of each process of the pipeline is read before and after,
+the benchmark client included (it is the same asyncio/httpx client for both
+servers), with the runner's involuntary context switches (a ggml worker that
+another runnable process pushed off its core stalls the whole step at the next
+barrier). `cpu` in the output gives, per stream count and process, the median
+CPU milliseconds per generated token and the cores it kept busy on average
+over the burst (CPU seconds ÷ wall seconds).
 """
 
 from __future__ import annotations
@@ -203,13 +212,82 @@ async def stream(client: httpx.AsyncClient, who: Contender, prompt: str, tokens:
     return Stream(count, (first or end) - started, end - started)
 
 
-async def burst(who: Contender, streams: int, tokens: int, salt: int) -> tuple[float, float]:
-    """(aggregate tok/s, median TTFT) of `streams` concurrent generations."""
+@dataclass(frozen=True)
+class Burst:
+    tokens: int
+    wall: float
+    ttft: float  # median of the streams
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.wall
+
+
+async def burst(who: Contender, streams: int, tokens: int, salt: int) -> Burst:
+    """`streams` concurrent generations: all their tokens, the wall time, the median TTFT."""
     async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=64)) as client:
         started = time.perf_counter()
         results = await asyncio.gather(*(stream(client, who, f"[{salt}-{i}] {PROMPT}", tokens) for i in range(streams)))
         wall = time.perf_counter() - started
-    return sum(r.tokens for r in results) / wall, statistics.median(r.ttft for r in results)
+    return Burst(sum(r.tokens for r in results), wall, statistics.median(r.ttft for r in results))
+
+
+# ----------------------------------------------------------------------------- CPU accounting
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (all its threads), from /proc; 0 where it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def involuntary_switches(pid: int) -> int:
+    """Times the scheduler took a CPU from any thread of `pid` while it could still run."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+@dataclass(frozen=True)
+class Sample:
+    cpu: dict[str, float]  # role → CPU seconds
+    switches: int  # the engine's involuntary context switches
+
+
+class CpuMeter:
+    """The pipeline's processes by role: the benchmark client (this process), and per
+    contender its server (and pollama's runner). Deltas around a burst say who spent what."""
+
+    def __init__(self, roles: dict[str, dict[str, list[int]]], engines: dict[str, int]) -> None:
+        self.roles = roles  # contender → role → pids
+        self.engines = engines  # contender → the pid that runs llama.cpp
+
+    def sample(self, who: str) -> Sample:
+        cpu = {role: sum(cpu_seconds(p) for p in pids) for role, pids in self.roles[who].items()}
+        times = os.times()
+        cpu["client"] = times.user + times.system
+        return Sample(cpu, involuntary_switches(self.engines[who]))
+
+    @staticmethod
+    def delta(before: Sample, after: Sample, result: Burst) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for role, seconds in after.cpu.items():
+            spent = seconds - before.cpu.get(role, 0.0)
+            out[f"{role}_ms_per_token"] = 1000 * spent / max(result.tokens, 1)
+            out[f"{role}_cores"] = spent / result.wall
+        out["engine_involuntary_switches_per_token"] = (after.switches - before.switches) / max(result.tokens, 1)
+        return out
 
 
 async def prompt_heavy(who: Contender, tokens: int, salt: int) -> tuple[float, float]:
@@ -246,6 +324,7 @@ def main() -> None:
 
         args.model = cached_model("bench")
     binary = llama_server_binary()
+    loadavg_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {"OLLAMA_NUM_PARALLEL": str(slots), "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": str(SLOT_CTX)}
@@ -260,6 +339,13 @@ def main() -> None:
             contenders: list[Contender] = [Pollama(server.url), LlamaServer(peer_url)]
             for who in contenders:  # load and warm up
                 asyncio.run(burst(who, 1, 8, -1))
+            assert server.proc is not None
+            runners = server.runner_pids()
+            meter = CpuMeter(
+                {"pollama": {"server": [server.proc.pid], "runner": runners}, "llama-server": {"server": [peer.pid]}},
+                {"pollama": runners[0] if runners else server.proc.pid, "llama-server": peer.pid},
+            )
+            cpu: dict[str, dict[int, list[dict[str, float]]]] = {c.name: {n: [] for n in levels} for c in contenders}
 
             aggregate: dict[str, dict[int, list[float]]] = {c.name: {n: [] for n in levels} for c in contenders}
             ttft: dict[str, dict[int, list[float]]] = {c.name: {n: [] for n in levels} for c in contenders}
@@ -268,9 +354,11 @@ def main() -> None:
                 order = contenders if round_no % 2 == 0 else contenders[::-1]
                 for n in levels:
                     for who in order:
-                        tok_s, first = asyncio.run(burst(who, n, args.tokens, round_no * 100 + n))
-                        aggregate[who.name][n].append(tok_s)
-                        ttft[who.name][n].append(first)
+                        before = meter.sample(who.name)
+                        result = asyncio.run(burst(who, n, args.tokens, round_no * 100 + n))
+                        cpu[who.name][n].append(CpuMeter.delta(before, meter.sample(who.name), result))
+                        aggregate[who.name][n].append(result.tok_s)
+                        ttft[who.name][n].append(result.ttft)
                 if not args.no_mix:
                     for who in order:
                         mix[who.name].append(asyncio.run(prompt_heavy(who, args.tokens, round_no)))
@@ -301,6 +389,14 @@ def main() -> None:
             for n in levels
         },
     }
+    results["cpu"] = {
+        name: {
+            str(n): {key: round(statistics.median(d[key] for d in cpu[name][n]), 3) for key in cpu[name][n][0]}
+            for n in levels
+        }
+        for name in cpu
+    }
+    results["loadavg"] = {"start": round(loadavg_start, 2), "end": round(os.getloadavg()[0], 2)}
     if not args.no_mix:
         results["prompt_heavy_mix"] = {
             "pollama_decode_tok_s": round(statistics.median(m[0] for m in mix[ours]), 1),

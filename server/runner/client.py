@@ -158,10 +158,24 @@ class RunnerClient:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._streams[rid] = queue
         finished = False
+        held: Any = None  # a message taken from the queue while merging pieces, next in line
         try:
             self._send(m.Completion(rid, req))
             while True:
-                msg = await queue.get()
+                if held is not None:
+                    msg, held = held, None
+                else:
+                    msg = await queue.get()
+                if isinstance(msg, m.Piece):
+                    # pieces that arrived while the caller was busy with the last chunk (a slow
+                    # HTTP client, a busy event loop) become one chunk: less work per token
+                    # for the server exactly when it is behind, and the same text
+                    while not queue.empty():
+                        more = queue.get_nowait()
+                        if not isinstance(more, m.Piece):
+                            held = more
+                            break
+                        msg = m.merge_pieces(msg, more)
                 if isinstance(msg, BaseException):
                     finished = True
                     raise msg

@@ -303,6 +303,37 @@ class MessageError(ValueError):
     """A frame that is JSON but not a message we know (bad type, missing field)."""
 
 
+def merge_pieces(first: Piece, later: Piece) -> Piece:
+    """Two consecutive pieces of one completion as one: the text and logprobs of both, in
+    order, and the later count. What a reader behind the engine gets instead of a frame,
+    a queue wake-up and an HTTP chunk per token (the tokens are all there either way)."""
+    logprobs = None
+    if first.logprobs is not None or later.logprobs is not None:
+        logprobs = (first.logprobs or ()) + (later.logprobs or ())
+    return Piece(first.id, first.content + later.content, logprobs, later.eval_count)
+
+
+def coalesce(messages: list[Any]) -> list[Any]:
+    """`messages` with each completion's pieces that follow one another (no other message of
+    that completion between them) merged into its first. Messages of one id keep their
+    order; those of different ids are independent streams, so a merged piece may pass
+    another completion's messages."""
+    out: list[Any] = []
+    open_piece: dict[int, int] = {}  # id → index in `out` of the piece later ones merge into
+    for msg in messages:
+        rid = getattr(msg, "id", None)
+        if type(msg) is Piece:
+            at = open_piece.get(msg.id)
+            if at is not None:
+                out[at] = merge_pieces(out[at], msg)
+                continue
+            open_piece[msg.id] = len(out)
+        elif rid is not None:
+            open_piece.pop(rid, None)
+        out.append(msg)
+    return out
+
+
 def to_wire(message: Any) -> dict[str, Any]:
     """A message as a JSON-able dict with its type under "type" (shallow, fast for pieces)."""
     out: dict[str, Any] = {"type": _TYPE_NAMES[type(message)]}

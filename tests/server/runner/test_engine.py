@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from server.errors import BadRequest
+from server.runner import messages as m
 from server.runner.client import CompletionRequest, LoadOptions, RunnerClient
 from tests.server.runner.helpers import generate
 
@@ -80,6 +81,26 @@ async def test_concurrent_streams_match_solo_runs(runner: RunnerClient) -> None:
     together = await asyncio.gather(*(generate(runner, p, num_predict=40) for p in PROMPTS))
     assert [r.text for r in together] == [r.text for r in solo]
     assert all(r.last.eval_count == 40 and r.last.done_reason == "length" for r in together)
+
+
+async def test_a_reader_behind_the_engine_gets_all_tokens_in_fewer_chunks(runner: RunnerClient) -> None:
+    """Pieces that queue up while the caller is busy come as one chunk (`coalesce`), with every
+    token's text and logprob in order: the same as a caller that keeps up."""
+    options = {"temperature": 0.0, "num_predict": 32, "logprobs": True}
+    fast = await generate(runner, "the quick brown fox", **options)
+    stream = runner.completion(CompletionRequest(prompt="the quick brown fox", **options))  # type: ignore[arg-type]
+    first = await stream.__anext__()
+    # The runner answers health after the Done it emitted before going idle, so once it
+    # reports no request running, every piece of this one is in the client's queue.
+    while (await runner._call(lambda rid: m.Health(rid))).active:
+        await asyncio.sleep(0.01)
+    rest = [chunk async for chunk in stream]
+    slow = [first, *rest]
+    assert len(slow) <= 3 < len(fast.chunks)  # first, all the rest merged, the final chunk
+    assert "".join(c.content for c in slow) == fast.text
+    assert [e for c in slow for e in c.logprobs or ()] == [e for c in fast.chunks for e in c.logprobs or ()]
+    assert slow[-1].done and slow[-1].eval_count == fast.last.eval_count == 32
+    assert slow[-2].eval_count == 32 or slow[-2].done  # a merged piece counts its last token
 
 
 async def test_more_requests_than_slots_queue(runner: RunnerClient) -> None:

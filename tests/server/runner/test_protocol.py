@@ -128,3 +128,49 @@ def test_messages_are_frozen() -> None:
     msg = m.Cancel(1)
     with pytest.raises(AttributeError):
         msg.id = 2  # type: ignore[misc]
+
+
+def test_coalesce_merges_each_completions_consecutive_pieces() -> None:
+    lp = [{"token": t, "logprob": -1.0, "bytes": [ord(t)]} for t in "abcd"]
+    msgs = [
+        m.Piece(1, "a", (lp[0],), 1),
+        m.Piece(2, "x", None, 1),
+        m.Piece(1, "b", (lp[1],), 2),
+        m.Piece(2, "y", None, 2),
+        m.Piece(1, "c", (lp[2],), 3),
+        m.Done(2, "stop", eval_count=2),
+        m.Piece(2, "z", None, 3),  # after its Done: not merged across it (a new stream of that id)
+        m.Piece(1, "d", (lp[3],), 4),
+        m.Tokens(3, (1, 2)),
+    ]
+    out = m.coalesce(msgs)
+    assert out == [
+        m.Piece(1, "abcd", tuple(lp), 4),
+        m.Piece(2, "xy", None, 2),
+        m.Done(2, "stop", eval_count=2),
+        m.Piece(2, "z", None, 3),
+        m.Tokens(3, (1, 2)),
+    ]
+    # every message of one id keeps its order, and no text is lost
+    for rid in (1, 2, 3):
+        assert "".join(getattr(x, "content", "") for x in out if x.id == rid) == "".join(
+            getattr(x, "content", "") for x in msgs if x.id == rid
+        )
+
+
+def test_coalesce_keeps_a_piece_after_an_error_of_its_id_apart() -> None:
+    msgs = [m.Piece(1, "a", None, 1), m.Error(1, "boom"), m.Piece(1, "b", None, 2)]
+    assert m.coalesce(msgs) == msgs
+    assert m.coalesce([]) == []
+
+
+def test_runner_bounds_openmp_spinning_unless_the_user_chose() -> None:
+    from server.runner.main import OPENMP_SPIN_ROUNDS, pace_openmp
+
+    env: dict[str, str] = {}
+    pace_openmp(env)
+    assert env == {"GOMP_SPINCOUNT": str(OPENMP_SPIN_ROUNDS)}
+    for own in ({"GOMP_SPINCOUNT": "300000"}, {"OMP_WAIT_POLICY": "active"}):
+        chosen = dict(own)
+        pace_openmp(chosen)
+        assert chosen == own
