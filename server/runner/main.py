@@ -20,33 +20,12 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import MutableMapping
 from typing import Any, BinaryIO
 
 from server.runner import messages as m
 from server.runner.protocol import DecodedFrame, FrameDecoder, FrameError, encode
 
 EXIT_GRACE_SECONDS = 3.0
-
-#: How long (in pause-instruction rounds, libgomp's `GOMP_SPINCOUNT`) an OpenMP thread of
-#: llama.cpp spins at a barrier before it sleeps. libgomp's default is 300,000 rounds, about
-#: 15-20 ms on a recent x86 core (`pause` costs ~140 cycles there). ggml ends every node of
-#: the graph in a barrier of all its threads; when the machine has other work (the server
-#: delivering the tokens, the HTTP client, whatever else runs on a desktop), the thread that
-#: waits for a descheduled partner spins away its own time slice, and the step stalls until
-#: both are back. On the 2-vCPU development machine under load that cost the runner 5-9x its
-#: CPU per token (benchmarks/README.md). This many rounds (about 0.2 ms) still cover the
-#: imbalance of a node's work on an idle machine, and then the waiting thread gives its core
-#: to whoever needs it.
-OPENMP_SPIN_ROUNDS = 3000
-
-
-def pace_openmp(env: MutableMapping[str, str]) -> None:
-    """Bound OpenMP's spinning (`OPENMP_SPIN_ROUNDS`) before llama.cpp (and libgomp with it)
-    is loaded, which reads these variables once; a user's own OMP_WAIT_POLICY or
-    GOMP_SPINCOUNT is left as it is."""
-    if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
-        env["GOMP_SPINCOUNT"] = str(OPENMP_SPIN_ROUNDS)
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -157,7 +136,6 @@ class Reader(threading.Thread):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    pace_openmp(os.environ)
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     sys.stdout = sys.stderr

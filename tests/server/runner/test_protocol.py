@@ -162,15 +162,3 @@ def test_coalesce_keeps_a_piece_after_an_error_of_its_id_apart() -> None:
     msgs = [m.Piece(1, "a", None, 1), m.Error(1, "boom"), m.Piece(1, "b", None, 2)]
     assert m.coalesce(msgs) == msgs
     assert m.coalesce([]) == []
-
-
-def test_runner_bounds_openmp_spinning_unless_the_user_chose() -> None:
-    from server.runner.main import OPENMP_SPIN_ROUNDS, pace_openmp
-
-    env: dict[str, str] = {}
-    pace_openmp(env)
-    assert env == {"GOMP_SPINCOUNT": str(OPENMP_SPIN_ROUNDS)}
-    for own in ({"GOMP_SPINCOUNT": "300000"}, {"OMP_WAIT_POLICY": "active"}):
-        chosen = dict(own)
-        pace_openmp(chosen)
-        assert chosen == own
