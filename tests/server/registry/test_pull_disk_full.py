@@ -316,8 +316,12 @@ async def test_the_other_blobs_called_off_keep_records_that_claim_only_bytes_on_
     written = {"n": 0}
 
     def full_disk(self: PartialFile, data: bytes, offset: int) -> None:
+        # On the fetch's writer thread: once 1 MB of the first blob is in, wait for the other to be
+        # held halfway, then fail. Checking `held` without waiting let a busy machine finish the
+        # first blob before the other had started; that one then waited at the gate for ever.
         if self.final.name == full_name:
-            if written["n"] >= 1_000_000 and front.held.is_set():
+            if written["n"] >= 1_000_000:
+                assert front.held.wait(60), "the second blob never reached the gate"
                 raise OSError(errno.ENOSPC, "No space left on device")
             written["n"] += len(data)
         real(self, data, offset)
