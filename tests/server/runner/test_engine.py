@@ -96,7 +96,9 @@ async def test_a_reader_behind_the_engine_gets_all_tokens_in_fewer_chunks(runner
         await asyncio.sleep(0.01)
     rest = [chunk async for chunk in stream]
     slow = [first, *rest]
-    assert len(slow) <= 3 < len(fast.chunks)  # first, all the rest merged, the final chunk
+    # first, all the rest merged, the final chunk: 32 tokens would be 33 chunks unmerged. (The
+    # "fast" reader is not asserted to get more: on a busy machine it falls behind too.)
+    assert len(slow) <= 3
     assert "".join(c.content for c in slow) == fast.text
     assert [e for c in slow for e in c.logprobs or ()] == [e for c in fast.chunks for e in c.logprobs or ()]
     assert slow[-1].done and slow[-1].eval_count == fast.last.eval_count == 32
