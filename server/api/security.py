@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from quart import Quart, Response, request
 
-from server.api.compat.common import TRUNCATION_FIELDS
+from server.api.compat.common import TRUNCATION_HEADERS
 from server.config import Config
 
 DEFAULT_ORIGIN_HOSTS = ("localhost", "127.0.0.1", "0.0.0.0")
@@ -56,7 +56,7 @@ ALLOW_HEADERS = ",".join(
 )
 # pollama's own response headers a browser app may read (fetch() hides any other but the
 # CORS-safelisted ones): how much of a `/v1` prompt did not fit (`compat/common.py` `truncation_headers`)
-EXPOSE_HEADERS = ", ".join("X-Pollama-" + key.replace("_", "-").title() for key in TRUNCATION_FIELDS)
+EXPOSE_HEADERS = ", ".join(TRUNCATION_HEADERS.values())
 PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 
 

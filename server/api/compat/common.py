@@ -192,6 +192,8 @@ def with_native_options(body: Mapping[str, Any], translated: Options) -> Options
 
 #: The pollama extension fields that say what was cut to fit the context (`truncation`).
 TRUNCATION_FIELDS = ("truncated_messages", "truncated_tokens")
+#: Each field's response header on a whole `/v1` answer (`truncation_headers`; CORS exposes them).
+TRUNCATION_HEADERS = {key: "X-Pollama-" + key.replace("_", "-").title() for key in TRUNCATION_FIELDS}
 
 
 def truncation(final: Final) -> dict[str, int]:
@@ -203,4 +205,4 @@ def truncation(final: Final) -> dict[str, int]:
 
 
 def truncation_headers(final: Final) -> dict[str, str]:
-    return {"X-Pollama-" + key.replace("_", "-").title(): str(n) for key, n in truncation(final).items()}
+    return {TRUNCATION_HEADERS[key]: str(n) for key, n in truncation(final).items()}
