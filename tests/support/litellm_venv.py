@@ -10,12 +10,11 @@ run pays for the install. The test then calls LiteLLM in a subprocess of that ve
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import venv
 from pathlib import Path
 
-from tests.packaging.bundles import BUILD_CACHE  # also puts packaging/ on sys.path
+from tests.packaging.bundles import BUILD_CACHE
+from tests.support.cached_venv import cached_venv
 
 #: The LiteLLM release the test drives; pinned so the cached venv is reused until it changes.
 LITELLM = "litellm==1.110.2"
@@ -23,26 +22,16 @@ LITELLM = "litellm==1.110.2"
 
 def litellm_python(root: Path = BUILD_CACHE, requirement: str = LITELLM) -> Path:
     """The interpreter of a venv with `requirement` installed, made if missing (pip's output on failure)."""
-    from cache_lock import locked  # from packaging/, importable once tests.packaging.bundles ran
 
-    name = "litellm-" + requirement.split("==")[-1]
-    folder = root / "venvs" / name
-    python = folder / "bin" / "python"
-    marker = folder / "pollama-litellm-venv"
-    if marker.is_file():
-        return python
-    with locked(root / "locks" / f"venv-{name}.lock", announce=f"waiting for another install of {name}"):
-        if marker.is_file():
-            return python
-        shutil.rmtree(folder, ignore_errors=True)
-        venv.EnvBuilder(system_site_packages=False, with_pip=True, clear=True).create(folder)
+    def install(python: Path) -> str:
         done = subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", requirement],
             capture_output=True,
             text=True,
         )
         if done.returncode != 0:
-            shutil.rmtree(folder, ignore_errors=True)
             raise RuntimeError(f"pip install {requirement} failed:\n{done.stdout}\n{done.stderr}")
-        marker.write_text(requirement + "\n")
-    return python
+        return requirement + "\n"
+
+    name = "litellm-" + requirement.split("==")[-1]
+    return cached_venv(name, "pollama-litellm-venv", install, system_site_packages=False, root=root)

@@ -13,33 +13,24 @@ seconds once the wheels exist.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
-import venv
 import zipfile
 from pathlib import Path
 
 from tests.packaging.bundles import BUILD_CACHE  # also puts packaging/ on sys.path
+from tests.support.cached_venv import cached_venv
 
 
 def rpc_python(root: Path = BUILD_CACHE) -> Path:
     """The interpreter of a venv with the RPC-enabled llama.cpp, made if missing."""
     import llama_wheel  # from packaging/, importable once tests.packaging.bundles ran
-    from cache_lock import locked
 
     base = llama_wheel.build_wheel(llama_wheel.spec_for("cpu"), root)
     rpc = llama_wheel.build_wheel(llama_wheel.spec_for("rpc"), root)
     key = hashlib.sha256(f"{base.path.name}\0{rpc.spec.key}".encode()).hexdigest()[:12]
-    folder = root / "venvs" / f"rpc-test-{key}"
-    python = folder / "bin" / "python"
-    marker = folder / "pollama-rpc-venv"
-    if marker.is_file():
-        return python
-    with locked(root / "locks" / f"venv-rpc-test-{key}.lock", announce=f"waiting for another build of {folder.name}"):
-        if marker.is_file():
-            return python
-        shutil.rmtree(folder, ignore_errors=True)
-        venv.EnvBuilder(system_site_packages=True, with_pip=True, clear=True).create(folder)
+
+    def install(python: Path) -> str:
+        folder = python.parents[1]
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", str(base.path)],
             check=True,
@@ -64,5 +55,6 @@ def rpc_python(root: Path = BUILD_CACHE) -> Path:
                 raise RuntimeError(f"{rpc.path.name} has no libggml-rpc library")
             for name in modules:
                 (lib / Path(name).name).write_bytes(wheel.read(name))
-        marker.write_text(f"{base.path.name}\n{rpc.path.name}\n")
-    return python
+        return f"{base.path.name}\n{rpc.path.name}\n"
+
+    return cached_venv(f"rpc-test-{key}", "pollama-rpc-venv", install, system_site_packages=True, root=root)
