@@ -355,6 +355,11 @@ class Context:
     def seq_rm(self, seq: int, p0: int, p1: int) -> bool:
         return bool(L.llama_memory_seq_rm(self.mem, seq, p0, p1))
 
+    def seq_cp(self, source: int, target: int) -> None:
+        """Copy a sequence's whole cache to another (empty) sequence; between the streams of a
+        split cache llama.cpp copies the buffers at the start of the next decode."""
+        L.llama_memory_seq_cp(self.mem, source, target, -1, -1)
+
     def seq_add(self, seq: int, p0: int, p1: int, delta: int) -> None:
         L.llama_memory_seq_add(self.mem, seq, p0, p1, delta)
 

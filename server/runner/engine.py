@@ -51,10 +51,10 @@ from server.runner.slots import (
     Slot,
     aligned_reuse,
     cache_covers,
-    choose_slot,
     chunk_boundary,
     chunk_room,
     effective_num_keep,
+    place,
     predict_limit,
     reusable_prefix,
     shift_amount,
@@ -109,6 +109,16 @@ class Sequence:
     def next_image(self) -> int | None:
         """Start position of the next image still to decode, if any."""
         return min(self.images) if self.images else None
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One sequence's share of a step's batch: its next token and draft (`decoding`), or a
+    chunk of its prompt."""
+
+    seq: Sequence
+    tokens: list[int]
+    decoding: bool
 
 
 class Engine:
@@ -450,9 +460,11 @@ class Engine:
             if vision_prompt is not None:
                 vision_prompt.close()
             raise
-        chosen = choose_slot(self.slots, tokens)
-        assert chosen is not None
-        slot, common = chosen
+        placement = place(self.slots, tokens, can_copy=self._can_copy_streams())
+        assert placement is not None
+        if placement.move is not None:
+            self._copy_cache(*placement.move)
+        slot, common = placement.slot, placement.common
         keep = safe_prefix(reusable_prefix(common, len(tokens)), spans)
         edges = tuple(sorted({e for span in spans for e in (span.start, span.end)}))
         if self.aligned:
@@ -511,6 +523,23 @@ class Engine:
             edges=edges,
         )
 
+    def _can_copy_streams(self) -> bool:
+        """Whether a slot's cache can be copied whole to another slot's stream: a split KV cache
+        (`llama_kv_cache::seq_cp` copies the stream's buffers); a recurrent or hybrid state is
+        left where it is."""
+        ctx, model = self.ctx, self.model
+        return ctx is not None and model is not None and not ctx.spec.kv_unified and not model.is_recurrent
+
+    def _copy_cache(self, source: Slot, target: Slot) -> None:
+        """Give `target` what `source` caches (`place`): llama.cpp queues the copy of the stream
+        and makes it before the next decode; the mirror moves now."""
+        assert self.ctx is not None
+        self.ctx.seq_rm(target.seq_id, -1, -1)
+        self.ctx.seq_cp(source.seq_id, target.seq_id)
+        target.tokens = list(source.tokens)
+        target.exact, target.stale_from, target.last_used = source.exact, source.stale_from, source.last_used
+        _note(f"slot {source.seq_id}'s {len(source.tokens)} cached tokens copied to slot {target.seq_id}")
+
     def _tokenize(self, req: m.CompletionRequest) -> tuple[list[int], list[ImageSpan], VisionPrompt | None]:
         """The prompt's positions; with images (and `[img-n]` markers) through the projector."""
         model = self.model
@@ -544,7 +573,8 @@ class Engine:
         batch, ctx = self.batch, self.ctx
         assert batch is not None
         batch.clear()
-        in_batch: list[Sequence] = []
+        plan: list[_Rows] = []  # what each sequence puts in this step, decided before it is written
+        room = batch.capacity
         # 1. the next token of every generating sequence, and its draft if it speculates
         generating = sum(1 for seq in self.running.values() if seq.next_token is not None)
         for seq in list(self.running.values()):
@@ -554,40 +584,35 @@ class Engine:
             generating -= 1
             if len(seq.slot.tokens) >= self.n_ctx_slot and not self._make_room(seq):
                 continue
-            draft = self._draft(seq, batch.free - generating) if seq.draft_max else []
-            seq.out_row = batch.add(seq.next_token, len(seq.slot.tokens), seq.slot.seq_id, True)
-            seq.slot.tokens.append(seq.next_token)
+            draft = self._draft(seq, room - generating) if seq.draft_max else []
+            plan.append(_Rows(seq, [seq.next_token, *draft], decoding=True))
+            room -= 1 + len(draft)
             seq.next_token = None
             seq.drafted = draft
-            seq.draft_rows = []
-            for token in draft:
-                seq.draft_rows.append(batch.add(token, len(seq.slot.tokens), seq.slot.seq_id, True))
-                seq.slot.tokens.append(token)
-            in_batch.append(seq)
         # 2. chunks of prompts, oldest first, in the room that is left
         chunks: list[tuple[Sequence, int]] = []  # (sequence, chunk start) for `_mark_exact`
         for seq in list(self.running.values()):
-            if not seq.pending or batch.free <= 0:
+            if not seq.pending or room <= 0:
                 continue
-            room = batch.free
+            take_room = room
             image_at = seq.next_image()
             if image_at is not None:
-                room = min(room, image_at - len(seq.slot.tokens))
-                if room <= 0:
+                take_room = min(take_room, image_at - len(seq.slot.tokens))
+                if take_room <= 0:
                     continue  # its image is decoded in a later step
             if self.aligned:
                 rest = len(seq.pending) if image_at is None else image_at - len(seq.slot.tokens)
-                room = chunk_room(len(seq.slot.tokens), room, self.unit, rest)
+                take_room = chunk_room(len(seq.slot.tokens), take_room, self.unit, rest)
                 chunks.append((seq, len(seq.slot.tokens)))
-            take = seq.pending[:room]
+            take = seq.pending[:take_room]
             del seq.pending[: len(take)]
-            last = len(take) - 1
-            for j, token in enumerate(take):
-                row = batch.add(token, len(seq.slot.tokens), seq.slot.seq_id, j == last and not seq.pending)
-                seq.slot.tokens.append(token)
-                if j == last and not seq.pending:
-                    seq.out_row = row
-            in_batch.append(seq)
+            plan.append(_Rows(seq, take, decoding=False))
+            room -= len(take)
+        # 3. written in sequence-id order: llama.cpp cuts a batch for a split KV cache into
+        # micro-batches of consecutive sequence ids, one pass over the weights each
+        in_batch = [rows.seq for rows in plan]
+        for rows in sorted(plan, key=lambda r: r.seq.slot.seq_id):
+            self._write_rows(batch, rows)
         if batch.n == 0:
             return
         rc = ctx.decode(batch)
@@ -598,13 +623,35 @@ class Engine:
         if len(in_batch) == 1:
             for seq, start in chunks:
                 self._mark_exact(seq, start)
-        # 3. sample every sequence that got logits
+        # 4. sample every sequence that got logits
         for seq in in_batch:
             if seq.out_row >= 0 and seq.id in self.running:
                 if seq.drafted:
                     self._verify(seq)
                 else:
                     self._sample(seq)
+
+    @staticmethod
+    def _write_rows(batch: Batch, rows: _Rows) -> None:
+        """Append one sequence's rows for this step to the batch and to its slot's mirror: a
+        generating sequence's next token and draft (each with logits, `_verify` reads them), or
+        a prompt chunk (logits only on the prompt's last token)."""
+        seq, slot = rows.seq, rows.seq.slot
+        if rows.decoding:
+            seq.out_row = batch.add(rows.tokens[0], len(slot.tokens), slot.seq_id, True)
+            slot.tokens.append(rows.tokens[0])
+            seq.draft_rows = []
+            for token in rows.tokens[1:]:
+                seq.draft_rows.append(batch.add(token, len(slot.tokens), slot.seq_id, True))
+                slot.tokens.append(token)
+            return
+        last = len(rows.tokens) - 1
+        for j, token in enumerate(rows.tokens):
+            ends_prompt = j == last and not seq.pending
+            row = batch.add(token, len(slot.tokens), slot.seq_id, ends_prompt)
+            slot.tokens.append(token)
+            if ends_prompt:
+                seq.out_row = row
 
     def _mark_exact(self, seq: Sequence, start: int) -> None:
         """A prompt chunk from `start` was decoded whole and alone (no other sequence's rows in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from server.runner.slots import (
+    Placement,
     Slot,
     aligned_reuse,
     cache_covers,
@@ -11,7 +12,9 @@ from server.runner.slots import (
     chunk_room,
     common_prefix,
     effective_num_keep,
+    place,
     reusable_prefix,
+    runs,
     shift_amount,
 )
 
@@ -162,3 +165,62 @@ def test_only_whole_exact_chunks_are_reused() -> None:
     assert aligned_reuse(40, 1024, 512) == 0  # a short shared prefix is evaluated again
     assert aligned_reuse(1299, 0, 512) == 0  # nothing exact (e.g. computed beside another sequence)
     assert aligned_reuse(1299, 1200, 512, (1100, 1200)) == 1200  # up to an image's end
+
+
+# ---- placement: keeping running sequences in consecutive slots (`place`) --------------------
+
+
+def test_runs_counts_consecutive_id_groups() -> None:
+    assert runs([]) == 0
+    assert runs([3]) == 1
+    assert runs([0, 1, 2, 5]) == 2
+    assert runs([7, 0, 5, 1, 6]) == 2  # order does not matter
+    assert runs(range(0, 16, 2)) == 8
+
+
+def test_nothing_running_keeps_least_recently_used_choice() -> None:
+    slots = [Slot(0, [7], last_used=9), Slot(1, [8], last_used=3), Slot(2, [9], last_used=5)]
+    placed = place(slots, [1, 2], can_copy=True)
+    assert placed == Placement(slots[1], 0)
+
+
+def test_empty_slot_next_to_the_running_ones_is_taken() -> None:
+    slots = [Slot(0, [1], busy=True), Slot(1, []), Slot(2, []), Slot(3, [], last_used=0)]
+    slots[1].last_used = 4  # LRU would say slot 2 or 3
+    placed = place(slots, [5, 6], can_copy=True)
+    assert placed == Placement(slots[1], 0)
+
+
+def test_a_hole_between_two_runs_is_filled_first() -> None:
+    slots = [Slot(i, [], busy=i in (0, 1, 3, 4)) for i in range(8)]
+    placed = place(slots, [5, 6], can_copy=True)
+    assert placed is not None and placed.slot.seq_id == 2 and placed.move is None
+
+
+def test_the_cache_lru_gives_up_is_still_the_one_given_up() -> None:
+    """No prefix worth keeping: LRU picks slot 3, whose cache is given up; slot 1, next to the
+    running slot 0, holds a newer conversation, which is copied to slot 3's stream."""
+    recent = Slot(1, [4, 4, 4], last_used=8, exact=2)
+    old = Slot(3, [5, 5], last_used=1)
+    slots = [Slot(0, [9], busy=True), recent, Slot(2, [6], last_used=5), old]
+    placed = place(slots, [1, 2, 3], can_copy=True)
+    assert placed == Placement(recent, 0, move=(recent, old))
+
+
+def test_without_stream_copies_a_cache_is_never_sacrificed_for_contiguity() -> None:
+    slots = [Slot(0, [9], busy=True), Slot(1, [4, 4], last_used=8), Slot(2, [5], last_used=1)]
+    assert place(slots, [1, 2], can_copy=False) == Placement(slots[2], 0)
+
+
+def test_a_prefix_hit_is_copied_next_to_the_running_ones_only_into_an_empty_slot() -> None:
+    hit = Slot(3, [1, 2, 3, 8], last_used=2)
+    slots = [Slot(0, [9], busy=True), Slot(1, []), Slot(2, [7], last_used=1), hit]
+    assert place(slots, [1, 2, 3, 4], can_copy=True) == Placement(slots[1], 3, move=(hit, slots[1]))
+    assert place(slots, [1, 2, 3, 4], can_copy=False) == Placement(hit, 3)
+    slots[1].tokens = [6]  # the home holds a cache: the hit stays where it is
+    assert place(slots, [1, 2, 3, 4], can_copy=True) == Placement(hit, 3)
+
+
+def test_a_slot_that_adds_no_run_is_left_alone() -> None:
+    slots = [Slot(0, [1], busy=True), Slot(1, [7], last_used=1), Slot(2, [8], last_used=4)]
+    assert place(slots, [5], can_copy=True) == Placement(slots[1], 0)
