@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -44,6 +45,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +85,28 @@ def llama_server_binary() -> Path:
     binary = folder / "llama-server"
     if binary.is_file():
         return binary
-    source = sdist(version, cache_root())
+    with build_output_to_stderr():
+        source = sdist(version, cache_root())
+        build_llama_server(source, version, folder)
+    return binary
+
+
+@contextlib.contextmanager
+def build_output_to_stderr() -> Iterator[None]:
+    """pip and cmake print to the inherited stdout, which carries this script's JSON: send
+    the first run's build output to stderr instead."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def build_llama_server(source: Path, version: str, folder: Path) -> None:
     print(f"building llama-server {version} once (cached in {folder})", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(source) as tar:
@@ -104,15 +127,16 @@ def llama_server_binary() -> Path:
         shutil.copy2(build / "bin" / "llama-server", staging / "llama-server")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
-    return binary
 
 
-def start_llama_server(binary: Path, model: Path, slots: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_llama_server(
+    binary: Path, model: Path, slots: int, *, no_repack: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
     command += ["-np", str(slots), "-c", str(slots * SLOT_CTX), "-t", str(THREADS), "-tb", str(THREADS)]
-    command += ["-ngl", "0", "--no-warmup"]
+    command += ["-ngl", "0", "--no-warmup"] + (["--no-repack"] if no_repack else [])
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -316,6 +340,12 @@ def main() -> None:
     parser.add_argument("--streams", default="1,2,4,8,16", help="comma-separated concurrency levels")
     parser.add_argument("--model", type=Path)
     parser.add_argument("--no-mix", action="store_true", help="skip the prompt-heavy mix")
+    parser.add_argument(
+        "--peer-no-repack",
+        action="store_true",
+        help="llama-server with --no-repack: like for like on a CPU with AMX, where pollama's runner"
+        " leaves the repacked layouts out (server/runner/backend.py use_extra_buffer_types)",
+    )
     args = parser.parse_args()
     levels = [int(s) for s in args.streams.split(",")]
     slots = max(levels)
@@ -329,7 +359,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"OLLAMA_NUM_PARALLEL": str(slots), "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": str(SLOT_CTX)}
         server = LiveServer(Path(tmp) / "models", env=env).start()
-        peer, peer_url = start_llama_server(binary, args.model, slots)
+        peer, peer_url = start_llama_server(binary, args.model, slots, no_repack=args.peer_no_repack)
         try:
             import ollama
 
@@ -377,6 +407,7 @@ def main() -> None:
         "slots": slots,
         "slot_ctx": SLOT_CTX,
         "rounds": args.rounds,
+        "peer_no_repack": args.peer_no_repack,
         "streams": {
             str(n): {
                 "pollama_tok_s": round(statistics.median(aggregate[ours][n]), 1),
