@@ -54,6 +54,7 @@ from server.runner.slots import (
     chunk_boundary,
     chunk_room,
     effective_num_keep,
+    even_chunks,
     place,
     predict_limit,
     reusable_prefix,
@@ -608,6 +609,8 @@ class Engine:
             del seq.pending[: len(take)]
             plan.append(_Rows(seq, take, decoding=False))
             room -= len(take)
+        if not self.aligned:  # aligned chunks must end where they end
+            self._even_out(plan)
         # 3. written in sequence-id order: llama.cpp cuts a batch for a split KV cache into
         # micro-batches of consecutive sequence ids, one pass over the weights each
         in_batch = [rows.seq for rows in plan]
@@ -630,6 +633,16 @@ class Engine:
                     self._verify(seq)
                 else:
                     self._sample(seq)
+
+    @staticmethod
+    def _even_out(plan: list[_Rows]) -> None:
+        """Cut this step's prompt chunks to even lengths (`even_chunks`); what is cut goes back
+        to the front of the sequence's pending prompt."""
+        prompts = [rows for rows in plan if not rows.decoding]
+        for rows, keep in zip(prompts, even_chunks([len(r.tokens) for r in prompts]), strict=True):
+            if keep < len(rows.tokens):
+                rows.seq.pending[:0] = rows.tokens[keep:]
+                del rows.tokens[keep:]
 
     @staticmethod
     def _write_rows(batch: Batch, rows: _Rows) -> None:

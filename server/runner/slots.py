@@ -137,6 +137,22 @@ def contiguous_home(slots: Sequence[Slot], chosen: Slot) -> Slot | None:
     return min(better, key=lambda item: item[:3])[3]
 
 
+def even_chunks(lengths: Sequence[int]) -> list[int]:
+    """How many tokens each of a step's prompt chunks keeps, so that they cost one pass.
+
+    llama.cpp's micro-batches for a split KV cache take the same number of tokens from every
+    sequence in them (`split_equal`: it adds a token of each until one has none left), so
+    eight prompts of 15 and 16 tokens decode as a pass of 8 × 15 and further passes for the
+    16th tokens, each a pass over all the weights for a token or two. Chunks up to twice the
+    shortest are cut to the shortest; the rest waits one step and goes with the next step's
+    one-token rows. Longer chunks keep their length, so a long prompt is never held back
+    by short ones arriving beside it."""
+    if len(lengths) < 2:
+        return list(lengths)
+    shortest = min(lengths)
+    return [shortest if n <= 2 * shortest else n for n in lengths]
+
+
 def cache_covers(pos_min: int, next_pos: int, n_swa: int) -> bool:
     """Whether a sequence whose oldest cached position is `pos_min` can go on at `next_pos`.
 

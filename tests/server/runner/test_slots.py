@@ -12,6 +12,7 @@ from server.runner.slots import (
     chunk_room,
     common_prefix,
     effective_num_keep,
+    even_chunks,
     place,
     reusable_prefix,
     runs,
@@ -224,3 +225,15 @@ def test_a_prefix_hit_is_copied_next_to_the_running_ones_only_into_an_empty_slot
 def test_a_slot_that_adds_no_run_is_left_alone() -> None:
     slots = [Slot(0, [1], busy=True), Slot(1, [7], last_used=1), Slot(2, [8], last_used=4)]
     assert place(slots, [5], can_copy=True) == Placement(slots[1], 0)
+
+
+def test_prompt_chunks_of_nearly_one_length_are_cut_to_the_shortest() -> None:
+    assert even_chunks([15, 16, 15, 16]) == [15, 15, 15, 15]
+    assert even_chunks([800, 850, 1600]) == [800, 800, 800]
+    assert even_chunks([7]) == [7]
+    assert even_chunks([]) == []
+
+
+def test_a_long_prompt_is_not_held_back_by_a_short_one() -> None:
+    assert even_chunks([15, 497]) == [15, 497]
+    assert even_chunks([15, 16, 40]) == [15, 15, 40]
