@@ -54,6 +54,11 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 SIMILARITY = 0.5  # share at least this much of the prompt, or take the least recently used slot
 
 
+def is_prefix_hit(common: int, prompt_len: int) -> bool:
+    """Whether `common` cached tokens are worth running a prompt of `prompt_len` in their slot."""
+    return common > 0 and common >= SIMILARITY * prompt_len
+
+
 def choose_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int] | None:
     """The free slot to run `prompt` in, and how many of its cached tokens match.
 
@@ -66,7 +71,7 @@ def choose_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int
         return None
     scored = [(s.reusable(prompt), s) for s in free]
     n, best = max(scored, key=lambda item: (item[0], -item[1].last_used))
-    if n and n >= SIMILARITY * len(prompt):
+    if is_prefix_hit(n, len(prompt)):
         return best, n
     n, lru = min(scored, key=lambda item: (bool(item[1].tokens), item[1].last_used))
     return lru, n
@@ -111,7 +116,7 @@ def place(slots: Sequence[Slot], prompt: Sequence[int], *, can_copy: bool) -> Pl
     home = contiguous_home(slots, slot)
     if home is None:
         return Placement(slot, common)
-    hit = common > 0 and common >= SIMILARITY * len(prompt)
+    hit = is_prefix_hit(common, len(prompt))
     if not home.tokens:
         if hit and can_copy:
             return Placement(home, common, move=(slot, home))
