@@ -109,6 +109,9 @@ def test_a_chat_streams_its_answer_into_the_view(qtbot, desktop) -> None:
     page = open_chat(qtbot, desktop, "tiny-chat:latest")
     assert desktop.window.current == "chat" and page.isVisible()  # the default page
     assert "is not loaded: it loads when you send the first message" in page.load_label.text()
+    # How many pieces 16 tokens make depends on the machine's load (the runner merges tokens a
+    # slow reader has not taken yet), so "piece by piece" is checked on an endless answer in the
+    # Stop test; here the answer must have streamed in at least one piece before it finished.
     pieces: list[int] = []
     page.session.piece.connect(pieces.append)
     page.composer.setPlainText("Hello there")
@@ -116,7 +119,7 @@ def test_a_chat_streams_its_answer_into_the_view(qtbot, desktop) -> None:
         qtbot.keyClick(page.composer, Qt.Key.Key_Return)
         assert page.send_button.text() == "Stop"  # while it streams
     assert done.args[1] == "complete"
-    assert len(pieces) > 1  # it arrived piece by piece, not at once
+    assert pieces and set(pieces) == {done.args[0]}
     answer = page.store.message(done.args[0])
     assert answer.state is MessageState.COMPLETE and answer.content and answer.model == "tiny-chat:latest"
     assert answer.stats is not None and answer.stats.eval_count == 16 and answer.stats.first_piece_s is not None
@@ -144,8 +147,11 @@ def test_shift_enter_is_a_new_line_and_enter_sends(qtbot, desktop) -> None:
 def test_stop_aborts_the_request_and_frees_the_slot(qtbot, desktop, server: LiveServer) -> None:
     page = open_chat(qtbot, desktop, "tiny-long:latest")
     page.composer.setPlainText("Go on forever")
-    with qtbot.waitSignal(page.session.piece, timeout=60_000):
-        page.send_typed()
+    pieces: list[object] = []
+    page.session.piece.connect(lambda *args: pieces.append(args))
+    page.send_typed()
+    qtbot.waitUntil(lambda: len(pieces) >= 2, timeout=60_000)  # it arrives piece by piece, not at once
+    assert page.session.busy and "Go on forever" in page.transcript.toPlainText()
     cancels_before = server.log().count("cancelled after")
     with qtbot.waitSignal(page.session.answer_finished, timeout=10_000) as done:
         qtbot.keyClick(page.composer, Qt.Key.Key_Escape)  # Esc stops
