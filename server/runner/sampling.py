@@ -14,6 +14,12 @@ it to every token of the vocabulary at every step cost 3-6 ms per token with
 a 32k vocabulary (a quarter to a half of a small model's step); most drawn
 tokens pass, so the check is nearly free. Greedy output is the same either
 way (the best token, if allowed, is also the best allowed one).
+
+Plain greedy decoding (temperature 0, no penalty, no grammar) skips the chain: the token is
+the first maximum of the logits row, read in place with numpy, which is what llama.cpp's
+greedy sampler picks (`llama_sampler_greedy_apply` keeps the first of equal logits) without
+building its 32k-entry candidate array: 18 µs a sequence instead of 69 µs on the bench
+model, a third of a millisecond per step at 8 streams (issue 22's per-step overhead).
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ class SamplerChain:
         self.ptr = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         self._penalties: Any = None
         self._grammar: GrammarCheck | None = None
+        self._argmax_width = 0  # n_vocab when the chain is plain greedy: `sample` takes the argmax
         try:
             if req.grammar:
                 self._grammar = GrammarCheck(vocab, req.grammar, n_vocab)
@@ -89,6 +96,8 @@ class SamplerChain:
             self.penalty_window = p.last_n
             if p.temperature <= 0:
                 L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_greedy())
+                if self._penalties is None and self._grammar is None:
+                    self._argmax_width = n_vocab
                 return
             if p.top_k > 0:
                 L.llama_sampler_chain_add(self.ptr, L.llama_sampler_init_top_k(p.top_k))
@@ -105,6 +114,11 @@ class SamplerChain:
             self.close()
             raise
 
+    @property
+    def plain_greedy(self) -> bool:
+        """Whether `sample` takes the logits' argmax without running the chain."""
+        return self._argmax_width > 0
+
     def prime(self, prompt: list[int]) -> None:
         """Penalties look at the prompt's last tokens too (not the grammar: it starts fresh)."""
         if self._penalties is None or self.penalty_window <= 0:
@@ -113,6 +127,11 @@ class SamplerChain:
             L.llama_sampler_accept(self._penalties, token)
 
     def sample(self, ctx: Any, i: int) -> int:
+        if self._argmax_width:
+            row = L.llama_get_logits_ith(ctx, i)
+            if not row:
+                raise SamplerError(f"output row {i} has no logits")
+            return int(np.ctypeslib.as_array(row, shape=(self._argmax_width,)).argmax())
         if self._grammar is None:
             return int(L.llama_sampler_sample(self.ptr, ctx, i))
         return self._grammar.sample(self.ptr, L.llama_get_logits_ith(ctx, i))
