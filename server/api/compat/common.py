@@ -200,7 +200,7 @@ def truncation(final: Final) -> dict[str, int]:
     """What was cut to fit the context (pollama extension: old messages dropped whole, then
     prompt tokens the runner cut), for the `/v1` answers: as extra fields of a stream's
     finishing chunk, and as `X-Pollama-Truncated-*` headers of a whole answer."""
-    counts = {key: getattr(final, key) for key in TRUNCATION_FIELDS}
+    counts = dict(zip(TRUNCATION_FIELDS, (final.truncated_messages, final.truncated_tokens), strict=True))
     return {key: n for key, n in counts.items() if n}
 
 

@@ -227,11 +227,16 @@ def test_a_slot_that_adds_no_run_is_left_alone() -> None:
     assert place(slots, [5], can_copy=True) == Placement(slots[1], 0)
 
 
-def test_prompt_chunks_of_nearly_one_length_are_cut_to_the_shortest() -> None:
+def test_a_chunk_one_token_longer_than_the_shortest_is_cut_to_it() -> None:
     assert even_chunks([15, 16, 15, 16]) == [15, 15, 15, 15]
-    assert even_chunks([800, 850, 1600]) == [800, 800, 800]
     assert even_chunks([7]) == [7]
     assert even_chunks([]) == []
+
+
+def test_a_longer_remainder_is_not_cut() -> None:
+    # the 3 tokens cut from a 24-token prompt would cost a pass of their own in the next step
+    assert even_chunks([21, 24, 21, 24]) == [21, 24, 21, 24]
+    assert even_chunks([800, 850, 801]) == [800, 850, 800]
 
 
 def test_a_long_prompt_is_not_held_back_by_a_short_one() -> None:
