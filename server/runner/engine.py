@@ -71,7 +71,8 @@ from server.runner.speculative import (
 )
 from server.runner.vision import ImageError, Vision, VisionPrompt
 
-Emit = Callable[[Any], None]
+#: Hands the writer one step's messages, in order, to go out in one write.
+Emit = Callable[[list[Any]], None]
 
 #: Sets what a drafted token costs in decodes of the model instead of timing it at load.
 DRAFT_TOKEN_COST_ENV = "POLLAMA_DRAFT_TOKEN_COST"
@@ -124,7 +125,10 @@ class _Rows:
 
 class Engine:
     def __init__(self, emit: Emit, log: LogSink | None = None) -> None:
-        self._emit = emit
+        self._send = emit
+        #: Messages of this turn of the loop, handed over together by `_flush`: one writer
+        #: wake-up and one pipe write a step, instead of one per sampled sequence.
+        self._outgoing: list[Any] = []
         self._log = log
         self.model: Model | None = None
         self.ctx: Context | None = None
@@ -301,22 +305,40 @@ class Engine:
     # ---- the loop ---------------------------------------------------------------------
 
     def run(self, inbox: queue.SimpleQueue[Any]) -> None:
-        """Serve until a Shutdown arrives. Blocks on the inbox only when there is no work."""
-        while True:
-            idle = not self.running and not self.waiting and not self.embedding
-            try:
-                msg = inbox.get() if idle else inbox.get_nowait()
-            except queue.Empty:
-                msg = None
-            while msg is not None:
-                if isinstance(msg, m.Shutdown):
-                    return
-                self.handle(msg)
+        """Serve until a Shutdown arrives. Blocks on the inbox only when there is no work.
+
+        What a turn emits goes out when the turn has done its work: replies to the messages
+        that arrived before the step, a step's pieces after it. A writer woken at each
+        piece would take the GIL back and forth with the sampling of the step's other
+        sequences, on the path between two decodes."""
+        try:
+            while True:
+                idle = not self.running and not self.waiting and not self.embedding
                 try:
-                    msg = inbox.get_nowait()
+                    msg = inbox.get() if idle else inbox.get_nowait()
                 except queue.Empty:
                     msg = None
-            self.step()
+                while msg is not None:
+                    if isinstance(msg, m.Shutdown):
+                        return
+                    self.handle(msg)
+                    try:
+                        msg = inbox.get_nowait()
+                    except queue.Empty:
+                        msg = None
+                self._flush()
+                self.step()
+                self._flush()
+        finally:
+            self._flush()
+
+    def _emit(self, msg: Any) -> None:
+        self._outgoing.append(msg)
+
+    def _flush(self) -> None:
+        if self._outgoing:
+            out, self._outgoing = self._outgoing, []
+            self._send(out)
 
     @property
     def active(self) -> int:

@@ -51,7 +51,8 @@ def probe(out: BinaryIO) -> int:
 
 class Writer(threading.Thread):
     """Drains the outbox into the protocol pipe, several messages per write when they queue up;
-    a completion's pieces that queued up behind a full pipe go out as one (`coalesce`)."""
+    a completion's pieces that queued up behind a full pipe go out as one (`coalesce`). The
+    outbox holds single messages and lists of them (the engine's, a step at a time)."""
 
     def __init__(self, out: BinaryIO, outbox: queue.SimpleQueue[Any]) -> None:
         super().__init__(name="runner-writer", daemon=True)
@@ -63,17 +64,20 @@ class Writer(threading.Thread):
             msg = self._outbox.get()
             if msg is None:
                 return
-            pending = [msg]
+            pending: list[Any] = []
             stop = False
             while True:
+                if isinstance(msg, list):  # a step's messages from the engine
+                    pending.extend(msg)
+                else:
+                    pending.append(msg)
                 try:
-                    more = self._outbox.get_nowait()
+                    msg = self._outbox.get_nowait()
                 except queue.Empty:
                     break
-                if more is None:
+                if msg is None:
                     stop = True
                     break
-                pending.append(more)
             try:
                 self._out.write(b"".join(encode(one) for one in m.coalesce(pending)))
                 self._out.flush()

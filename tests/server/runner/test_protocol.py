@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import queue
 
 import pytest
 
 from server.runner import messages as m
+from server.runner.main import Writer
 from server.runner.protocol import DecodedFrame, FrameDecoder, FrameError, encode
 
 SAMPLES = [
@@ -162,3 +165,37 @@ def test_coalesce_keeps_a_piece_after_an_error_of_its_id_apart() -> None:
     msgs = [m.Piece(1, "a", None, 1), m.Error(1, "boom"), m.Piece(1, "b", None, 2)]
     assert m.coalesce(msgs) == msgs
     assert m.coalesce([]) == []
+
+
+class _Writes(io.BytesIO):
+    """A real in-memory file that also keeps each `write` call apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[bytes] = []
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.calls.append(bytes(data))
+        return super().write(data)
+
+
+def test_writer_sends_what_queued_up_in_one_write_with_a_steps_list_flattened() -> None:
+    """The engine hands over a step's messages as one list; the writer takes lists and single
+    messages (health replies) alike, in order, and merges a completion's pieces across them."""
+    outbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+    outbox.put([m.Piece(1, "a", None, 1), m.Piece(2, "x", None, 1)])  # one step
+    outbox.put(m.HealthReply(5, "ok", active=2))
+    outbox.put([m.Piece(1, "b", None, 2), m.Done(2, "stop", eval_count=1)])  # the next
+    outbox.put(None)
+    out = _Writes()
+    writer = Writer(out, outbox)  # type: ignore[arg-type]
+    writer.start()
+    writer.join(timeout=10)
+    assert not writer.is_alive()
+    assert len(out.calls) == 1
+    assert list(FrameDecoder().feed(out.getvalue())) == [
+        m.Piece(1, "ab", None, 2),
+        m.Piece(2, "x", None, 1),
+        m.HealthReply(5, "ok", active=2),
+        m.Done(2, "stop", eval_count=1),
+    ]
