@@ -1,6 +1,7 @@
 """pollama against llama.cpp's own `llama-server`, in the same run, one command, JSON out.
 
     python benchmarks/bench_peer.py [--rounds 5] [--tokens 128] [--streams 1,2,4,8,16] [--model PATH]
+                                    [--threads N]
 
 `llama-server` is the peer users compare against (Ollama itself now runs it as
 its runner). It is built once from the pinned llama-cpp-python sdist's vendored
@@ -8,11 +9,12 @@ llama.cpp — the same C++ pollama calls — with the same `-march=native` the
 installed llama-cpp-python wheel has, and cached in the user's cache folder
 (`peers/llama-server-<version>-<flags digest>/`).
 
-Both servers get the same slots: `--streams` max slots of 4096 tokens each
-(`OLLAMA_NUM_PARALLEL` and per-request `num_ctx` 4096 for pollama, `-np` and
-`-c` slots×4096 for llama-server), the same threads, greedy sampling with no
-repeat penalty, raw prompts (no template), distinct prompts per stream so
-neither can share a prefix. Rounds alternate which server goes first (the
+Both servers get the same decode threads (`--threads`, default every CPU:
+`num_thread` for pollama, `-t`/`-tb` for llama-server), the same slots:
+`--streams` max slots of 4096 tokens each (`OLLAMA_NUM_PARALLEL` and
+per-request `num_ctx` 4096 for pollama, `-np` and `-c` slots×4096 for
+llama-server), greedy sampling with no repeat penalty, raw prompts (no
+template), distinct prompts per stream so neither can share a prefix. Rounds alternate which server goes first (the
 machine's speed drifts; see shared/reference/benchmarking.md). Per stream
 count: aggregate tok/s (all tokens ÷ wall time of the burst) and the median
 time to first token; then a prompt-heavy mix: 4 streams decoding while two
@@ -130,12 +132,12 @@ def build_llama_server(source: Path, version: str, folder: Path) -> None:
 
 
 def start_llama_server(
-    binary: Path, model: Path, slots: int, *, no_repack: bool = False
+    binary: Path, model: Path, slots: int, *, threads: int = THREADS, no_repack: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["-np", str(slots), "-c", str(slots * SLOT_CTX), "-t", str(THREADS), "-tb", str(THREADS)]
+    command += ["-np", str(slots), "-c", str(slots * SLOT_CTX), "-t", str(threads), "-tb", str(threads)]
     command += ["-ngl", "0", "--no-warmup"] + (["--no-repack"] if no_repack else [])
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
@@ -177,11 +179,19 @@ class Contender:
 class Pollama(Contender):
     name = "pollama"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, threads: int = THREADS) -> None:
         self.url = url
+        self.threads = threads
 
     def body(self, prompt: str, tokens: int) -> tuple[str, dict[str, Any]]:
-        options = {"temperature": 0, "num_predict": tokens, "num_ctx": SLOT_CTX, "repeat_penalty": 1.0, "seed": 1}
+        options = {
+            "temperature": 0,
+            "num_predict": tokens,
+            "num_ctx": SLOT_CTX,
+            "repeat_penalty": 1.0,
+            "seed": 1,
+            "num_thread": self.threads,
+        }
         return "/api/generate", {"model": "bench", "prompt": prompt, "raw": True, "options": options}
 
     def piece(self, line: str) -> tuple[bool, int | None]:
@@ -341,6 +351,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path)
     parser.add_argument("--no-mix", action="store_true", help="skip the prompt-heavy mix")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="decode threads of both servers (default: every CPU; fewer leaves cores to the servers' own work)",
+    )
+    parser.add_argument(
         "--peer-no-repack",
         action="store_true",
         help="llama-server with --no-repack: like for like on a CPU with AMX, where pollama's runner"
@@ -359,14 +375,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"OLLAMA_NUM_PARALLEL": str(slots), "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": str(SLOT_CTX)}
         server = LiveServer(Path(tmp) / "models", env=env).start()
-        peer, peer_url = start_llama_server(binary, args.model, slots, no_repack=args.peer_no_repack)
+        peer, peer_url = start_llama_server(
+            binary, args.model, slots, threads=args.threads, no_repack=args.peer_no_repack
+        )
         try:
             import ollama
 
             client = ollama.Client(host=server.url)
             blob = client.create_blob(args.model)
             client.create(model="bench", files={"bench.gguf": blob}, template="{{ .Prompt }}", stream=False)
-            contenders: list[Contender] = [Pollama(server.url), LlamaServer(peer_url)]
+            contenders: list[Contender] = [Pollama(server.url, args.threads), LlamaServer(peer_url)]
             for who in contenders:  # load and warm up
                 asyncio.run(burst(who, 1, 8, -1))
             assert server.proc is not None
@@ -402,7 +420,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "benchmark": "peer",
         "model": args.model.name,
-        "threads": THREADS,
+        "threads": args.threads,
         "tokens": args.tokens,
         "slots": slots,
         "slot_ctx": SLOT_CTX,
