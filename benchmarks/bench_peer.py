@@ -360,7 +360,7 @@ def main() -> None:
         "--peer-no-repack",
         action="store_true",
         help="llama-server with --no-repack: like for like on a CPU with AMX, where pollama's runner"
-        " leaves the repacked layouts out (server/runner/backend.py use_extra_buffer_types)",
+        " leaves the repacked layouts out (server/runner/cpu_layouts.py)",
     )
     args = parser.parse_args()
     levels = [int(s) for s in args.streams.split(",")]

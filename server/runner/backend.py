@@ -19,7 +19,7 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 
-from server.runner import ggml_backends
+from server.runner import cpu_layouts, ggml_backends
 from server.runner.ggml_backends import BackendReport
 
 _GGML_LOG_ERROR = 4
@@ -62,7 +62,8 @@ class BufferSizes:
 
     def add(self, device: str, kind: str, mib: float) -> None:
         bucket = "weights" if kind == "model" else "kv" if kind in ("KV", "RS") else "compute"
-        on_host = device.upper().startswith("CPU") or device.endswith("_Host")
+        # CPU_REPACK and AMX are the CPU's own extra layouts: host memory like CPU's.
+        on_host = device.upper().startswith(("CPU", "AMX")) or device.endswith("_Host")
         target = self.ram if on_host else self.vram
         size = int(mib * 1024 * 1024)
         target[bucket] += size
@@ -149,22 +150,6 @@ def meta_str(model: Any, key: str) -> str | None:
     return buf.value.decode("utf-8", errors="replace")
 
 
-#: CPU weight layouts that must not be used: ggml's AMX one (Intel Sapphire Rapids and
-#: later) crashes in `ggml_backend_amx_mul_mat` on the first decode of a Q8_0 model here,
-#: on a 3-token prompt as on a 393-token one (llama.cpp issue #20824, closed as stale
-#: without a fix; Ollama's users and DSPy's CI hit it with Q4_K_M on the same CPUs).
-UNSAFE_EXTRA_BUFFER_TYPES = frozenset({"AMX"})
-
-
-def use_extra_buffer_types(names: tuple[str, ...]) -> bool:
-    """Whether llama.cpp may repack weights into the CPU's extra layouts (`use_extra_bufts`).
-
-    llama.cpp has one switch for them all, so where the AMX layout is on offer the others
-    (`CPU_REPACK`) go too: those weights then run through the CPU backend's own AVX-512
-    kernels, slower for some quantized types on big prompts, never wrong."""
-    return not UNSAFE_EXTRA_BUFFER_TYPES.intersection(names)
-
-
 class Model:
     """A loaded model and its vocabulary; tokenizing and token pieces live here."""
 
@@ -177,6 +162,7 @@ class Model:
         use_mmap: bool | None,
         lora_paths: tuple[str, ...] = (),
         repack: bool = True,
+        decode_rows: int = 1,
     ) -> None:
         params = L.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
@@ -203,9 +189,11 @@ class Model:
             params.load_mode = L.LLAMA_LOAD_MODE_MMAP if use_mmap else L.LLAMA_LOAD_MODE_NONE
         # llama-server's --no-repack (`repack` false, POLLAMA_NO_REPACK) keeps CPU weights as
         # stored instead of in the CPU backend's extra buffer types (AVX2/AMX-interleaved
-        # copies); where the AMX layout is on offer they are left out whatever it says, since
-        # its kernel faults (`use_extra_buffer_types`).
-        params.use_extra_bufts = repack and use_extra_buffer_types(ggml_backends.cpu_extra_buffer_types())
+        # copies); where the AMX layout is on offer they are used only where its quantized
+        # kernels, which fault, cannot be reached (`cpu_layouts.use_extra_buffer_types`).
+        params.use_extra_bufts = repack and cpu_layouts.use_extra_buffer_types(
+            ggml_backends.cpu_extra_buffer_types(), decode_rows, lambda: cpu_layouts.gguf_weight_types(path)
+        )
         ptr = L.llama_model_load_from_file(path.encode(), params)
         if not ptr:
             raise BackendError(f"llama.cpp could not load {path}")

@@ -175,6 +175,8 @@ class Engine:
                 use_mmap=options.use_mmap,
                 lora_paths=tuple(options.lora_paths),
                 repack=options.repack,
+                # a draft model's tokens ride in every step beside each sequence's own
+                decode_rows=options.num_parallel * (1 + (DEFAULT_DRAFT_MODEL_TOKENS if options.draft_path else 0)),
             )
             self._text = TokenText(model.piece)
             num_ctx = options.num_ctx if options.num_ctx > 0 else model.n_ctx_train
@@ -920,6 +922,7 @@ def _load_draft(
         main_gpu=device_index(options.main_gpu),
         use_mmap=options.use_mmap,
         repack=options.repack,
+        decode_rows=parallel,
     )
     if draft.n_vocab != model.n_vocab:
         draft.close()
