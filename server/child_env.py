@@ -11,16 +11,19 @@ from pathlib import Path
 #: whether it came from the environment or from the settings file.
 _for_children: dict[str, str] = {}
 
-#: How long (in PAUSE loops, about 50 µs here) a waiting OpenMP thread of a runner spins
-#: before it sleeps, where the environment sets neither `GOMP_SPINCOUNT` nor
-#: `OMP_WAIT_POLICY`. Every graph node of a decode ends in an OpenMP barrier; libgomp's own
-#: default spins 300,000 loops (milliseconds), so when the CPUs are shared with other busy
-#: processes (another model's runner, a peer server) a thread whose partner lost its CPU
-#: burns its own slice waiting. On the 2-vCPU VM at load 8 a one-row decode of the bench
-#: model took 740-1,344 ms with 2 threads that way, 150 ms at 1,000 loops, 105-180 ms with
-#: `OMP_WAIT_POLICY=passive`, 97-130 ms with one thread (benchmarks/README.md). 1,000 is
-#: also what libgomp falls back to by itself when it has more threads than CPUs.
-OPENMP_SPIN_COUNT = "1000"
+#: How long (in PAUSE loops, about 50 µs per 1,000 on the Xeon VM) a waiting OpenMP thread
+#: of a runner spins before it sleeps, where the environment sets neither `GOMP_SPINCOUNT`
+#: nor `OMP_WAIT_POLICY`. Every graph node of a decode ends in an OpenMP barrier; libgomp's
+#: own default spins 300,000 loops (milliseconds), so when the CPUs are shared with other
+#: busy processes (another model's runner, a peer server, a build) a thread whose partner
+#: lost its CPU burns its own slice waiting: with six CPU hogs on the 2-vCPU VM one stream
+#: decoded 1.1 tok/s that way against 6.5-6.9 at 1,000-3,000 loops. Too short a spin costs
+#: the idle case instead: a one-stream step is ~500 graph nodes of ~50 µs, and a thread that
+#: sleeps at each skew must be woken (on a VM, through the host). Same run, runner servers
+#: side by side: idle, 3,000 loops decoded one stream 4.6 % faster than 1,000 (10.9 against
+#: 36.6 sleeps a token), with two hogs 15 % faster, with six the same; at 4 and 8 idle
+#: streams no count from 1,000 to 300,000 mattered (benchmarks/README.md).
+OPENMP_SPIN_COUNT = "3000"
 
 
 def pass_to_children(name: str, value: str | None) -> None:
