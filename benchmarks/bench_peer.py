@@ -131,6 +131,23 @@ def build_llama_server(source: Path, version: str, folder: Path) -> None:
         os.replace(staging, folder)
 
 
+def start_pollama(models: Path, model: Path, slots: int, env: dict[str, str] | None = None) -> LiveServer:
+    """A pollama server on its own store in `models`, with `slots` parallel slots of
+    `SLOT_CTX` tokens and *model* created as "bench" (raw prompts); `env` adds settings."""
+    import ollama
+
+    settings = {"OLLAMA_NUM_PARALLEL": str(slots), "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": str(SLOT_CTX)}
+    server = LiveServer(models, env={**settings, **(env or {})}).start()
+    try:
+        client = ollama.Client(host=server.url)
+        blob = client.create_blob(model)
+        client.create(model="bench", files={"bench.gguf": blob}, template="{{ .Prompt }}", stream=False)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 def start_llama_server(
     binary: Path, model: Path, slots: int, *, threads: int = THREADS, no_repack: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -280,13 +297,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def involuntary_switches(pid: int) -> int:
-    """Times the scheduler took a CPU from any thread of `pid` while it could still run."""
+def context_switches(pid: int, kind: str = "nonvoluntary") -> int:
+    """Context switches of all threads of `pid` (/proc/<pid>/task/*/status): "nonvoluntary",
+    the scheduler took a CPU from a thread that could still run; "voluntary", a thread went
+    to sleep (an OpenMP worker at a barrier, say)."""
     total = 0
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             for line in (task / "status").read_text().splitlines():
-                if line.startswith("nonvoluntary_ctxt_switches:"):
+                if line.startswith(f"{kind}_ctxt_switches:"):
                     total += int(line.split()[1])
         except OSError:
             continue
@@ -311,7 +330,7 @@ class CpuMeter:
         cpu = {role: sum(cpu_seconds(p) for p in pids) for role, pids in self.roles[who].items()}
         times = os.times()
         cpu["client"] = times.user + times.system
-        return Sample(cpu, involuntary_switches(self.engines[who]))
+        return Sample(cpu, context_switches(self.engines[who]))
 
     @staticmethod
     def delta(before: Sample, after: Sample, result: Burst) -> dict[str, float]:
@@ -373,17 +392,11 @@ def main() -> None:
     loadavg_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"OLLAMA_NUM_PARALLEL": str(slots), "OLLAMA_KEEP_ALIVE": "-1", "OLLAMA_CONTEXT_LENGTH": str(SLOT_CTX)}
-        server = LiveServer(Path(tmp) / "models", env=env).start()
+        server = start_pollama(Path(tmp) / "models", args.model, slots)
         peer, peer_url = start_llama_server(
             binary, args.model, slots, threads=args.threads, no_repack=args.peer_no_repack
         )
         try:
-            import ollama
-
-            client = ollama.Client(host=server.url)
-            blob = client.create_blob(args.model)
-            client.create(model="bench", files={"bench.gguf": blob}, template="{{ .Prompt }}", stream=False)
             contenders: list[Contender] = [Pollama(server.url, args.threads), LlamaServer(peer_url)]
             for who in contenders:  # load and warm up
                 asyncio.run(burst(who, 1, 8, -1))

@@ -32,21 +32,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_peer import Pollama, burst, cpu_seconds  # noqa: E402
+from bench_peer import Pollama, burst, context_switches, cpu_seconds, start_pollama  # noqa: E402
 
 from tests.support.live_server import LiveServer  # noqa: E402
-
-
-def voluntary_switches(pid: int) -> int:
-    """All threads' voluntary context switches (/proc/<pid>/task/*/status)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            lines = (task / "status").read_text().splitlines()
-        except OSError:
-            continue  # a thread that ended meanwhile
-        total += sum(int(line.split()[1]) for line in lines if line.startswith("voluntary_ctxt_switches"))
-    return total
 
 
 @dataclass(frozen=True)
@@ -64,28 +52,18 @@ class Contender:
     runner: int
 
     def sample(self, streams: int, tokens: int, salt: int) -> Sample:
-        cpu, sleeps, started = cpu_seconds(self.runner), voluntary_switches(self.runner), time.perf_counter()
+        cpu, sleeps, started = cpu_seconds(self.runner), context_switches(self.runner, "voluntary"), time.perf_counter()
         result = asyncio.run(burst(self.client, streams, tokens, salt))
         wall = time.perf_counter() - started
         return Sample(
             result.tok_s,
             (cpu_seconds(self.runner) - cpu) / wall,
-            (voluntary_switches(self.runner) - sleeps) / max(result.tokens, 1),
+            (context_switches(self.runner, "voluntary") - sleeps) / max(result.tokens, 1),
         )
 
 
 def start(spin: str, folder: Path, model: Path, slots: int) -> Contender:
-    import ollama
-
-    env = {
-        "GOMP_SPINCOUNT": spin,
-        "OLLAMA_NUM_PARALLEL": str(slots),
-        "OLLAMA_KEEP_ALIVE": "-1",
-        "OLLAMA_CONTEXT_LENGTH": "4096",
-    }
-    server = LiveServer(folder, env=env).start()
-    api = ollama.Client(host=server.url)
-    api.create(model="bench", files={"bench.gguf": api.create_blob(model)}, template="{{ .Prompt }}", stream=False)
+    server = start_pollama(folder, model, slots, {"GOMP_SPINCOUNT": spin})
     client = Pollama(server.url, os.cpu_count() or 2)
     asyncio.run(burst(client, 1, 8, -1))  # load and warm up
     return Contender(spin, server, client, server.runner_pids()[0])

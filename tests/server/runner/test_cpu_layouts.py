@@ -17,12 +17,12 @@ import pytest
 from server.runner import ggml_backends
 from server.runner.client import LoadOptions, RunnerClient, RunnerInfo
 from server.runner.cpu_layouts import gguf_weight_types, use_extra_buffer_types
-from tests.fixtures.gguf_models import Preset, cached_model
+from tests.fixtures.gguf_models import PRESETS, Preset, cached_model
 from tests.server.runner.helpers import generate
 
 #: Big enough for ggml to choose the AMX layout for its matrices (the 64-wide tiny one is not).
 SMALL_Q8 = Preset("small-q8", 4, 256, 8, 4, 768, 4096, 4096, "Q8_0")
-SMALL_F16 = Preset("small", 4, 256, 8, 4, 768, 4096, 4096, "F16")
+SMALL_F16 = PRESETS["small"]  # the same shape in F16
 
 
 def _never() -> frozenset[str]:
